@@ -1,0 +1,184 @@
+"""Command line: ``python -m dream_core dream|models|layers|presets``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .engine import NORMALIZATIONS, DreamSettings, dream
+from .errors import DreamError
+from .imageio import expand_inputs, load_image, save_image
+from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
+from .objectives import LOSS_MODES, parse_layer_weights
+from .presets import PRESETS, get_preset
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (redrawn, not scrolled)."""
+
+    def __init__(self, label: str, stream=sys.stderr, width: int = 30) -> None:
+        self.label, self.stream, self.width = label, stream, width
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int, _preview: torch.Tensor | None = None) -> None:
+        frac = done / total if total else 1.0
+        filled = int(self.width * frac)
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / done * (total - done) if done else 0.0
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+            f"{elapsed:5.1f}s eta {eta:5.1f}s"
+        )
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _add_dream_options(p: argparse.ArgumentParser) -> None:
+    d = DreamSettings()
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a classic setting (model, layers, options); options given too override it",
+    )
+    p.add_argument("--model", help=f"architecture (default {DEFAULT_MODEL}); see 'models'")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (default), 'random', or a .safetensors/.pt/.pth checkpoint file",
+    )
+    p.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help=f"folder for torchvision's ImageNet weights (default {default_weights_dir()})",
+    )
+    p.add_argument(
+        "--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); see 'layers MODEL'"
+    )
+    p.add_argument("--octaves", type=int, help=f"number of scales (default {d.octaves})")
+    p.add_argument("--octave-scale", type=float, help=f"size ratio between octaves (default {d.octave_scale})")
+    p.add_argument("--iterations", type=int, help=f"ascent steps per octave (default {d.iterations})")
+    p.add_argument("--step", type=float, help=f"step size on Keras' [-1,1] scale (default {d.step})")
+    p.add_argument(
+        "--max-loss", type=float, help=f"end an octave once its loss exceeds this; 0 = off (default {d.max_loss})"
+    )
+    p.add_argument("--jitter", type=int, help=f"random shift in pixels before each step (default {d.jitter})")
+    p.add_argument("--seed", type=int, help=f"seed of the jitter (default {d.seed})")
+    p.add_argument("--loss", choices=LOSS_MODES, help=f"layer loss (default {d.loss})")
+    p.add_argument("--normalize", choices=NORMALIZATIONS, help=f"gradient normalisation (default {d.normalize})")
+    p.add_argument("--no-reinject", action="store_true", help="do not re-inject lost detail between octaves")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device (default: cuda if available, else cpu)",
+    )
+    p.add_argument("--save-octaves", action="store_true", help="also write the image after each octave")
+
+
+def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float], DreamSettings]:
+    preset = get_preset(args.preset) if args.preset else None
+    model = args.model or (preset.model if preset else DEFAULT_MODEL)
+    settings = preset.settings if preset and get_spec(model).name == preset.model else DreamSettings()
+    if args.layers:
+        layers = parse_layer_weights(args.layers)
+    elif preset and get_spec(model).name == preset.model:
+        layers = dict(preset.layers)
+    else:
+        layers = dict(get_spec(model).default_layers)
+    options = {
+        name: getattr(args, name)
+        for name in ("octaves", "octave_scale", "iterations", "step", "max_loss", "jitter", "seed", "loss", "normalize")
+        if getattr(args, name) is not None
+    }
+    if args.no_reinject:
+        options["reinject_detail"] = False
+    return model, layers, settings.with_options(**options).validate()
+
+
+def _cmd_dream(args: argparse.Namespace) -> int:
+    model_name, layers, settings = _settings_from_args(args)
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
+        raise DreamError("No input images found; give image files or folders that contain some.")
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise DreamError(f"Input not found: {', '.join(missing)}.")
+    out = Path(args.output)
+    to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
+    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
+    model.resolve_weights(layers)  # fail on a bad layer name before any work
+    print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
+    for path in inputs:
+        image = load_image(path)
+        result = dream(image, model, layers, settings, on_progress=ProgressBar(path.name))
+        target = out / f"{path.stem}_dream.png" if to_folder else out
+        save_image(result.images[0], target)
+        print(f"wrote {target}")
+        if args.save_octaves:
+            for i, octave in enumerate(result.octave_images):
+                octave_path = target.with_name(f"{target.stem}_octave{i}.png")
+                save_image(octave[0], octave_path)
+                print(f"wrote {octave_path}")
+    return 0
+
+
+def _cmd_models(_args: argparse.Namespace) -> int:
+    for spec in ZOO.values():
+        print(f"{spec.name:20s} {spec.description}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    spec = get_spec(args.model)
+    print(f"{'layer':16s} {'aliases':24s} {'channels':>8s} {'stride':>6s}")
+    for info in layer_catalogue(spec.name):
+        aliases = ", ".join(a for a in info.aliases if a != info.module_path) or "-"
+        if info.module_path != info.name:
+            aliases = f"{aliases} [{info.module_path}]" if aliases != "-" else f"[{info.module_path}]"
+        print(f"{info.name:16s} {aliases:24s} {info.channels:8d} {info.stride:6d}")
+    print(f"default: {', '.join(f'{k}:{v}' for k, v in spec.default_layers.items())}")
+    return 0
+
+
+def _cmd_presets(_args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        print(f"{name:12s} {preset.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `deepdream` command."""
+    parser = argparse.ArgumentParser(prog="deepdream", description="DeepDream images from the command line.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("dream", help="dream image files or folders")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    _add_dream_options(p)
+    p.set_defaults(func=_cmd_dream)
+    sub.add_parser("models", help="list the model zoo").set_defaults(func=_cmd_models)
+    p = sub.add_parser("layers", help="list a model's layers, aliases and channels")
+    p.add_argument("model")
+    p.set_defaults(func=_cmd_layers)
+    sub.add_parser("presets", help="list the classic presets").set_defaults(func=_cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m dream_core` and the `deepdream` script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except DreamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,262 @@
+"""The DeepDream loop: octave pyramid, gradient-ascent steps, detail re-injection.
+
+This follows Keras' DeepDream example (F. Chollet) step for step:
+
+* octave shapes are ``int(side / octave_scale**i)`` for ``i < octaves``, smallest first;
+* each octave runs `iterations` ascent steps on the image resized to its shape; an
+  octave ends early as soon as its loss exceeds `max_loss` (checked before the step);
+* after each octave the detail that shrinking lost is added back:
+  ``img += resize(original, s) - resize(resize(original, s_prev), s)``.
+
+A step differentiates the weighted layer loss with respect to the image, divides the
+gradient by its mean absolute value (or its standard deviation) and moves the image
+by `step` along it. `step` is measured on Keras' [-1, 1] pixel scale, so the Keras
+numbers carry over unchanged; images here live in 0..1, so the image moves by
+``step / 2`` times the normalised gradient. A seeded random roll (`jitter`) shifts
+the image before each gradient, as in Google's notebook, so that no fixed pixel grid
+builds up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DreamCancelled, DreamError
+from .models import FeatureModel
+from .objectives import LOSS_MODES, weighted_loss
+
+log = logging.getLogger(__name__)
+
+NORMALIZATIONS = ("mean_abs", "std")
+# Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
+STEP_SCALE = 0.5
+
+ProgressCallback = Callable[[int, int, torch.Tensor], None]
+StopCallback = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """The options of one dream. Defaults are Keras' DeepDream example's numbers,
+    except `max_loss` (off) and `jitter` (Google's 32 px)."""
+
+    octaves: int = 3
+    """Number of scales, the smallest first; 1 dreams at the image's own size only."""
+    octave_scale: float = 1.4
+    """Ratio between the sides of successive octaves."""
+    iterations: int = 20
+    """Gradient-ascent steps per octave."""
+    step: float = 0.01
+    """Step size on Keras' [-1, 1] pixel scale (0.01 is Keras' default)."""
+    max_loss: float = 0.0
+    """An octave stops once its loss exceeds this; 0 turns the limit off. Loss values
+    depend on the model and layers (Keras used 15 with InceptionV3 mixed4..mixed7),
+    so the default is off; the presets set it where it was part of the recipe."""
+    jitter: int = 32
+    """Largest random shift in pixels before each step (0 = none, as in Keras)."""
+    seed: int = 0
+    """Seed of the jitter shifts; the same seed gives the same image."""
+    loss: str = "l2"
+    """Layer loss: 'l2' (Keras), 'mean' (TensorFlow tutorial), 'mean_sq'."""
+    normalize: str = "mean_abs"
+    """Gradient normalisation: 'mean_abs' (Keras, Google) or 'std' (TensorFlow tutorial)."""
+    reinject_detail: bool = True
+    """Add back, after each octave, the detail that shrinking the photo lost."""
+
+    def validate(self) -> DreamSettings:
+        """Raise a `DreamError` naming the first option out of its range."""
+        checks = [
+            (self.octaves >= 1, "octaves must be at least 1"),
+            (self.octave_scale >= 1.0 and math.isfinite(self.octave_scale), "octave_scale must be 1.0 or more"),
+            (self.iterations >= 0, "iterations must be 0 or more"),
+            (math.isfinite(self.step) and self.step >= 0, "step must be a finite number, 0 or more"),
+            (math.isfinite(self.max_loss) and self.max_loss >= 0, "max_loss must be 0 (off) or more"),
+            (self.jitter >= 0, "jitter must be 0 or more pixels"),
+            (self.loss in LOSS_MODES, f"loss must be one of {', '.join(LOSS_MODES)}"),
+            (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DreamError(f"Invalid dream settings: {message} (got {self}).")
+        return self
+
+    def with_options(self, **options) -> DreamSettings:
+        """A copy with the given options changed (unknown names raise)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(options) - known
+        if unknown:
+            raise DreamError(f"Unknown dream options {sorted(unknown)}; known: {sorted(known)}.")
+        return replace(self, **options)
+
+
+@dataclass
+class DreamResult:
+    """The dreamed images `[B, 3, H, W]` in 0..1 and the image after each octave."""
+
+    images: torch.Tensor
+    octave_images: list[torch.Tensor] = field(default_factory=list)
+    steps_done: int = 0
+
+
+def octave_shapes(
+    height: int, width: int, octaves: int, octave_scale: float, min_size: int = 1
+) -> list[tuple[int, int]]:
+    """The octave sizes, smallest first, as Keras computes them.
+
+    Octaves whose shorter side would fall below `min_size` are left out (the
+    network cannot take them); the image's own size is always kept.
+    """
+    shapes = []
+    for i in range(octaves - 1, -1, -1):
+        shape = (int(height / octave_scale**i), int(width / octave_scale**i))
+        if i == 0 or min(shape) >= min_size:
+            shapes.append(shape)
+    return shapes
+
+
+def resize(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of `[B, C, H, W]` to `shape` (no antialiasing, as Keras)."""
+    if tuple(image.shape[-2:]) == tuple(shape):
+        return image
+    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
+
+
+def objective(
+    model: FeatureModel, images: torch.Tensor, layer_weights: Mapping[str, float], loss: str = "l2"
+) -> torch.Tensor:
+    """The dream objective of each image `[B]` (no gradient)."""
+    weights = model.resolve_weights(layer_weights)
+    with torch.inference_mode(False), torch.no_grad(), model.tap(weights) as tap:
+        return weighted_loss(tap(images.to(model.device)), weights, loss).cpu()
+
+
+class _Ascent:
+    """The state made once per dream and used by every step."""
+
+    def __init__(self, model: FeatureModel, weights: dict[str, float], settings: DreamSettings) -> None:
+        self.tap = model.tap(weights)
+        self.weights = weights
+        self.settings = settings
+        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+
+    def _shift(self) -> tuple[int, int]:
+        j = self.settings.jitter
+        if j == 0:
+            return 0, 0
+        dy, dx = torch.randint(-j, j + 1, (2,), generator=self.generator).tolist()
+        return dy, dx
+
+    def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss per image, normalised gradient) at `image`."""
+        dy, dx = self._shift()
+        shifted = torch.roll(image, shifts=(dy, dx), dims=(2, 3)) if (dy or dx) else image
+        shifted = shifted.detach().requires_grad_(True)
+        loss = weighted_loss(self.tap(shifted), self.weights, self.settings.loss)
+        (grad,) = torch.autograd.grad(loss.sum(), shifted)
+        if dy or dx:
+            grad = torch.roll(grad, shifts=(-dy, -dx), dims=(2, 3))
+        if self.settings.normalize == "mean_abs":
+            grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-7)
+        else:
+            grad = grad / (grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return loss.detach(), grad
+
+    def close(self) -> None:
+        self.tap.close()
+
+
+def dream(
+    images: torch.Tensor,
+    model: FeatureModel,
+    layer_weights: Mapping[str, float],
+    settings: DreamSettings | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> DreamResult:
+    """Dream a batch of images `[B, 3, H, W]` (or one `[3, H, W]`) in 0..1.
+
+    Every image of the batch is dreamed as it would be alone (losses, gradient
+    normalisation and `max_loss` are per image). Runs on the model's device; results
+    come back on the input's device. `on_progress(step, total, current)` is called
+    after every step; `should_stop()` before every step, and a true answer raises
+    `DreamCancelled`.
+    """
+    settings = (settings or DreamSettings()).validate()
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise DreamError(f"Expected RGB images [B, 3, H, W]; got shape {tuple(images.shape)}.")
+    if not layer_weights:
+        raise DreamError("No layers to dream with: give at least one layer and its weight.")
+    weights = model.resolve_weights(layer_weights)
+    if not weights:
+        log.warning("All layer weights are zero: the image is returned unchanged.")
+    out_device = images.device
+    height, width = images.shape[-2:]
+    shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)
+    if len(shapes) < settings.octaves:
+        log.warning(
+            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
+            settings.octaves - len(shapes),
+            settings.octaves,
+            model.spec.min_size,
+            model.name,
+        )
+    if min(height, width) < model.spec.min_size:
+        raise DreamError(
+            f"The image is {width}x{height} px; {model.name} needs at least {model.spec.min_size} px "
+            "on each side. Upscale it first."
+        )
+    iterations = settings.iterations if weights else 0
+    total = len(shapes) * iterations
+    step_size = settings.step * STEP_SCALE
+
+    # ComfyUI calls nodes under inference mode; the ascent needs autograd and
+    # tensors that were created outside it.
+    with torch.inference_mode(False), torch.enable_grad():
+        original = images.detach().to(model.device, torch.float32).clone()
+        ascent = _Ascent(model, weights, settings) if weights else None
+        try:
+            image = resize(original, shapes[0])
+            shrunk_original = image
+            octave_images: list[torch.Tensor] = []
+            done = 0
+            for shape in shapes:
+                image = resize(image, shape)
+                for i in range(iterations):
+                    if should_stop is not None and should_stop():
+                        raise DreamCancelled("The dream was cancelled.")
+                    loss, grad = ascent.gradient(image)
+                    # Keras checks the loss before stepping; per image here, so a
+                    # batch gives what each image would give alone.
+                    active = loss <= settings.max_loss if settings.max_loss > 0 else None
+                    if active is not None and not bool(active.any()):
+                        done += iterations - i
+                        if on_progress is not None:
+                            on_progress(done, total, image)
+                        break
+                    update = grad * step_size
+                    if active is not None:
+                        update = update * active.view(-1, 1, 1, 1).to(update.dtype)
+                    image = (image + update).clamp_(0.0, 1.0)
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, total, image)
+                if settings.reinject_detail:
+                    same_size_original = resize(original, shape)
+                    image = image + (same_size_original - resize(shrunk_original, shape))
+                    shrunk_original = same_size_original
+                    image = image.clamp_(0.0, 1.0)
+                octave_images.append(image.detach().to(out_device))
+        finally:
+            if ascent is not None:
+                ascent.close()
+        final = image.detach().to(out_device)
+    return DreamResult(images=final, octave_images=octave_images, steps_done=done)

