@@ -15,7 +15,7 @@ from .errors import DreamError
 from .imageio import expand_inputs, load_image, save_image
 from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
 from .objectives import LOSS_MODES, parse_layer_weights
-from .presets import PRESETS, get_preset
+from .presets import PRESETS, default_preset, get_preset
 
 
 class ProgressBar:
@@ -83,14 +83,14 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
 
 def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float], DreamSettings]:
     preset = get_preset(args.preset) if args.preset else None
-    model = args.model or (preset.model if preset else DEFAULT_MODEL)
-    settings = preset.settings if preset and get_spec(model).name == preset.model else DreamSettings()
+    model = get_spec(args.model or (preset.model if preset else DEFAULT_MODEL)).name
+    if preset is None or preset.model != model:
+        preset = default_preset(model)
+    settings = preset.settings if preset else DreamSettings()
     if args.layers:
         layers = parse_layer_weights(args.layers)
-    elif preset and get_spec(model).name == preset.model:
-        layers = dict(preset.layers)
     else:
-        layers = dict(get_spec(model).default_layers)
+        layers = dict(preset.layers if preset else get_spec(model).default_layers)
     options = {
         name: getattr(args, name)
         for name in ("octaves", "octave_scale", "iterations", "step", "max_loss", "jitter", "seed", "loss", "normalize")

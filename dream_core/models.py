@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,7 +67,6 @@ class ModelSpec:
     min_size: int = 32
     """Smallest image side the network accepts."""
     probe_size: int = 224
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def _inception_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -147,7 +146,7 @@ ZOO: dict[str, ModelSpec] = {
         ModelSpec(
             name="inception_v3",
             description="InceptionV3 (torchvision); Keras' DeepDream network, layers mixed0..mixed10",
-            build=_tv("inception_v3", aux_logits=False, transform_input=False, init_weights=True),
+            build=_tv("inception_v3", aux_logits=False, transform_input=False, init_weights=False),
             mean=INCEPTION_MEAN,
             std=INCEPTION_STD,
             layers=_inception_layers,
@@ -161,7 +160,7 @@ ZOO: dict[str, ModelSpec] = {
         ModelSpec(
             name="googlenet",
             description="GoogLeNet / Inception v1 (torchvision); the network of Google's original DeepDream",
-            build=_tv("googlenet", aux_logits=False, transform_input=False, init_weights=True),
+            build=_tv("googlenet", aux_logits=False, transform_input=False, init_weights=False),
             mean=INCEPTION_MEAN,
             std=INCEPTION_STD,
             layers=_googlenet_layers,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .engine import DreamSettings
 from .errors import DreamError
+from .models import get_spec
 
 _KERAS = DreamSettings(octaves=3, octave_scale=1.4, iterations=20, step=0.01, max_loss=15.0, jitter=0)
 
@@ -19,13 +20,18 @@ class Preset:
     layers: Mapping[str, float]
     settings: DreamSettings
     description: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {
+    "lite0": Preset(
+        "efficientnet_lite0",
+        get_spec("efficientnet_lite0").default_layers,
+        DreamSettings(step=0.015),
+        "The offline default: EfficientNet-Lite0 middle blocks, Keras' octaves, step 0.015, jitter 32.",
+    ),
     "keras": Preset(
         "inception_v3",
-        {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5},
+        get_spec("inception_v3").default_layers,  # mixed4..mixed7: 1.0, 1.5, 2.0, 2.5
         _KERAS,
         "Keras' DeepDream example: InceptionV3 mixed4..mixed7 weighted 1.0/1.5/2.0/2.5, "
         "step 0.01, 3 octaves x 1.4, 20 iterations, max_loss 15.",
@@ -45,17 +51,16 @@ PRESETS: dict[str, Preset] = {
     ),
     "google": Preset(
         "googlenet",
-        {"inception4c": 1.0},
+        get_spec("googlenet").default_layers,  # inception4c
         DreamSettings(octaves=4, octave_scale=1.4, iterations=10, step=0.012, max_loss=0.0, jitter=32, loss="mean_sq"),
         "Google's original notebook: GoogLeNet inception_4c/output, 4 octaves x 1.4, 10 iterations, jitter 32.",
     ),
-    "lite0": Preset(
-        "efficientnet_lite0",
-        {"blocks.6": 1.0, "blocks.8": 1.5, "blocks.10": 1.0},
-        DreamSettings(),
-        "The offline default: EfficientNet-Lite0 middle blocks with the Keras numbers and jitter.",
-    ),
 }
+
+
+def default_preset(model: str) -> Preset | None:
+    """The first preset made for `model`: what a dream with that model uses by default."""
+    return next((preset for preset in PRESETS.values() if preset.model == model), None)
 
 
 def get_preset(name: str) -> Preset:

@@ -1,0 +1,87 @@
+"""The command line and the layer-weight parser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dream_core import DreamError, parse_layer_weights
+from dream_core.cli import _settings_from_args, build_parser, main
+from dream_core.presets import PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_layers_lists_keras_names_with_torchvision_names(capsys):
+    assert main(["layers", "inception_v3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:] if line.strip()}
+    for i, name in enumerate(["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]):  # fmt: skip
+        assert rows[name][1] == f"mixed{i}"
+    assert rows["Mixed_7c"][2] == "2048"
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("efficientnet_lite0", "inception_v3", "googlenet", "vgg16", "vgg19", "resnet50"):
+        assert name in out
+
+
+def test_dream_writes_images_for_a_folder(tmp_path, small_photo, capsys):
+    from dream_core.imageio import save_image
+
+    src = tmp_path / "in"
+    save_image(small_photo[0], src / "a.png")
+    save_image(small_photo[0].flip(-1), src / "b.jpg")
+    code = main(["dream", str(src), "-o", str(tmp_path / "out"), "--octaves", "2", "--iterations", "2",
+                 "--seed", "3", "--save-octaves"])  # fmt: skip
+    assert code == 0
+    for stem in ("a", "b"):
+        out = Image.open(tmp_path / "out" / f"{stem}_dream.png")
+        assert out.size == (121, 128)
+        assert (tmp_path / "out" / f"{stem}_dream_octave0.png").exists()
+
+
+def test_an_unknown_layer_on_the_command_line_says_which_are_valid(tmp_path, capsys):
+    code = main(["dream", str(ROOT / "assets" / "astronaut.png"), "-o", str(tmp_path / "x.png"),
+                 "--layers", "mixed4:1"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no layer 'mixed4'" in err and "blocks.6" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_preset_gives_the_keras_recipe_and_options_override_it():
+    args = build_parser().parse_args(["dream", "x.png", "-o", "y.png", "--preset", "keras", "--iterations", "5"])
+    model, layers, settings = _settings_from_args(args)
+    assert model == "inception_v3"
+    assert layers == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
+    assert (settings.step, settings.octaves, settings.octave_scale, settings.max_loss) == (0.01, 3, 1.4, 15.0)
+    assert settings.iterations == 5
+    assert {"keras", "keras-lower", "keras-upper"} <= set(PRESETS)
+
+
+def test_parse_layer_weights():
+    assert parse_layer_weights("mixed4:1.0, mixed5:1.5\nmixed6=2; mixed7") == {
+        "mixed4": 1.0,
+        "mixed5": 1.5,
+        "mixed6": 2.0,
+        "mixed7": 1.0,
+    }
+    assert parse_layer_weights("a:1, a:-0.5") == {"a": 0.5}
+    assert parse_layer_weights("  ") == {}
+    with pytest.raises(DreamError, match="not a number"):
+        parse_layer_weights("mixed4:lots")
+    with pytest.raises(DreamError, match="finite"):
+        parse_layer_weights("mixed4:nan")
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "dream_core", "presets"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "keras" in out.stdout

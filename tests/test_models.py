@@ -1,0 +1,192 @@
+"""The model zoo: layer catalogues, truncated forward, weights and safe checkpoints."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dream_core import (
+    UnknownLayerError,
+    UnknownModelError,
+    UnsafeCheckpointError,
+    WeightsMismatchError,
+    WeightsNotFoundError,
+    dream,
+    layer_catalogue,
+    load_feature_model,
+)
+from dream_core.engine import DreamSettings
+from dream_core.models import ZOO
+
+
+def test_inception_v3_answers_to_keras_mixed_names():
+    layers = {info.name: info for info in layer_catalogue("inception_v3")}
+    torchvision_names = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]  # fmt: skip
+    for i, name in enumerate(torchvision_names):
+        assert layers[name].aliases == (f"mixed{i}",)
+    assert layers["Mixed_5b"].channels == 256 and layers["Mixed_7c"].channels == 2048
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_zoo_model_has_a_catalogue_with_its_default_layers(name):
+    catalogue = layer_catalogue(name)
+    assert len(catalogue) >= 5
+    assert all(info.channels > 0 and info.stride >= 1 for info in catalogue)
+    known = {key for info in catalogue for key in (info.name, info.module_path, *info.aliases)}
+    assert set(ZOO[name].default_layers) <= known
+
+
+def test_unknown_layer_lists_the_valid_ones(lite0):
+    with pytest.raises(UnknownLayerError) as err:
+        lite0.resolve_layer("mixed4")
+    message = str(err.value)
+    assert "mixed4" in message and "blocks.6" in message and "head" in message
+
+
+def test_unknown_model_lists_the_zoo():
+    with pytest.raises(UnknownModelError, match="inception_v3"):
+        load_feature_model("alexnet", "random")
+
+
+def test_aliases_of_one_layer_add_up_and_zero_weights_drop(lite0):
+    assert lite0.resolve_weights({"block6": 1.0, "blocks.6": 0.5, "_blocks.8": 0.0}) == {"blocks.6": 1.5}
+
+
+def test_forward_stops_after_the_deepest_needed_layer(lite0):
+    # Layers after the deepest requested one must never run.
+    ran = []
+    handle = lite0.net._head_act.register_forward_hook(lambda *a: ran.append("head"))
+    try:
+        with lite0.tap(["blocks.5"]) as tap:
+            out = tap(torch.rand(1, 3, 64, 64))
+        assert list(out) == ["blocks.5"] and ran == []
+        with lite0.tap(["head"]) as tap:
+            tap(torch.rand(1, 3, 64, 64))
+        assert ran == ["head"]
+    finally:
+        handle.remove()
+    assert not lite0.net._blocks[5]._forward_hooks  # the tap removed its hooks
+
+
+def test_loaded_model_is_frozen_and_in_eval_mode(lite0):
+    assert not lite0.net.training
+    assert not any(p.requires_grad for p in lite0.net.parameters())
+
+
+@pytest.mark.parametrize("name", ["inception_v3", "googlenet", "vgg16", "resnet50"])
+def test_torchvision_models_dream_with_random_weights(name):
+    # Shapes and wiring only: real weights cannot be downloaded here.
+    model = load_feature_model(name, "random")
+    layer = next(iter(model.spec.default_layers))
+    image = torch.rand(1, 3, 96, 96)
+    settings = DreamSettings(octaves=1, iterations=1, jitter=0)
+    out = dream(image, model, {layer: 1.0}, settings).images
+    assert out.shape == image.shape and not torch.equal(out, image)
+
+
+def test_offline_imagenet_weights_fail_naming_file_and_folder(tmp_path, monkeypatch):
+    def no_network(url, folder):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("dream_core.weights._download", no_network)
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_feature_model("inception_v3", "imagenet", weights_dir=tmp_path)
+    message = str(err.value)
+    assert "inception_v3_google-0cc3c7bd.pth" in message and str(tmp_path) in message
+    assert "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth" in message
+
+
+def test_imagenet_weights_already_in_the_folder_are_used_without_network(tmp_path, monkeypatch):
+    # A file put by hand into the weights folder loads, with torchvision's key layout
+    # (aux head included, which is dropped).
+    monkeypatch.setattr("dream_core.weights._download", lambda *a: pytest.fail("must not download"))
+    torch.manual_seed(0)
+    import torchvision
+
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    torch.save(reference.state_dict(), tmp_path / "googlenet-1378be20.pth")
+    model = load_feature_model("googlenet", "imagenet", weights_dir=tmp_path)
+    assert torch.equal(model.net.conv1.conv.weight, reference.conv1.conv.weight)
+    assert model.class_names is not None and len(model.class_names) == 1000
+
+
+def _lite_state(num_classes: int = 1000) -> dict[str, torch.Tensor]:
+    model = load_feature_model("efficientnet_lite0", "random", seed=3)
+    state = {k: v.contiguous().clone() for k, v in model.net.state_dict().items()}
+    state["_fc.weight"] = torch.randn(num_classes, 1280)
+    state["_fc.bias"] = torch.randn(num_classes)
+    return state
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".pt"])
+def test_a_checkpoint_fine_tuned_to_other_classes_loads(tmp_path, suffix):
+    state = _lite_state(num_classes=5)
+    path = tmp_path / f"mine{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path), metadata={"class_names": '["a", "b", "c", "d", "e"]'})
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    model = load_feature_model("efficientnet_lite0", path)
+    assert model.net._fc.out_features == 5
+    assert torch.equal(model.net._blocks[3]._project_conv.weight, state["_blocks.3._project_conv.weight"])
+    if suffix == ".safetensors":
+        assert model.class_names == ["a", "b", "c", "d", "e"]
+
+
+def test_mismatched_feature_layers_name_the_keys(tmp_path):
+    state = _lite_state()
+    state["_blocks.4._project_conv.weight"] = torch.randn(7, 240, 1, 1)
+    del state["_conv_head.weight"]
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(WeightsMismatchError) as err:
+        load_feature_model("efficientnet_lite0", tmp_path / "bad.safetensors")
+    assert "_blocks.4._project_conv.weight" in str(err.value) and "_conv_head.weight" in str(err.value)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
+    save_file(_lite_state(), str(tmp_path / "lite.safetensors"))
+    with pytest.raises(WeightsMismatchError, match="resnet50"):
+        load_feature_model("resnet50", tmp_path / "lite.safetensors")
+
+
+class _RunsCode:
+    """Unpickling this calls os.system, as a malicious checkpoint would."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_the_code_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"weight": _RunsCode(marker)}, f)
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _RunsCode(marker)}, tmp_path / "evil2.pt")
+    for bad in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(UnsafeCheckpointError, match="safetensors"):
+            load_feature_model("efficientnet_lite0", bad)
+    assert not marker.exists()
+
+
+def test_truncated_and_missing_files_give_clear_errors(tmp_path):
+    good = tmp_path / "good.safetensors"
+    save_file(_lite_state(), str(good))
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(WeightsMismatchError, match="truncated"):
+        load_feature_model("efficientnet_lite0", truncated)
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        load_feature_model("efficientnet_lite0", tmp_path / "nope.safetensors")
+    (tmp_path / "weights.onnx").write_bytes(b"x")
+    with pytest.raises(WeightsMismatchError, match="unsupported"):
+        load_feature_model("efficientnet_lite0", tmp_path / "weights.onnx")
