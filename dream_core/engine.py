@@ -177,6 +177,7 @@ def dream(
     layer_weights: Mapping[str, float],
     settings: DreamSettings | None = None,
     *,
+    mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> DreamResult:
@@ -184,7 +185,9 @@ def dream(
 
     Every image of the batch is dreamed as it would be alone (losses, gradient
     normalisation and `max_loss` are per image). Runs on the model's device; results
-    come back on the input's device. `on_progress(step, total, current)` is called
+    come back on the input's device. `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1, any
+    size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it fully.
+    `on_progress(step, total, current)` is called
     after every step; `should_stop()` before every step, and a true answer raises
     `DreamCancelled`.
     """
@@ -222,6 +225,7 @@ def dream(
     # tensors that were created outside it.
     with torch.inference_mode(False), torch.enable_grad():
         original = images.detach().to(model.device, torch.float32).clone()
+        full_mask = _prepare_mask(mask, original) if mask is not None else None
         ascent = _Ascent(model, weights, settings) if weights else None
         try:
             image = resize(original, shapes[0])
@@ -230,6 +234,7 @@ def dream(
             done = 0
             for shape in shapes:
                 image = resize(image, shape)
+                octave_mask = resize(full_mask, shape) if full_mask is not None else None
                 for i in range(iterations):
                     if should_stop is not None and should_stop():
                         raise DreamCancelled("The dream was cancelled.")
@@ -245,6 +250,8 @@ def dream(
                     update = grad * step_size
                     if active is not None:
                         update = update * active.view(-1, 1, 1, 1).to(update.dtype)
+                    if octave_mask is not None:
+                        update = update * octave_mask
                     image = (image + update).clamp_(0.0, 1.0)
                     done += 1
                     if on_progress is not None:
@@ -260,3 +267,61 @@ def dream(
                 ascent.close()
         final = image.detach().to(out_device)
     return DreamResult(images=final, octave_images=octave_images, steps_done=done)
+
+
+def _prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """A mask as `[B, 1, H, W]` on the images' device and size, values in 0..1."""
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim == 4 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    if mask.ndim != 3:
+        raise DreamError(f"A mask must be [H, W] or [B, H, W]; got shape {tuple(mask.shape)}.")
+    batch = images.shape[0]
+    if mask.shape[0] not in (1, batch):
+        raise DreamError(
+            f"The mask has {mask.shape[0]} entries but there are {batch} images; give one mask, or one per image."
+        )
+    mask = mask.to(images.device, torch.float32).unsqueeze(1)
+    mask = torch.nan_to_num(mask, nan=0.0).clamp(0.0, 1.0)
+    mask = (
+        F.interpolate(mask, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        if tuple(mask.shape[-2:]) != tuple(images.shape[-2:])
+        else mask
+    )
+    return mask.expand(batch, 1, *images.shape[-2:]).contiguous()
+
+
+def reinject_detail(
+    dreamed: torch.Tensor,
+    original: torch.Tensor,
+    shape: tuple[int, int] | None = None,
+    upscaled: torch.Tensor | None = None,
+    strength: float = 1.0,
+) -> torch.Tensor:
+    """Enlarge a dream and add back the original's detail that its size lacks.
+
+    The step between octaves, usable on its own: with `dreamed` made at size ``s``,
+    the result at size ``S`` is ``resize(dreamed, S) + strength * (resize(original, S)
+    - resize(resize(original, s), S))``. With `upscaled` (the dream enlarged by an
+    upscaler), that image replaces the bilinear ``resize(dreamed, S)`` and sets ``S``.
+    `shape` defaults to the original's size. Batches of 1 broadcast; images
+    `[B, 3, H, W]` in 0..1.
+    """
+    if upscaled is not None:
+        shape = tuple(upscaled.shape[-2:])
+        base = upscaled
+    else:
+        shape = tuple(shape or original.shape[-2:])
+        base = resize(dreamed, shape)
+    batch = max(dreamed.shape[0], original.shape[0], base.shape[0])
+    for name, tensor in (("dream", dreamed), ("original", original), ("upscaled", base)):
+        if tensor.shape[0] not in (1, batch):
+            raise DreamError(
+                f"The {name} batch has {tensor.shape[0]} images but another input has {batch}; "
+                "give batches of the same length, or a single image."
+            )
+    original = original.to(base.device, base.dtype)
+    dreamed_size = tuple(dreamed.shape[-2:])
+    lost = resize(original, shape) - resize(resize(original, dreamed_size), shape)
+    return (base + strength * lost).clamp(0.0, 1.0)

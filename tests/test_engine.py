@@ -165,3 +165,36 @@ def test_dream_on_the_sample_photo_raises_the_objective_and_keeps_the_photo(lite
     small = F.interpolate(result.images, scale_factor=1 / 16, mode="area")
     small_original = F.interpolate(astronaut, scale_factor=1 / 16, mode="area")
     assert (small - small_original).abs().mean().item() < 0.06
+
+
+def test_a_mask_sets_the_dream_strength_per_pixel(lite0, small_photo):
+    no_mask = dream(small_photo, lite0, LAYERS, FAST).images
+    ones = dream(small_photo, lite0, LAYERS, FAST, mask=torch.ones(64, 60)).images
+    assert torch.equal(ones, no_mask)  # an all-one mask (of any size) is no mask
+    zeros = dream(small_photo, lite0, LAYERS, FAST, mask=torch.zeros(1, 128, 121)).images
+    assert (zeros - small_photo).abs().max().item() < 1 / 255
+    half = torch.zeros(1, 128, 121)
+    half[..., 64:] = 1.0
+    out = dream(small_photo, lite0, LAYERS, FAST, mask=half).images
+    assert (out - small_photo)[..., :56].abs().max().item() < 1 / 255  # left of the soft edge
+    assert (out - small_photo)[..., 70:].abs().mean().item() > 0.005
+
+
+def test_a_mask_batch_that_fits_no_image_batch_is_refused(lite0, small_photo):
+    with pytest.raises(DreamError, match="one per image"):
+        dream(torch.cat([small_photo] * 3), lite0, LAYERS, FAST, mask=torch.ones(2, 8, 8))
+
+
+def test_reinject_detail_restores_the_original_from_its_shrunk_copy(small_photo):
+    from dream_core.engine import reinject_detail
+
+    shrunk = resize(small_photo, (64, 60))
+    restored = reinject_detail(shrunk, small_photo)
+    assert restored.shape == small_photo.shape
+    assert (restored - small_photo).abs().max().item() < 1e-5
+    plain = resize(shrunk, (128, 121))
+    assert (plain - small_photo).abs().mean().item() > 0.01  # so the detail did matter
+    # An upscaler's output takes the place of the bilinear enlargement.
+    upscaled = F.interpolate(shrunk, size=(128, 121), mode="bicubic", align_corners=False).clamp(0, 1)
+    out = reinject_detail(shrunk, small_photo, upscaled=upscaled, strength=0.0)
+    assert torch.equal(out, upscaled)

@@ -1,0 +1,21 @@
+"""ComfyUI node wrappers over dream_core: one module per node family."""
+
+from .comfy_bridge import register_model_folder
+from .dream_nodes import DetailReinject, OctaveDream
+from .model_nodes import LayerWeights, LoadFeatureModel
+
+register_model_folder()
+
+NODE_CLASS_MAPPINGS = {
+    "LoadFeatureModel": LoadFeatureModel,
+    "LayerWeights": LayerWeights,
+    "OctaveDream": OctaveDream,
+    "DetailReinject": DetailReinject,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LoadFeatureModel": "Load Feature Model (DeepDream)",
+    "LayerWeights": "Layer Weights (DeepDream)",
+    "OctaveDream": "Octave Dream (DeepDream)",
+    "DetailReinject": "Detail Reinject (DeepDream)",
+}

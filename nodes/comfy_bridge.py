@@ -1,0 +1,119 @@
+"""The only place that touches ComfyUI: devices, progress, interrupts, model folders.
+
+Outside ComfyUI (tests, plain Python) every service falls back to a harmless
+stand-in, so the node classes stay importable and callable anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+
+from ..dream_core.imageio import to_pil
+from ..dream_core.weights import CHECKPOINT_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+try:  # inside ComfyUI
+    import comfy.model_management as model_management
+    import comfy.utils as comfy_utils
+    import folder_paths
+except ImportError:  # plain Python: tests, scripts
+    model_management = None
+    comfy_utils = None
+    folder_paths = None
+
+MODEL_FOLDER = "deepdream"
+PREVIEW_SIZE = 512
+
+
+def register_model_folder() -> None:
+    """Make `models/deepdream` known to ComfyUI without dropping configured paths.
+
+    Paths that `extra_model_paths.yaml` already gave this folder name stay, and stay
+    first; the default folder is appended, and our file types are allowed.
+    """
+    if folder_paths is None:
+        return
+    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    folder_paths.add_model_folder_path(MODEL_FOLDER, default)
+    paths, extensions = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+    if isinstance(extensions, set):
+        extensions.update(CHECKPOINT_SUFFIXES)
+    else:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(extensions) | set(CHECKPOINT_SUFFIXES))
+
+
+def model_files() -> list[str]:
+    """Checkpoint files in the model folders, as ComfyUI lists them."""
+    if folder_paths is None:
+        return []
+    return folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def model_file_path(name: str) -> str:
+    """Full path of a listed checkpoint; only files inside the model folders resolve."""
+    if folder_paths is None:
+        raise FileNotFoundError(f"{name}: model folders are only known inside ComfyUI.")
+    path = folder_paths.get_full_path(MODEL_FOLDER, name)
+    if path is None:
+        folders = ", ".join(folder_paths.get_folder_paths(MODEL_FOLDER))
+        raise FileNotFoundError(f"Model file {name!r} is not in the DeepDream model folders ({folders}).")
+    return path
+
+
+def model_folders() -> list[str]:
+    """Folders searched for ImageNet weights; downloads go into the first."""
+    if folder_paths is None:
+        return []
+    return folder_paths.get_folder_paths(MODEL_FOLDER)
+
+
+def compute_device() -> torch.device:
+    """ComfyUI's torch device, or the CPU outside ComfyUI."""
+    return model_management.get_torch_device() if model_management is not None else torch.device("cpu")
+
+
+def output_device() -> torch.device:
+    """Where ComfyUI wants returned tensors (its intermediate device)."""
+    return model_management.intermediate_device() if model_management is not None else torch.device("cpu")
+
+
+def raise_if_interrupted() -> bool:
+    """Raise ComfyUI's own interrupt exception when the user pressed Cancel."""
+    if model_management is not None:
+        model_management.throw_exception_if_processing_interrupted()
+    return False
+
+
+def progress_reporter(total: int) -> Callable[[int, int, torch.Tensor], None]:
+    """An `on_progress` callback that drives ComfyUI's progress bar with a preview.
+
+    ComfyUI's progress hook also checks for Cancel, so each report is an
+    interrupt point too.
+    """
+    if comfy_utils is None:
+        return lambda done, total, image: None
+    bar = comfy_utils.ProgressBar(total)
+
+    def report(done: int, total: int, image: torch.Tensor) -> None:
+        bar.update_absolute(done, total, ("JPEG", to_pil(image[0]), PREVIEW_SIZE))
+
+    return report
+
+
+@contextlib.contextmanager
+def model_on_device(model, device: torch.device) -> Iterator[None]:
+    """Keep the feature model on `device` for the run only, then move it back."""
+    home = model.device
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(home)
+        if model_management is not None and device != home:
+            model_management.soft_empty_cache()

@@ -1,0 +1,250 @@
+"""Build the UI-format example workflows in example_workflows/ from short descriptions.
+
+Widget order comes from the nodes' own INPUT_TYPES (this pack) and from a saved copy
+of ComfyUI's /object_info for the core nodes (tests/data/core_object_info.json), so a
+changed input list shows up as a changed file. Run from the repository root:
+
+    python tools/build_workflows.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "example_workflows"
+CORE_INFO = ROOT / "tests" / "data" / "core_object_info.json"
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def load_pack(name: str = "deepdream_pack"):
+    """Import the repository as the package ComfyUI would see."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def object_info() -> dict:
+    """/object_info-like entries: saved core nodes plus this pack's nodes."""
+    info = json.loads(CORE_INFO.read_text())
+    for name, cls in load_pack().NODE_CLASS_MAPPINGS.items():
+        types = cls.INPUT_TYPES()
+        info[name] = {
+            "input": {k: v for k, v in types.items() if k in ("required", "optional")},
+            "output": list(cls.RETURN_TYPES),
+            "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+        }
+    return info
+
+
+def is_widget(spec) -> bool:
+    """Whether an input spec is a widget (combo or primitive) rather than a link."""
+    kind = spec[0]
+    return isinstance(kind, list) or kind in WIDGET_TYPES or (kind == "COMBO")
+
+
+def widget_names(entry: dict) -> list[str]:
+    """Names of an entry's widget inputs, in the order the frontend stores their values."""
+    names = []
+    for section in ("required", "optional"):
+        for name, spec in entry["input"].get(section, {}).items():
+            if is_widget(spec):
+                names.append(name)
+    return names
+
+
+def widget_values(node_type: str, entry: dict, values: dict) -> list:
+    """widgets_values for a node: given values, else the defaults; plus frontend-only slots."""
+    out = []
+    for section in ("required", "optional"):
+        for name, spec in entry["input"].get(section, {}).items():
+            if not is_widget(spec):
+                continue
+            options = spec[1] if len(spec) > 1 else {}
+            if name in values:
+                value = values[name]
+            elif "default" in options:
+                value = options["default"]
+            elif isinstance(spec[0], list):
+                value = spec[0][0]
+            else:
+                raise KeyError(f"{node_type}.{name} has no default; give a value")
+            out.append(value)
+            if name in ("seed", "noise_seed") or options.get("control_after_generate"):
+                out.append("fixed")  # the frontend's control_after_generate widget
+            if options.get("image_upload"):
+                out.append("image")  # the frontend's upload button
+    return out
+
+
+class Graph:
+    """A UI-format workflow under construction."""
+
+    def __init__(self, info: dict) -> None:
+        self.info = info
+        self.nodes: list[dict] = []
+        self.links: list[list] = []
+
+    def add(self, node_type: str, pos: tuple[int, int], values: dict | None = None, title: str | None = None,
+            **inputs: tuple[int, int]) -> int:  # fmt: skip
+        entry = self.info[node_type]
+        node_id = len(self.nodes) + 1
+        node_inputs = []
+        for section in ("required", "optional"):
+            for name, spec in entry["input"].get(section, {}).items():
+                if is_widget(spec):
+                    continue
+                link = None
+                if name in inputs:
+                    src, slot = inputs[name]
+                    link = len(self.links) + 1
+                    self.links.append([link, src, slot, node_id, len(node_inputs), spec[0]])
+                    self.nodes[src - 1]["outputs"][slot]["links"].append(link)
+                elif section == "required":
+                    raise KeyError(f"{node_type}.{name} needs a link")
+                node_inputs.append({"name": name, "type": spec[0], "link": link})
+        unknown = set(inputs) - {i["name"] for i in node_inputs}
+        if unknown or set(values or {}) - set(widget_names(entry)):
+            raise KeyError(f"{node_type}: unknown inputs {unknown | (set(values or {}) - set(widget_names(entry)))}")
+        outputs = [
+            {"name": name, "type": kind, "links": [], "slot_index": i}
+            for i, (name, kind) in enumerate(
+                zip(entry.get("output_name", entry["output"]), entry["output"], strict=True)
+            )
+        ]
+        node = {
+            "id": node_id,
+            "type": node_type,
+            "pos": list(pos),
+            "size": [320, 60 + 26 * (len(node_inputs) + len(widget_names(entry)))],
+            "flags": {},
+            "order": node_id - 1,
+            "mode": 0,
+            "inputs": node_inputs,
+            "outputs": outputs,
+            "properties": {"Node name for S&R": node_type},
+            "widgets_values": widget_values(node_type, entry, values or {}),
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node_id
+
+    def to_json(self) -> dict:
+        for node in self.nodes:
+            for output in node["outputs"]:
+                if not output["links"]:
+                    output["links"] = None
+        return {
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+            "version": 0.4,
+        }
+
+
+SAMPLE = "astronaut.png"
+KERAS_LAYERS = "mixed4: 1.0\nmixed5: 1.5\nmixed6: 2.0\nmixed7: 2.5"
+LITE_LAYERS = "blocks.6: 1.0\nblocks.8: 1.5\nblocks.10: 1.0"
+
+
+def sample_dream(info: dict) -> dict:
+    """(a) The sample photo dreamed with the offline default model."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    layers = g.add("LayerWeights", (0, 520), {"layers": LITE_LAYERS})
+    dream = g.add("OctaveDream", (380, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0),
+                  layer_weights=(layers, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/sample"}, images=(dream, 0))
+    return g.to_json()
+
+
+def keras_inception(info: dict) -> dict:
+    """(b) Keras' DeepDream example on InceptionV3 (needs torchvision's ImageNet weights)."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "inception_v3"})
+    layers = g.add("LayerWeights", (0, 520), {"layers": KERAS_LAYERS})
+    dream = g.add("OctaveDream", (380, 0), {"octaves": 3, "octave_scale": 1.4, "iterations": 20, "step": 0.01,
+                                            "max_loss": 15.0, "jitter": 0},
+                  image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/keras"}, images=(dream, 0))
+    return g.to_json()
+
+
+def dream_upscale_dream(info: dict) -> dict:
+    """(c) Dream small, enlarge with a core upscaler, re-inject detail, dream again."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
+    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
+    first = g.add("OctaveDream", (380, 0), {"step": 0.015}, title="Dream at half size",
+                  image=(small, 0), feature_model=(model, 0))  # fmt: skip
+    big = g.add("ImageScaleBy", (760, 0), {"upscale_method": "lanczos", "scale_by": 2.0}, image=(first, 0))
+    reinject = g.add("DetailReinject", (760, 160), {}, dream=(first, 0), original=(image, 0), upscaled=(big, 0))
+    second = g.add("OctaveDream", (1140, 0), {"octaves": 2, "iterations": 10, "step": 0.01},
+                   title="Dream again at full size", image=(reinject, 0), feature_model=(model, 0))  # fmt: skip
+    g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/upscaled"}, images=(second, 0))
+    return g.to_json()
+
+
+def masked_dream(info: dict) -> dict:
+    """(d) Only the right half dreams; a feathered edge blends into the untouched left."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    empty = g.add("SolidMask", (0, 380), {"value": 0.0, "width": 512, "height": 512})
+    half = g.add("SolidMask", (0, 520), {"value": 1.0, "width": 256, "height": 512})
+    composite = g.add("MaskComposite", (380, 380), {"x": 256, "y": 0, "operation": "add"},
+                      destination=(empty, 0), source=(half, 0))  # fmt: skip
+    feather = g.add("FeatherMask", (380, 560), {"left": 48}, mask=(composite, 0))
+    model = g.add("LoadFeatureModel", (0, 680), {"architecture": "efficientnet_lite0"})
+    dream = g.add("OctaveDream", (760, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0),
+                  mask=(feather, 0))  # fmt: skip
+    g.add("SaveImage", (1140, 0), {"filename_prefix": "deepdream/masked"}, images=(dream, 0))
+    return g.to_json()
+
+
+def octave_animation(info: dict) -> dict:
+    """(e) The image after each octave, saved as an animated WEBP."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    dream = g.add("OctaveDream", (380, 0), {"octaves": 5, "octave_scale": 1.3, "iterations": 12, "step": 0.015},
+                  image=(image, 0), feature_model=(model, 0))  # fmt: skip
+    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/octaves", "fps": 2.0, "lossless": False,
+                                         "quality": 90}, images=(dream, 1))  # fmt: skip
+    g.add("SaveImage", (760, 420), {"filename_prefix": "deepdream/octaves_final"}, images=(dream, 0))
+    return g.to_json()
+
+
+WORKFLOWS = {
+    "01_dream_sample_photo": sample_dream,
+    "02_keras_inception_v3": keras_inception,
+    "03_dream_upscale_dream": dream_upscale_dream,
+    "04_masked_dream": masked_dream,
+    "05_octave_animation": octave_animation,
+}
+
+
+def main() -> None:
+    info = object_info()
+    for name, build in WORKFLOWS.items():
+        path = OUT / f"{name}.json"
+        path.write_text(json.dumps(build(info), indent=1) + "\n")
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
