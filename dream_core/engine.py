@@ -19,6 +19,7 @@ builds up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -27,13 +28,18 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 import torch.nn.functional as F
 
+from . import tiling
 from .errors import DreamCancelled, DreamError
-from .models import FeatureModel
+from .models import FeatureModel, activation_bytes_per_pixel
 from .objectives import LOSS_MODES, weighted_loss
 
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("mean_abs", "std")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Autograd keeps about the forward activations once more for the backward pass, and
+# the gradients being propagated need room too (calibrated in bench/memory.py).
+BACKWARD_FACTOR = 2.0
 # Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
 STEP_SCALE = 0.5
 
@@ -68,6 +74,10 @@ class DreamSettings:
     """Gradient normalisation: 'mean_abs' (Keras, Google) or 'std' (TensorFlow tutorial)."""
     reinject_detail: bool = True
     """Add back, after each octave, the detail that shrinking the photo lost."""
+    tile_size: int = 0
+    """Largest tile side in pixels for the gradient; 0 = the largest that fits in memory."""
+    precision: str = "fp32"
+    """'fp32', or autocast to 'bf16' / 'fp16' for the network (faster where supported)."""
 
     def validate(self) -> DreamSettings:
         """Raise a `DreamError` naming the first option out of its range."""
@@ -80,6 +90,8 @@ class DreamSettings:
             (self.jitter >= 0, "jitter must be 0 or more pixels"),
             (self.loss in LOSS_MODES, f"loss must be one of {', '.join(LOSS_MODES)}"),
             (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}"),
+            (self.tile_size >= 0, "tile_size must be 0 (automatic) or a size in pixels"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,33 +151,88 @@ def objective(
 class _Ascent:
     """The state made once per dream and used by every step."""
 
-    def __init__(self, model: FeatureModel, weights: dict[str, float], settings: DreamSettings) -> None:
+    def __init__(self, model: FeatureModel, weights: dict[str, float], settings: DreamSettings, batch: int) -> None:
+        self.model = model
         self.tap = model.tap(weights)
         self.weights = weights
         self.settings = settings
         self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        device = model.device
+        self.autocast = (
+            torch.autocast(device.type, dtype=PRECISIONS[settings.precision])
+            if settings.precision != "fp32"
+            else contextlib.nullcontext()
+        )
+        if settings.tile_size > 0:
+            self.tile_size = max(settings.tile_size, model.spec.min_size)
+        else:
+            per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(weights))
+            self.tile_size = tiling.auto_tile_size(per_pixel * BACKWARD_FACTOR, batch, device, model.spec.min_size)
+        self._warned_oom = False
 
-    def _shift(self) -> tuple[int, int]:
-        j = self.settings.jitter
-        if j == 0:
-            return 0, 0
-        dy, dx = torch.randint(-j, j + 1, (2,), generator=self.generator).tolist()
-        return dy, dx
+    def _randint(self, low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (1,), generator=self.generator))
+
+    def _tile_loss(self, tile: torch.Tensor, margins=None) -> tuple[torch.Tensor, torch.Tensor]:
+        tile = tile.detach().requires_grad_(True)
+        with self.autocast:
+            loss = weighted_loss(self.tap(tile), self.weights, self.settings.loss, margins).float()
+        (grad,) = torch.autograd.grad(loss.sum(), tile)
+        return loss.detach(), grad
 
     def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss per image, normalised gradient) at `image`."""
-        dy, dx = self._shift()
-        shifted = torch.roll(image, shifts=(dy, dx), dims=(2, 3)) if (dy or dx) else image
-        shifted = shifted.detach().requires_grad_(True)
-        loss = weighted_loss(self.tap(shifted), self.weights, self.settings.loss)
-        (grad,) = torch.autograd.grad(loss.sum(), shifted)
-        if dy or dx:
-            grad = torch.roll(grad, shifts=(-dy, -dx), dims=(2, 3))
-        if self.settings.normalize == "mean_abs":
-            grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-7)
+        """(loss per image, normalised gradient) at `image`, tile by tile if it is large."""
+        j = self.settings.jitter
+        dy, dx = (self._randint(-j, j), self._randint(-j, j)) if j else (0, 0)
+        height, width = image.shape[-2:]
+        while True:
+            tiles = tiling.tile_grid(height, width, self.tile_size)
+            shift_y, shift_x = dy, dx
+            if len(tiles) > 1:
+                # A fresh grid offset every step, so tile borders never stay put.
+                shift_y += self._randint(0, tiles[0][1] - 1)
+                shift_x += self._randint(0, tiles[0][3] - 1)
+            try:
+                return self._tiled_gradient(image, tiles, shift_y, shift_x)
+            except Exception as error:  # only out-of-memory is handled here
+                if not tiling.is_out_of_memory(error) or self.tile_size <= 2 * self.model.spec.min_size:
+                    raise
+                self.tile_size = max(self.tile_size // 2 // 32 * 32, self.model.spec.min_size)
+                if not self._warned_oom:
+                    log.warning("Out of memory: retrying with %d px tiles.", self.tile_size)
+                    self._warned_oom = True
+                if self.model.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _tiled_gradient(
+        self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = image.shape[-2:]
+        if len(tiles) == 1 and not (shift_y or shift_x):
+            loss, grad = self._tile_loss(image)
         else:
-            grad = grad / (grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
-        return loss.detach(), grad
+            grad = torch.zeros_like(image)
+            loss = torch.zeros(image.shape[0], device=image.device)
+            # Context around each tile, so the network sees across the tile border;
+            # only the core's activations count, and overlapping gradients add up.
+            margin_y = tiling.context_margin(tiles[0][1] - tiles[0][0], height)
+            margin_x = tiling.context_margin(tiles[0][3] - tiles[0][2], width)
+            for top, bottom, left, right in tiles:
+                rows = tiling.wrapped_ranges(top - margin_y, bottom + margin_y, shift_y, height)
+                cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
+                tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
+                margins = (margin_y / tile_h, margin_y / tile_h, margin_x / tile_w, margin_x / tile_w)
+                tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins)
+                tiling.scatter(grad, tile_grad, rows, cols, accumulate=True)
+                # Each tile's loss is a mean over its core: weigh it by the core's area.
+                loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
+        if self.settings.normalize == "mean_abs":
+            # vector_norm reduces without a full-size temporary (which matters at 8K).
+            scale = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3)) / grad[0].numel()
+            grad.div_(scale.clamp_min(1e-7).view(-1, 1, 1, 1))
+        else:
+            grad.div_(grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return loss, grad
 
     def close(self) -> None:
         self.tap.close()
@@ -184,7 +251,9 @@ def dream(
     """Dream a batch of images `[B, 3, H, W]` (or one `[3, H, W]`) in 0..1.
 
     Every image of the batch is dreamed as it would be alone (losses, gradient
-    normalisation and `max_loss` are per image). Runs on the model's device; results
+    normalisation and `max_loss` are per image), up to float rounding: batched
+    convolutions round differently, and later steps amplify that, so the same seed
+    gives the same image for the same batch on the same machine. Runs on the model's device; results
     come back on the input's device. `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1, any
     size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it fully.
     `on_progress(step, total, current)` is called
@@ -224,15 +293,17 @@ def dream(
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
     with torch.inference_mode(False), torch.enable_grad():
-        original = images.detach().to(model.device, torch.float32).clone()
+        # No copy when the images are already float32 on the device: `original` is
+        # only read, and the dreamed image is a copy made below.
+        original = images.detach().to(model.device, torch.float32)
         full_mask = _prepare_mask(mask, original) if mask is not None else None
-        ascent = _Ascent(model, weights, settings) if weights else None
+        ascent = _Ascent(model, weights, settings, original.shape[0]) if weights else None
         try:
-            image = resize(original, shapes[0])
-            shrunk_original = image
+            shrunk_original = resize(original, shapes[0])
+            image = shrunk_original.clone()  # stepped in place from here on
             octave_images: list[torch.Tensor] = []
             done = 0
-            for shape in shapes:
+            for index, shape in enumerate(shapes):
                 image = resize(image, shape)
                 octave_mask = resize(full_mask, shape) if full_mask is not None else None
                 for i in range(iterations):
@@ -247,21 +318,24 @@ def dream(
                         if on_progress is not None:
                             on_progress(done, total, image)
                         break
-                    update = grad * step_size
+                    # In place: at 8K every full-size temporary costs most of a gigabyte.
+                    grad.mul_(step_size)
                     if active is not None:
-                        update = update * active.view(-1, 1, 1, 1).to(update.dtype)
+                        grad.mul_(active.view(-1, 1, 1, 1).to(grad.dtype))
                     if octave_mask is not None:
-                        update = update * octave_mask
-                    image = (image + update).clamp_(0.0, 1.0)
+                        grad.mul_(octave_mask)
+                    image.add_(grad).clamp_(0.0, 1.0)
+                    del grad
                     done += 1
                     if on_progress is not None:
                         on_progress(done, total, image)
-                if settings.reinject_detail:
+                if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
                     same_size_original = resize(original, shape)
-                    image = image + (same_size_original - resize(shrunk_original, shape))
+                    image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
                     shrunk_original = same_size_original
-                    image = image.clamp_(0.0, 1.0)
-                octave_images.append(image.detach().to(out_device))
+                last = index == len(shapes) - 1
+                # Earlier octaves are copied: the next octave may step the same tensor.
+                octave_images.append(image.detach().to(out_device) if last else image.detach().clone().to(out_device))
         finally:
             if ascent is not None:
                 ascent.close()

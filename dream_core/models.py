@@ -216,6 +216,10 @@ def get_spec(name: str) -> ModelSpec:
     return ZOO[key]
 
 
+class _StopForward(Exception):
+    """Raised from a hook once every needed layer has been computed."""
+
+
 @functools.cache
 def layer_catalogue(model_name: str) -> tuple[LayerInfo, ...]:
     """The dreamable layers of a zoo model, in forward order, with channels and stride.
@@ -256,13 +260,45 @@ def layer_catalogue(model_name: str) -> tuple[LayerInfo, ...]:
     )
 
 
+@functools.cache
+def activation_bytes_per_pixel(model_name: str, deepest_layer: str) -> float:
+    """Float32 bytes that one input pixel costs in the activations up to `deepest_layer`.
+
+    Summed over every leaf module's output in a meta-device forward pass (no weights,
+    no memory), it is what autograd keeps for the backward pass; the tiler scales it
+    to size the tiles.
+    """
+    spec = get_spec(model_name)
+    info = {i.name: i for i in layer_catalogue(model_name)}[deepest_layer]
+    with torch.device("meta"):
+        net = spec.build(1000).eval()
+    modules = dict(net.named_modules())
+    total = [0]
+
+    def count(_module, _inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel()
+
+    def stop(_module, _inputs, _output) -> None:
+        raise _StopForward
+
+    handles = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+    handles.append(modules[info.module_path].register_forward_hook(stop))
+    size = spec.probe_size
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, 3, size, size, device="meta"))
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 4.0 * total[0] / (size * size)
+
+
 def _imagenet_classes() -> list[str]:
     # The category list ships inside torchvision's weight metadata: no download.
     return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-class _StopForward(Exception):
-    """Raised from a hook once every needed layer has been computed."""
 
 
 class FeatureModel:
@@ -317,6 +353,11 @@ class FeatureModel:
             stable = self.resolve_layer(name).name
             resolved[stable] = resolved.get(stable, 0.0) + float(weight)
         return {name: weight for name, weight in resolved.items() if weight != 0.0}
+
+    def deepest_layer(self, layers: Iterable[str]) -> str:
+        """The stable name of the layer, among `layers`, that the forward pass reaches last."""
+        order = {info.name: i for i, info in enumerate(self.layers)}
+        return max((self.resolve_layer(n).name for n in layers), key=order.__getitem__)
 
     def tap(self, layers: Iterable[str]) -> LayerTap:
         """A callable giving the activations of `layers` for a 0..1 image batch."""

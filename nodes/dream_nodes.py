@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import DreamSettings, dream
-from ..dream_core.engine import NORMALIZATIONS, reinject_detail, resize
+from ..dream_core.engine import NORMALIZATIONS, PRECISIONS, reinject_detail, resize
 from ..dream_core.errors import DreamError
 from ..dream_core.objectives import LOSS_MODES
 from . import comfy_bridge
@@ -147,6 +147,26 @@ class OctaveDream:
                         "that shrinking lost; keeps the photo crisp.",
                     },
                 ),
+                "tile_size": (
+                    "INT",
+                    {
+                        "default": d.tile_size,
+                        "min": 0,
+                        "max": 16384,
+                        "step": 32,
+                        "tooltip": "Largest tile (px) for the gradient: large images are dreamed tile by "
+                        "tile under a grid that moves every step, so memory stays bounded and no seams show. "
+                        "0 = automatic (the largest that fits in memory).",
+                    },
+                ),
+                "precision": (
+                    list(PRECISIONS),
+                    {
+                        "default": d.precision,
+                        "tooltip": "fp32 is exact. bf16/fp16 run the network in reduced precision: faster "
+                        "on GPUs (and CPUs with bf16 units); dreams look alike but are not pixel-equal.",
+                    },
+                ),
             },
             "optional": {
                 "layer_weights": (
@@ -167,12 +187,8 @@ class OctaveDream:
             },
         }
 
-    def run(self, image, feature_model, octaves, octave_scale, iterations, step, max_loss, jitter, seed, loss,
-            normalize, reinject_detail, layer_weights=None, mask=None):  # fmt: skip
-        settings = DreamSettings(
-            octaves=octaves, octave_scale=octave_scale, iterations=iterations, step=step, max_loss=max_loss,
-            jitter=jitter, seed=seed, loss=loss, normalize=normalize, reinject_detail=reinject_detail,
-        )  # fmt: skip
+    def run(self, image, feature_model, layer_weights=None, mask=None, **options):
+        settings = DreamSettings().with_options(**options)
         layers = layer_weights if layer_weights else dict(feature_model.spec.default_layers)
         images = to_bchw(image)
         device = comfy_bridge.compute_device()

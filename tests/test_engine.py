@@ -50,14 +50,18 @@ def test_same_seed_is_bitwise_identical_and_another_seed_differs(lite0, small_ph
 
 def test_every_image_of_a_batch_is_dreamed_as_alone(lite0, small_photo):
     batch = torch.cat([small_photo, small_photo.flip(-1), 1 - small_photo])
-    together = dream(batch, lite0, LAYERS, FAST).images
+    # One step per octave: later steps amplify float rounding chaotically (a ReLU
+    # kink flips), so a batch-vs-alone comparison is only sharp before that.
+    settings = FAST.with_options(iterations=1)
+    together = dream(batch, lite0, LAYERS, settings).images
     assert together.shape == batch.shape
     for i in range(3):
-        alone = dream(batch[i : i + 1], lite0, LAYERS, FAST).images
-        # Batched convolutions round differently; a ReLU kink can turn that into a
-        # visible change at a few pixels, so compare on average.
-        assert (together[i] - alone[0]).abs().mean().item() < 2e-4
-    assert (together[0] - together[1].flip(-1)).abs().mean() > 1e-3  # not one image copied
+        alone = dream(batch[i : i + 1], lite0, LAYERS, settings).images
+        assert (together[i] - alone[0]).abs().mean().item() < 1e-4
+        assert (together[i] - batch[i]).abs().mean().item() > 1e-3
+    full = dream(batch, lite0, LAYERS, FAST).images
+    for i in range(3):
+        assert objective(lite0, full[i : i + 1], LAYERS) > 1.2 * objective(lite0, batch[i : i + 1], LAYERS)
 
 
 def test_max_loss_ends_an_octave_before_the_step(lite0, small_photo):

@@ -1,0 +1,133 @@
+"""Tiles: gradients of large images computed piece by piece, in bounded memory.
+
+Each ascent step views the image as rolled by a random shift (the jitter, plus a
+random offset of the tile grid when there are several tiles), cuts the rolled view
+into a grid of near-equal tiles and differentiates each tile on its own. The shift
+moves the tile borders every step, so no seam builds up. The roll is never made: a
+tile is gathered straight from the image with wrap-around slices, and its gradient
+is written back the same way, so no full-size copy of the image is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Range = tuple[int, int, int]  # (source start, source stop, offset inside the tile)
+Tile = tuple[int, int, int, int]  # (top, bottom, left, right) in the rolled view
+
+CPU_TILE_CAP = 1024
+"""Largest automatic tile on a CPU: larger tiles make steps no faster (bench/), only bigger."""
+GPU_TILE_CAP = 4096
+MARGIN_FRACTION = 0.03125
+"""Context on each side of a tile, as a fraction of the tile (16 px for 512 px tiles)."""
+MEMORY_FRACTION = 0.5
+"""Share of the free memory an automatic tile may use; the rest is for the images."""
+
+
+def tile_grid(height: int, width: int, tile_size: int) -> list[Tile]:
+    """Near-equal tiles of at most `tile_size` px covering a `height` x `width` view."""
+
+    def cuts(length: int) -> list[tuple[int, int]]:
+        count = max(1, math.ceil(length / tile_size))
+        step = math.ceil(length / count)
+        return [(start, min(start + step, length)) for start in range(0, length, step)]
+
+    return [(top, bottom, left, right) for top, bottom in cuts(height) for left, right in cuts(width)]
+
+
+def wrapped_ranges(start: int, stop: int, shift: int, size: int) -> list[Range]:
+    """Where rows `start:stop` of an axis rolled by `shift` come from in the unrolled axis.
+
+    One contiguous range, or two when the tile wraps around the edge.
+    """
+    length = stop - start
+    source = (start - shift) % size
+    if source + length <= size:
+        return [(source, source + length, 0)]
+    first = size - source
+    return [(source, size, 0), (0, length - first, first)]
+
+
+def gather(image: torch.Tensor, rows: list[Range], cols: list[Range]) -> torch.Tensor:
+    """The tile of the rolled view, copied out of `image` `[B, C, H, W]`."""
+    if len(rows) == 1 and len(cols) == 1:
+        (y0, y1, _), (x0, x1, _) = rows[0], cols[0]
+        return image[..., y0:y1, x0:x1]
+    height = sum(r[1] - r[0] for r in rows)
+    width = sum(c[1] - c[0] for c in cols)
+    tile = image.new_empty(*image.shape[:-2], height, width)
+    for y0, y1, ty in rows:
+        for x0, x1, tx in cols:
+            tile[..., ty : ty + y1 - y0, tx : tx + x1 - x0] = image[..., y0:y1, x0:x1]
+    return tile
+
+
+def scatter(
+    target: torch.Tensor, tile: torch.Tensor, rows: list[Range], cols: list[Range], accumulate: bool = False
+) -> None:
+    """Write (or add) a tile of the rolled view into `target` at its unrolled place."""
+    for y0, y1, ty in rows:
+        for x0, x1, tx in cols:
+            piece = tile[..., ty : ty + y1 - y0, tx : tx + x1 - x0]
+            if accumulate:
+                target[..., y0:y1, x0:x1] += piece
+            else:
+                target[..., y0:y1, x0:x1] = piece
+
+
+def context_margin(tile_length: int, length: int) -> int:
+    """Pixels of context on each side of a tile along one axis.
+
+    None when one tile spans the axis (it would wrap onto itself); else a fraction of
+    the tile, at most what the axis has room for.
+    """
+    if tile_length >= length:
+        return 0
+    return min(int(tile_length * MARGIN_FRACTION), (length - tile_length) // 2)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an exception is the device running out of memory (CUDA or CPU)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for this process on `device` (CUDA: the driver's figure; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def auto_tile_size(bytes_per_pixel: float, batch: int, device: torch.device, minimum: int) -> int:
+    """The largest tile side whose forward and backward fit the device's free memory.
+
+    `bytes_per_pixel` is what one input pixel costs through the truncated network
+    (activations kept for the backward pass and their gradients). Capped where larger
+    tiles stop paying off, and never below the network's minimum input.
+    """
+    budget = free_memory(device) * MEMORY_FRACTION
+    side = int(math.sqrt(budget / max(bytes_per_pixel * batch, 1.0)))
+    cap = GPU_TILE_CAP if device.type == "cuda" else CPU_TILE_CAP
+    side = min(side, cap) // 32 * 32
+    return max(side, minimum)

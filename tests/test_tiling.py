@@ -1,0 +1,92 @@
+"""Tiled gradients: exact wrap-around gathering, equivalence, out-of-memory retry."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from dream_core import DreamSettings, dream, objective, tiling
+
+LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
+FAST = DreamSettings(octaves=1, iterations=3, step=0.02, jitter=8, seed=4)
+
+
+def test_tiles_of_a_rolled_view_are_gathered_and_scattered_exactly():
+    image = torch.rand(2, 3, 37, 53)
+    for shift_y, shift_x in [(0, 0), (5, -7), (36, 52), (-40, 60)]:
+        rolled = torch.roll(image, shifts=(shift_y, shift_x), dims=(2, 3))
+        back = torch.full_like(image, float("nan"))
+        tiles = tiling.tile_grid(37, 53, 16)
+        assert sum((b - t) * (r - lft) for t, b, lft, r in tiles) == 37 * 53
+        for top, bottom, left, right in tiles:
+            rows = tiling.wrapped_ranges(top, bottom, shift_y, 37)
+            cols = tiling.wrapped_ranges(left, right, shift_x, 53)
+            tile = tiling.gather(image, rows, cols)
+            assert torch.equal(tile, rolled[..., top:bottom, left:right])
+            tiling.scatter(back, tile, rows, cols)
+        assert torch.equal(back, image)  # every pixel written exactly once
+
+
+def test_tile_grid_makes_near_equal_tiles():
+    tiles = tiling.tile_grid(1000, 600, 512)
+    heights = {b - t for t, b, _, _ in tiles}
+    widths = {r - lft for _, _, lft, r in tiles}
+    assert heights == {500} and widths == {300}
+
+
+def test_an_image_that_fits_one_tile_dreams_as_untiled(lite0, small_photo):
+    automatic = dream(small_photo, lite0, LAYERS, FAST).images
+    one_tile = dream(small_photo, lite0, LAYERS, FAST.with_options(tile_size=512)).images
+    assert torch.equal(automatic, one_tile)
+
+
+def test_a_tiled_dream_raises_the_objective_like_an_untiled_one(lite0, astronaut):
+    photo = torch.nn.functional.interpolate(astronaut, size=(256, 256), mode="area")
+    settings = FAST.with_options(iterations=6)
+    untiled = dream(photo, lite0, LAYERS, settings).images
+    tiled = dream(photo, lite0, LAYERS, settings.with_options(tile_size=128)).images
+    assert not torch.equal(tiled, untiled)
+    before = objective(lite0, photo, LAYERS).item()
+    gain_tiled = objective(lite0, tiled, LAYERS).item() / before
+    gain_untiled = objective(lite0, untiled, LAYERS).item() / before
+    assert gain_tiled > 1.3 and gain_tiled > 0.9 * gain_untiled, (gain_tiled, gain_untiled)
+
+
+def test_out_of_memory_retries_with_smaller_tiles_and_says_so_once(lite0, small_photo, monkeypatch, caplog):
+    from dream_core import engine
+
+    real = engine._Ascent._tile_loss
+
+    def small_tiles_only(self, tile, margins=None):
+        if max(tile.shape[-2:]) > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, tile, margins)
+
+    monkeypatch.setattr(engine._Ascent, "_tile_loss", small_tiles_only)
+    with caplog.at_level(logging.WARNING):
+        out = dream(small_photo, lite0, LAYERS, FAST.with_options(tile_size=256, iterations=4)).images
+    assert (out - small_photo).abs().mean() > 0.005
+    warnings = [r for r in caplog.records if "Out of memory" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_bf16_autocast_dreams_alike(lite0, small_photo):
+    fp32 = dream(small_photo, lite0, LAYERS, FAST.with_options(iterations=8)).images
+    bf16 = dream(small_photo, lite0, LAYERS, FAST.with_options(iterations=8, precision="bf16")).images
+    before = objective(lite0, small_photo, LAYERS).item()
+    assert objective(lite0, bf16, LAYERS).item() > 1.5 * before
+    assert (bf16 - fp32).abs().mean() < (fp32 - small_photo).abs().mean()
+
+
+def test_overlapping_tile_gradients_add_up_to_the_whole(lite0):
+    # With context margins, scatter adds the overlaps: a constant tile gradient of 1
+    # must give each pixel the number of tiles whose padded region covers it.
+    target = torch.zeros(1, 1, 40, 40)
+    tiles = tiling.tile_grid(40, 40, 20)
+    for top, bottom, left, right in tiles:
+        rows = tiling.wrapped_ranges(top - 2, bottom + 2, 3, 40)
+        cols = tiling.wrapped_ranges(left - 2, right + 2, 3, 40)
+        tiling.scatter(target, torch.ones(1, 1, 24, 24), rows, cols, accumulate=True)
+    assert target.sum().item() == 4 * 24 * 24
+    assert set(target.unique().tolist()) == {1.0, 2.0, 4.0}
