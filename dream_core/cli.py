@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import NORMALIZATIONS, DreamSettings, dream
+from .engine import NORMALIZATIONS, PRECISIONS, DreamSettings, dream
 from .errors import DreamError
 from .imageio import expand_inputs, load_image, save_image
 from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
@@ -73,6 +73,12 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSS_MODES, help=f"layer loss (default {d.loss})")
     p.add_argument("--normalize", choices=NORMALIZATIONS, help=f"gradient normalisation (default {d.normalize})")
     p.add_argument("--no-reinject", action="store_true", help="do not re-inject lost detail between octaves")
+    p.add_argument("--tile-size", type=int, help="largest gradient tile in px; 0 = automatic (default)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", *PRECISIONS],
+        help="network precision (default auto: bf16 on CPUs with bf16 units, else fp32)",
+    )
     p.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -93,7 +99,19 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float]
         layers = dict(preset.layers if preset else get_spec(model).default_layers)
     options = {
         name: getattr(args, name)
-        for name in ("octaves", "octave_scale", "iterations", "step", "max_loss", "jitter", "seed", "loss", "normalize")
+        for name in (
+            "octaves",
+            "octave_scale",
+            "iterations",
+            "step",
+            "max_loss",
+            "jitter",
+            "seed",
+            "loss",
+            "normalize",
+            "tile_size",
+            "precision",
+        )
         if getattr(args, name) is not None
     }
     if args.no_reinject:

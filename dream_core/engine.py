@@ -20,6 +20,7 @@ builds up.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -76,8 +77,10 @@ class DreamSettings:
     """Add back, after each octave, the detail that shrinking the photo lost."""
     tile_size: int = 0
     """Largest tile side in pixels for the gradient; 0 = the largest that fits in memory."""
-    precision: str = "fp32"
-    """'fp32', or autocast to 'bf16' / 'fp16' for the network (faster where supported)."""
+    precision: str = "auto"
+    """'fp32', or autocast the network to 'bf16' / 'fp16'. 'auto': bf16 on CPUs with
+    bf16 units (about 2x faster steps there; dreams look alike, not pixel-equal),
+    else fp32."""
 
     def validate(self) -> DreamSettings:
         """Raise a `DreamError` naming the first option out of its range."""
@@ -91,7 +94,7 @@ class DreamSettings:
             (self.loss in LOSS_MODES, f"loss must be one of {', '.join(LOSS_MODES)}"),
             (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}"),
             (self.tile_size >= 0, "tile_size must be 0 (automatic) or a size in pixels"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.precision in (*PRECISIONS, "auto"), f"precision must be auto or one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -148,6 +151,29 @@ def objective(
         return weighted_loss(tap(images.to(model.device)), weights, loss).cpu()
 
 
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product units (AVX512-BF16 or AMX), per /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision 'auto' stands for on `device`; other values pass through.
+
+    bf16 where it was measured to pay (CPUs with bf16 units: steps about 2x faster,
+    dreams alike but not pixel-equal); fp32 elsewhere, GPUs included, where the
+    reduced precisions stay an explicit choice.
+    """
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
 class _Ascent:
     """The state made once per dream and used by every step."""
 
@@ -158,9 +184,10 @@ class _Ascent:
         self.settings = settings
         self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         device = model.device
+        self.precision = resolve_precision(settings.precision, device)
         self.autocast = (
-            torch.autocast(device.type, dtype=PRECISIONS[settings.precision])
-            if settings.precision != "fp32"
+            torch.autocast(device.type, dtype=PRECISIONS[self.precision])
+            if self.precision != "fp32"
             else contextlib.nullcontext()
         )
         if settings.tile_size > 0:

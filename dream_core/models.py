@@ -381,6 +381,7 @@ class LayerTap:
         self.model = model
         self.names = list(dict.fromkeys(info.name for info in layers))
         self._out: dict[str, torch.Tensor] = {}
+        self._active = False
         modules = dict(model.net.named_modules())
         self._handles = []
         for info in layers:
@@ -391,6 +392,8 @@ class LayerTap:
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
+            if not self._active:  # another tap's forward pass on the shared network
+                return
             self._out[name] = output
             if len(self._out) == len(self.names):
                 raise _StopForward
@@ -401,10 +404,13 @@ class LayerTap:
         """Activations `{layer: [B, C, h, w]}` of a `[B, 3, H, W]` image in 0..1."""
         x = ((image - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         self._out = {}
+        self._active = True
         try:
             self.model.net(x)
         except _StopForward:
             pass
+        finally:
+            self._active = False
         out, self._out = self._out, {}
         return out
 

@@ -160,11 +160,12 @@ class OctaveDream:
                     },
                 ),
                 "precision": (
-                    list(PRECISIONS),
+                    ["auto", *PRECISIONS],
                     {
                         "default": d.precision,
                         "tooltip": "fp32 is exact. bf16/fp16 run the network in reduced precision: faster "
-                        "on GPUs (and CPUs with bf16 units); dreams look alike but are not pixel-equal.",
+                        "on GPUs and CPUs with bf16 units; dreams look alike but are not pixel-equal. auto: "
+                        "bf16 on CPUs with bf16 units, else fp32.",
                     },
                 ),
             },

@@ -190,3 +190,10 @@ def test_truncated_and_missing_files_give_clear_errors(tmp_path):
     (tmp_path / "weights.onnx").write_bytes(b"x")
     with pytest.raises(WeightsMismatchError, match="unsupported"):
         load_feature_model("efficientnet_lite0", tmp_path / "weights.onnx")
+
+
+def test_two_open_taps_on_one_model_do_not_interfere(lite0):
+    image = torch.rand(1, 3, 64, 64)
+    with lite0.tap(["blocks.3"]) as shallow, lite0.tap(["blocks.5", "blocks.8"]) as deep:
+        assert set(deep(image)) == {"blocks.5", "blocks.8"}
+        assert set(shallow(image)) == {"blocks.3"}
