@@ -127,7 +127,7 @@ def scale(image: list, size: int, method: str) -> dict:
 def dream(image: list, **options) -> dict:
     inputs = {"image": image, "feature_model": ["3", 0], "octaves": 3, "octave_scale": 1.4, "iterations": 5,
               "step": 0.01, "max_loss": 0.0, "jitter": 32, "seed": 0, "loss": "l2", "normalize": "mean_abs",
-              "reinject_detail": True}  # fmt: skip
+              "reinject_detail": True, "tile_size": 0, "precision": "auto"}  # fmt: skip
     inputs.update(options)
     return {"class_type": "OctaveDream", "inputs": inputs}
 
