@@ -23,7 +23,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import tiling
 from .errors import DreamCancelled, DreamError
 from .models import FeatureModel, activation_bytes_per_pixel
-from .objectives import LOSS_MODES, weighted_loss
+from .objectives import LOSS_MODES, guide_features, split_term, total_variation, weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 # Autograd keeps about the forward activations once more for the backward pass, and
 # the gradients being propagated need room too (calibrated in bench/memory.py).
 BACKWARD_FACTOR = 2.0
+GUIDE_MAX_SIDE = 512
+COLOR_MODES = ("off", "luminance", "transfer")
 # Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
 STEP_SCALE = 0.5
 
@@ -77,6 +79,15 @@ class DreamSettings:
     """Add back, after each octave, the detail that shrinking the photo lost."""
     tile_size: int = 0
     """Largest tile side in pixels for the gradient; 0 = the largest that fits in memory."""
+    guide_mix: float = 1.0
+    """With a guide image: 0 = ignore it, 1 = Google's guide objective only, between = a mix."""
+    keep_colors: str = "off"
+    """'off'; 'luminance': dream the brightness only; 'transfer': the original's colours
+    put back on the dream at the end."""
+    grad_blur: float = 0.0
+    """Gaussian blur (sigma, px) of each step's gradient: smoother, less noisy dreams."""
+    tv_weight: float = 0.0
+    """Total-variation penalty subtracted from the objective: higher = smoother."""
     precision: str = "auto"
     """'fp32', or autocast the network to 'bf16' / 'fp16'. 'auto': bf16 on CPUs with
     bf16 units (about 2x faster steps there; dreams look alike, not pixel-equal),
@@ -94,6 +105,10 @@ class DreamSettings:
             (self.loss in LOSS_MODES, f"loss must be one of {', '.join(LOSS_MODES)}"),
             (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}"),
             (self.tile_size >= 0, "tile_size must be 0 (automatic) or a size in pixels"),
+            (0.0 <= self.guide_mix <= 1.0, "guide_mix must be between 0 and 1"),
+            (self.keep_colors in COLOR_MODES, f"keep_colors must be one of {', '.join(COLOR_MODES)}"),
+            (math.isfinite(self.grad_blur) and self.grad_blur >= 0, "grad_blur must be 0 or more"),
+            (math.isfinite(self.tv_weight) and self.tv_weight >= 0, "tv_weight must be 0 or more"),
             (self.precision in (*PRECISIONS, "auto"), f"precision must be auto or one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
@@ -177,11 +192,24 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 class _Ascent:
     """The state made once per dream and used by every step."""
 
-    def __init__(self, model: FeatureModel, weights: dict[str, float], settings: DreamSettings, batch: int) -> None:
+    def __init__(
+        self,
+        model: FeatureModel,
+        weights: dict[str, float],
+        settings: DreamSettings,
+        batch: int,
+        regions: list[tuple[torch.Tensor, dict[str, float]]] | None = None,
+        guide: torch.Tensor | None = None,
+    ) -> None:
         self.model = model
-        self.tap = model.tap(weights)
         self.weights = weights
+        self.regions = regions or []
+        layers = [*weights, *(term for _, region_weights in self.regions for term in region_weights)]
+        self.tap = model.tap(dict.fromkeys(split_term(term)[0] for term in layers))
         self.settings = settings
+        self.guide = self._guide_features(guide) if guide is not None else None
+        self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
+        self.blur = _gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
         self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         device = model.device
         self.precision = resolve_precision(settings.precision, device)
@@ -193,19 +221,37 @@ class _Ascent:
         if settings.tile_size > 0:
             self.tile_size = max(settings.tile_size, model.spec.min_size)
         else:
-            per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(weights))
+            per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(layers))
             self.tile_size = tiling.auto_tile_size(per_pixel * BACKWARD_FACTOR, batch, device, model.spec.min_size)
         self._warned_oom = False
 
     def _randint(self, low: int, high: int) -> int:
         return int(torch.randint(low, high + 1, (1,), generator=self.generator))
 
-    def _tile_loss(self, tile: torch.Tensor, margins=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _guide_features(self, guide: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Computed once, with the guide no larger than 512 px: the match is per
+        # feature vector, so the guide's size only sets how many vectors there are.
+        guide = guide.to(self.model.device, torch.float32)
+        scale = min(1.0, GUIDE_MAX_SIDE / max(guide.shape[-2:]))
+        if scale < 1.0:
+            guide = F.interpolate(guide, scale_factor=scale, mode="area")
+        with torch.no_grad():
+            return guide_features(self.tap(guide[:1]))
+
+    def _tile_loss(self, tile: torch.Tensor, margins=None, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
+        settings = self.settings
         with self.autocast:
-            loss = weighted_loss(self.tap(tile), self.weights, self.settings.loss, margins).float()
+            features = self.tap(tile)
+            loss = weighted_loss(features, self.weights, settings.loss, margins, guide=self.guide,
+                                 guide_mix=settings.guide_mix).float() if self.weights else 0.0  # fmt: skip
+            for (_, region_weights), mask in zip(self.regions, region_tiles, strict=True):
+                loss = loss + weighted_loss(features, region_weights, settings.loss, margins, spatial=mask).float()
+        objective_value = loss.detach()
+        if settings.tv_weight > 0:
+            loss = loss - settings.tv_weight * total_variation(tile)
         (grad,) = torch.autograd.grad(loss.sum(), tile)
-        return loss.detach(), grad
+        return objective_value, grad
 
     def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss per image, normalised gradient) at `image`, tile by tile if it is large."""
@@ -236,7 +282,7 @@ class _Ascent:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = image.shape[-2:]
         if len(tiles) == 1 and not (shift_y or shift_x):
-            loss, grad = self._tile_loss(image)
+            loss, grad = self._tile_loss(image, None, self.region_masks)
         else:
             grad = torch.zeros_like(image)
             loss = torch.zeros(image.shape[0], device=image.device)
@@ -249,10 +295,13 @@ class _Ascent:
                 cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
                 tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
                 margins = (margin_y / tile_h, margin_y / tile_h, margin_x / tile_w, margin_x / tile_w)
-                tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins)
+                region_tiles = [tiling.gather(mask, rows, cols) for mask in self.region_masks]
+                tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins, region_tiles)
                 tiling.scatter(grad, tile_grad, rows, cols, accumulate=True)
                 # Each tile's loss is a mean over its core: weigh it by the core's area.
                 loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
+        if self.blur is not None:
+            grad = _blur(grad, self.blur)
         if self.settings.normalize == "mean_abs":
             # vector_norm reduces without a full-size temporary (which matters at 8K).
             scale = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3)) / grad[0].numel()
@@ -272,6 +321,8 @@ def dream(
     settings: DreamSettings | None = None,
     *,
     mask: torch.Tensor | None = None,
+    guide: torch.Tensor | None = None,
+    regions: Sequence[tuple[torch.Tensor, Mapping[str, float]]] = (),
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> DreamResult:
@@ -280,22 +331,29 @@ def dream(
     Every image of the batch is dreamed as it would be alone (losses, gradient
     normalisation and `max_loss` are per image), up to float rounding: batched
     convolutions round differently, and later steps amplify that, so the same seed
-    gives the same image for the same batch on the same machine. Runs on the model's device; results
-    come back on the input's device. `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1, any
+    gives the same image for the same batch on the same machine. Runs on the model's
+    device; results come back on the input's device.
+
+    `layer_weights` terms: layers, channels of layers and classes (see
+    `FeatureModel.resolve_weights`). `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1, any
     size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it fully.
-    `on_progress(step, total, current)` is called
-    after every step; `should_stop()` before every step, and a true answer raises
-    `DreamCancelled`.
+    `guide` (an image `[1, 3, h, w]`) steers the plain layers toward its features
+    (`settings.guide_mix`). `regions`: (mask, layer weights) pairs, each region's
+    terms counted only where its mask is, all dreamed at once.
+    `on_progress(step, total, current)` is called after every step; `should_stop()`
+    before every step, and a true answer raises `DreamCancelled`.
     """
     settings = (settings or DreamSettings()).validate()
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] != 3:
         raise DreamError(f"Expected RGB images [B, 3, H, W]; got shape {tuple(images.shape)}.")
-    if not layer_weights:
+    if not layer_weights and not regions:
         raise DreamError("No layers to dream with: give at least one layer and its weight.")
     weights = model.resolve_weights(layer_weights)
-    if not weights:
+    region_terms = [(region_mask, model.resolve_weights(region_weights)) for region_mask, region_weights in regions]
+    region_terms = [(region_mask, terms) for region_mask, terms in region_terms if terms]
+    if not weights and not region_terms:
         log.warning("All layer weights are zero: the image is returned unchanged.")
     out_device = images.device
     height, width = images.shape[-2:]
@@ -313,7 +371,7 @@ def dream(
             f"The image is {width}x{height} px; {model.name} needs at least {model.spec.min_size} px "
             "on each side. Upscale it first."
         )
-    iterations = settings.iterations if weights else 0
+    iterations = settings.iterations if weights or region_terms else 0
     total = len(shapes) * iterations
     step_size = settings.step * STEP_SCALE
 
@@ -324,7 +382,9 @@ def dream(
         # only read, and the dreamed image is a copy made below.
         original = images.detach().to(model.device, torch.float32)
         full_mask = _prepare_mask(mask, original) if mask is not None else None
-        ascent = _Ascent(model, weights, settings, original.shape[0]) if weights else None
+        full_regions = [(_prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
+        guide_image = _guide_tensor(guide) if guide is not None else None
+        ascent = _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image) if iterations else None
         try:
             shrunk_original = resize(original, shapes[0])
             image = shrunk_original.clone()  # stepped in place from here on
@@ -333,6 +393,8 @@ def dream(
             for index, shape in enumerate(shapes):
                 image = resize(image, shape)
                 octave_mask = resize(full_mask, shape) if full_mask is not None else None
+                if ascent is not None:
+                    ascent.region_masks = [resize(region_mask, shape) for region_mask, _ in full_regions]
                 for i in range(iterations):
                     if should_stop is not None and should_stop():
                         raise DreamCancelled("The dream was cancelled.")
@@ -351,6 +413,9 @@ def dream(
                         grad.mul_(active.view(-1, 1, 1, 1).to(grad.dtype))
                     if octave_mask is not None:
                         grad.mul_(octave_mask)
+                    if settings.keep_colors == "luminance":
+                        # The same change on R, G and B moves the brightness only.
+                        grad.copy_((grad * LUMA.to(grad)).sum(dim=1, keepdim=True).expand_as(grad))
                     image.add_(grad).clamp_(0.0, 1.0)
                     del grad
                     done += 1
@@ -361,13 +426,40 @@ def dream(
                     image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
                     shrunk_original = same_size_original
                 last = index == len(shapes) - 1
-                # Earlier octaves are copied: the next octave may step the same tensor.
-                octave_images.append(image.detach().to(out_device) if last else image.detach().clone().to(out_device))
+                if settings.keep_colors == "transfer":
+                    octave_image = transfer_colors(image, resize(original, shape))
+                else:  # earlier octaves are copied: the next octave may step the same tensor
+                    octave_image = image.detach() if last else image.detach().clone()
+                octave_images.append(octave_image.to(out_device))
         finally:
             if ascent is not None:
                 ascent.close()
-        final = image.detach().to(out_device)
+        final = octave_images[-1] if settings.keep_colors == "transfer" else image.detach().to(out_device)
     return DreamResult(images=final, octave_images=octave_images, steps_done=done)
+
+
+def _guide_tensor(guide: torch.Tensor) -> torch.Tensor:
+    if guide.ndim == 3:
+        guide = guide.unsqueeze(0)
+    if guide.ndim != 4 or guide.shape[1] != 3:
+        raise DreamError(f"The guide must be an RGB image [1, 3, H, W]; got shape {tuple(guide.shape)}.")
+    return guide.detach()
+
+
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+"""ITU-R BT.601 luma weights: Y = 0.299 R + 0.587 G + 0.114 B."""
+
+
+def transfer_colors(image: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """The brightness (Y) of `image` with the colour (Cb, Cr) of `original`, clamped to 0..1.
+
+    In YCbCr, Cb and Cr are B - Y and R - Y scaled; keeping the original's differences
+    and the dream's Y gives the dream's patterns in the photo's colours.
+    """
+    luma = LUMA.to(image)
+    y_dream = (image * luma).sum(dim=1, keepdim=True)
+    y_original = (original * luma).sum(dim=1, keepdim=True)
+    return (original - y_original + y_dream).clamp(0.0, 1.0)
 
 
 def _prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -426,3 +518,24 @@ def reinject_detail(
     dreamed_size = tuple(dreamed.shape[-2:])
     lost = resize(original, shape) - resize(resize(original, dreamed_size), shape)
     return (base + strength * lost).clamp(0.0, 1.0)
+
+
+def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
+    """A normalised 1-D Gaussian `[K]` for a separable blur (made once per dream)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of `[B, C, H, W]`, reflecting at the borders."""
+    channels, radius = image.shape[1], kernel.numel() // 2
+    radius_h, radius_w = min(radius, image.shape[-2] - 1), min(radius, image.shape[-1] - 1)
+    k = kernel.to(image.dtype)
+    x = F.pad(image, (0, 0, radius_h, radius_h), mode="reflect")
+    x = F.conv2d(x, k[radius - radius_h : radius + radius_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1),
+                 groups=channels)  # fmt: skip
+    x = F.pad(x, (radius_w, radius_w, 0, 0), mode="reflect")
+    return F.conv2d(x, k[radius - radius_w : radius + radius_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1),
+                    groups=channels)  # fmt: skip

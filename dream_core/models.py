@@ -22,6 +22,7 @@ from torch import nn
 
 from . import efficientnet_lite
 from .errors import UnknownLayerError, UnknownModelError
+from .objectives import canonical_selector, split_term
 from .weights import fit_state_dict, load_checkpoint, load_imagenet_state_dict
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ ZOO: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "efficientnet_lite0"
+LOGITS = "logits"
+"""The pseudo-layer of the classifier's output, for class objectives (``class:NAME``)."""
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -240,6 +243,7 @@ def layer_catalogue(model_name: str) -> tuple[LayerInfo, ...]:
 
         return hook
 
+    entries = [*entries, (LOGITS, "", ("class scores",))]  # the root module's output
     handles = [modules[path].register_forward_hook(record(path)) for _, path, _ in entries]
     try:
         with torch.no_grad():
@@ -254,7 +258,7 @@ def layer_catalogue(model_name: str) -> tuple[LayerInfo, ...]:
             aliases=aliases,
             channels=int(shapes[path][1]),
             # Valid-padded nets (InceptionV3) lose a few pixels per stage: round to a power of 2.
-            stride=2 ** round(math.log2(spec.probe_size / shapes[path][-1])),
+            stride=2 ** round(math.log2(spec.probe_size / shapes[path][-1])) if len(shapes[path]) == 4 else 0,
         )
         for name, path, aliases in entries
     )
@@ -294,6 +298,12 @@ def activation_bytes_per_pixel(model_name: str, deepest_layer: str) -> float:
         for handle in handles:
             handle.remove()
     return 4.0 * total[0] / (size * size)
+
+
+def _num_classes(net: nn.Module, spec: ModelSpec) -> int:
+    modules = dict(net.named_modules())
+    head = modules.get(spec.classifier_prefix)
+    return int(head.out_features) if isinstance(head, nn.Linear) else 1000
 
 
 def _imagenet_classes() -> list[str]:
@@ -347,21 +357,68 @@ class FeatureModel:
         return info
 
     def resolve_weights(self, layer_weights: Mapping[str, float]) -> dict[str, float]:
-        """Map user layer names to stable names; aliases of one layer add up; zeros drop."""
+        """Map user objective terms to canonical ones; the same term adds up; zeros drop.
+
+        A term is a layer (name, module path or alias), optionally with channels,
+        ``mixed4[3,17]``, ``mixed4[0-15]``, ``mixed4[top8]``, ``mixed4[bottom8]``; or a
+        class of the classifier, ``class:jellyfish`` / ``class:107``.
+        """
         resolved: dict[str, float] = {}
-        for name, weight in layer_weights.items():
-            stable = self.resolve_layer(name).name
-            resolved[stable] = resolved.get(stable, 0.0) + float(weight)
-        return {name: weight for name, weight in resolved.items() if weight != 0.0}
+        for key, weight in layer_weights.items():
+            term = self._canonical_term(key)
+            resolved[term] = resolved.get(term, 0.0) + float(weight)
+        return {term: weight for term, weight in resolved.items() if weight != 0.0}
+
+    def _canonical_term(self, key: str) -> str:
+        text = key.strip()
+        if text.lower().startswith("class:"):
+            return f"{LOGITS}[{self.resolve_class(text[len('class:') :])}]"
+        name, selector = split_term(text)
+        info = self.resolve_layer(name)
+        if info.name == LOGITS:
+            raise UnknownLayerError("Ask for a class as 'class:NAME' or 'class:INDEX', not through 'logits'.")
+        if selector is None:
+            return info.name
+        return f"{info.name}[{canonical_selector(selector, info.channels, f'{info.name} of {self.name}')}]"
+
+    def resolve_class(self, name: str) -> int:
+        """Index of a class given by index or by name (case-insensitive; a unique part of it works)."""
+        text = name.strip()
+        classes = self.class_names or []
+        if text.isdigit():
+            index = int(text)
+            limit = len(classes) or _num_classes(self.net, self.spec)
+            if index >= limit:
+                raise UnknownLayerError(
+                    f"Class {index} does not exist: {self.name} has {limit} classes (0..{limit - 1})."
+                )
+            return index
+        lowered = [c.lower() for c in classes]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        matches = [i for i, c in enumerate(lowered) if text.lower() in c]
+        if len(matches) == 1:
+            return matches[0]
+        if not classes:
+            raise UnknownLayerError(f"{self.name} ({self.weights}) has no class names; give the class index instead.")
+        import difflib
+
+        close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.5)
+        hint = (
+            f"; it matches several: {', '.join(classes[i] for i in matches[:8])}"
+            if matches
+            else (f"; did you mean {', '.join(close)}?" if close else "")
+        )
+        raise UnknownLayerError(f"Unknown class {text!r} for {self.name}{hint}. Give a class name or index.")
 
     def deepest_layer(self, layers: Iterable[str]) -> str:
         """The stable name of the layer, among `layers`, that the forward pass reaches last."""
         order = {info.name: i for i, info in enumerate(self.layers)}
-        return max((self.resolve_layer(n).name for n in layers), key=order.__getitem__)
+        return max((self.resolve_layer(split_term(n)[0]).name for n in layers), key=order.__getitem__)
 
     def tap(self, layers: Iterable[str]) -> LayerTap:
-        """A callable giving the activations of `layers` for a 0..1 image batch."""
-        return LayerTap(self, [self.resolve_layer(n) for n in layers])
+        """A callable giving the activations of `layers` (terms' layers) for a 0..1 image batch."""
+        return LayerTap(self, [self.resolve_layer(split_term(n)[0]) for n in layers])
 
     def to(self, device: torch.device | str) -> FeatureModel:
         """Move the network to `device` (in place) and return self."""

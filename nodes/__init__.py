@@ -1,7 +1,7 @@
 """ComfyUI node wrappers over dream_core: one module per node family."""
 
 from .comfy_bridge import register_model_folder
-from .dream_nodes import DetailReinject, OctaveDream
+from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 
 register_model_folder()
@@ -11,6 +11,7 @@ NODE_CLASS_MAPPINGS = {
     "LayerWeights": LayerWeights,
     "OctaveDream": OctaveDream,
     "DetailReinject": DetailReinject,
+    "DreamRegion": DreamRegion,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -18,4 +19,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerWeights": "Layer Weights (DeepDream)",
     "OctaveDream": "Octave Dream (DeepDream)",
     "DetailReinject": "Detail Reinject (DeepDream)",
+    "DreamRegion": "Dream Region (DeepDream)",
 }

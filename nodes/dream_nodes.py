@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import DreamSettings, dream
-from ..dream_core.engine import NORMALIZATIONS, PRECISIONS, reinject_detail, resize
+from ..dream_core.engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, reinject_detail, resize
 from ..dream_core.errors import DreamError
 from ..dream_core.objectives import LOSS_MODES
 from . import comfy_bridge
@@ -159,6 +159,46 @@ class OctaveDream:
                         "0 = automatic (the largest that fits in memory).",
                     },
                 ),
+                "keep_colors": (
+                    list(COLOR_MODES),
+                    {
+                        "default": d.keep_colors,
+                        "tooltip": "Keep the photo's colours: 'luminance' dreams the brightness only; "
+                        "'transfer' puts the original colours back on the dream. 'off': the network's colours.",
+                    },
+                ),
+                "grad_blur": (
+                    "FLOAT",
+                    {
+                        "default": d.grad_blur,
+                        "min": 0.0,
+                        "max": 20.0,
+                        "step": 0.1,
+                        "tooltip": "Blur (sigma, px) of each step's gradient: larger = softer, less noisy "
+                        "patterns. 0 = off (classic).",
+                    },
+                ),
+                "tv_weight": (
+                    "FLOAT",
+                    {
+                        "default": d.tv_weight,
+                        "min": 0.0,
+                        "max": 1000.0,
+                        "step": 0.5,
+                        "tooltip": "Total-variation penalty: larger = smoother image, fewer speckles. 0 = off.",
+                    },
+                ),
+                "guide_mix": (
+                    "FLOAT",
+                    {
+                        "default": d.guide_mix,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.05,
+                        "tooltip": "With a guide image: 1 = dream toward the guide's features only (Google's "
+                        "guided dream), 0 = ignore the guide, between = a mix with the layer weights' dream.",
+                    },
+                ),
                 "precision": (
                     ["auto", *PRECISIONS],
                     {
@@ -185,12 +225,31 @@ class OctaveDream:
                         "it fully. Resized to the image; one mask or one per image."
                     },
                 ),
+                "guide": (
+                    "IMAGE",
+                    {
+                        "tooltip": "A guide image: the dream moves toward what the network sees in it "
+                        "(its features at the chosen layers). See guide_mix."
+                    },
+                ),
+                "regions": (
+                    "DREAM_REGIONS",
+                    {
+                        "tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, "
+                        "all at once (added to layer_weights, which apply everywhere)."
+                    },
+                ),
             },
         }
 
-    def run(self, image, feature_model, layer_weights=None, mask=None, **options):
+    def run(self, image, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **options):
         settings = DreamSettings().with_options(**options)
-        layers = layer_weights if layer_weights else dict(feature_model.spec.default_layers)
+        if layer_weights:
+            layers = layer_weights
+        elif regions:
+            layers = {}  # the regions say what to dream
+        else:
+            layers = dict(feature_model.spec.default_layers)
         images = to_bchw(image)
         device = comfy_bridge.compute_device()
         total = settings.octaves * settings.iterations
@@ -201,6 +260,8 @@ class OctaveDream:
                 layers,
                 settings,
                 mask=mask,
+                guide=to_bchw(guide)[:1].to(device) if guide is not None else None,
+                regions=[(region_mask.to(device), weights) for region_mask, weights in regions or ()],
                 on_progress=comfy_bridge.progress_reporter(total),
                 should_stop=comfy_bridge.raise_if_interrupted,
             )
@@ -273,3 +334,34 @@ class DetailReinject:
             upscaled=to_bchw(upscaled) if upscaled is not None else None, strength=strength,
         )  # fmt: skip
         return (to_bhwc(result).to(comfy_bridge.output_device()),)
+
+
+class DreamRegion:
+    """One region of a multi-region dream: a mask and the layer weights dreamed inside it."""
+
+    DESCRIPTION = (
+        "Defines a region for OctaveDream: inside this mask, the dream amplifies these layer weights. Chain "
+        "several DreamRegion nodes (each takes the previous ones) to dream different layers in different parts "
+        "of the picture at once, e.g. eyes on the left, buildings on the right."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("DREAM_REGIONS",)
+    RETURN_NAMES = ("regions",)
+    OUTPUT_TOOLTIPS = ("The regions so far, for OctaveDream's 'regions' input or another DreamRegion.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "mask": ("MASK", {"tooltip": "Where this region is (1 = fully in it); resized to the image."}),
+                "layer_weights": ("LAYER_WEIGHTS", {"tooltip": "What to dream inside this region."}),
+            },
+            "optional": {
+                "regions": ("DREAM_REGIONS", {"tooltip": "Regions defined before this one, to add to."}),
+            },
+        }
+
+    def run(self, mask, layer_weights, regions=None):
+        # A new list: the incoming one is shared with other nodes and cached.
+        return ([*(regions or ()), (mask, dict(layer_weights))],)

@@ -58,10 +58,10 @@ def test_out_of_memory_retries_with_smaller_tiles_and_says_so_once(lite0, small_
 
     real = engine._Ascent._tile_loss
 
-    def small_tiles_only(self, tile, margins=None):
+    def small_tiles_only(self, tile, margins=None, region_tiles=()):
         if max(tile.shape[-2:]) > 100:  # 64 px tiles plus their context margins fit
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(self, tile, margins)
+        return real(self, tile, margins, region_tiles)
 
     monkeypatch.setattr(engine._Ascent, "_tile_loss", small_tiles_only)
     with caplog.at_level(logging.WARNING):

@@ -1,0 +1,187 @@
+"""Dreams as animations: the classic infinite zoom, and a dream's frames as it forms.
+
+* `zoom_transform` enlarges, turns and shifts an image about its centre, mirroring
+  the edges instead of leaving black borders;
+* `dream_zoom` dreams, zooms into the dream, dreams again, ...: each frame grows out
+  of the previous one (Google's "infinite zoom");
+* `FrameCollector` / `dream_frames` keep the image every N ascent steps of one dream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, octave_shapes, resize
+from .errors import DreamError
+from .models import FeatureModel
+
+FrameCallback = Callable[[int, torch.Tensor], None]
+"""`on_frame(index, frame)`: called with each finished frame `[B, 3, H, W]` of an animation."""
+
+SEED_RANGE = 2**64
+"""Seeds wrap around here (the largest seed ComfyUI offers is 2**64 - 1)."""
+
+
+def zoom_transform(
+    image: torch.Tensor, zoom: float, angle_deg: float = 0.0, shift_x: float = 0.0, shift_y: float = 0.0
+) -> torch.Tensor:
+    """Zoom `image` `[B, C, H, W]` about its centre, turn it, and shift it; same shape out.
+
+    `zoom` > 1 enlarges (zooms in), < 1 shrinks; `angle_deg` turns the picture
+    counter-clockwise (as Pillow's `rotate`); `shift_x`/`shift_y` move it right/down
+    by that many pixels of the output. Bilinear sampling; whatever comes into view
+    from outside the image is the image mirrored at its edges, so no black borders.
+    """
+    if image.ndim != 4:
+        raise DreamError(f"zoom_transform expects images [B, C, H, W]; got shape {tuple(image.shape)}.")
+    if not (math.isfinite(zoom) and zoom > 0):
+        raise DreamError(f"zoom must be a positive number; got {zoom}.")
+    height, width = image.shape[-2:]
+    # The picture moves by out = zoom * R(angle) @ in + shift (centre-relative pixels);
+    # grid_sample needs the inverse, in = R(-angle) @ (out - shift) / zoom, in
+    # normalised coordinates (x_n = 2 x / W for align_corners=False), so the pixel
+    # scale D goes in and out around the rotation: a turn stays a turn on non-square images.
+    radians = math.radians(angle_deg)
+    cos, sin = math.cos(radians), math.sin(radians)
+    # Inverse of a counter-clockwise turn on screen (y points down): rows of R(-angle).
+    inverse_rotation = torch.tensor([[cos, -sin], [sin, cos]], dtype=torch.float64)
+    scale = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
+    linear = inverse_rotation * scale.view(1, 2) / scale.view(2, 1) / zoom  # D^-1 R^-1 D / zoom
+    offset = -(inverse_rotation @ torch.tensor([shift_x, shift_y], dtype=torch.float64)) / scale / zoom
+    theta = torch.cat([linear, offset.view(2, 1)], dim=1).to(image.device, torch.float32)
+    theta = theta.unsqueeze(0).expand(image.shape[0], 2, 3)
+    source = image if image.is_floating_point() else image.float()
+    grid = F.affine_grid(theta, list(source.shape), align_corners=False)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _frame_seed(settings: DreamSettings, index: int) -> DreamSettings:
+    return settings.with_options(seed=(settings.seed + index) % SEED_RANGE)
+
+
+def dream_zoom(
+    image: torch.Tensor,
+    model: FeatureModel,
+    layer_weights: Mapping[str, float],
+    settings: DreamSettings | None = None,
+    frames: int = 12,
+    zoom: float = 1.05,
+    angle: float = 0.0,
+    shift_x: float = 0.0,
+    shift_y: float = 0.0,
+    *,
+    mask: torch.Tensor | None = None,
+    on_frame: FrameCallback | None = None,
+    should_stop: StopCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    frames_device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
+
+    Frame 0 is `dream(image)`; frame k is `dream(zoom_transform(frame k-1, zoom,
+    angle, shift_x, shift_y))` with the seed ``settings.seed + k``, so the same
+    arguments give the same animation. The transform is per frame (degrees and
+    pixels per frame). A batch is dreamed together; the output is image-major: all
+    frames of the first image, then those of the next. `on_frame(k, frame)` gets
+    each finished frame; `on_progress(step, total, current)` counts over all frames;
+    `should_stop` is passed to every dream. Finished frames are kept on
+    `frames_device` (default: the input's), so a long animation need not fill the
+    GPU; the dreaming itself stays on the model's device.
+    """
+    settings = (settings or DreamSettings()).validate()
+    if frames < 1:
+        raise DreamError(f"frames must be at least 1; got {frames}.")
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    shapes = octave_shapes(*image.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
+    per_frame = len(shapes) * settings.iterations
+    results: list[torch.Tensor] = []
+    current = image
+    for index in range(frames):
+        if index:
+            current = zoom_transform(current, zoom, angle, shift_x, shift_y)
+
+        def report(step: int, _total: int, preview: torch.Tensor, offset: int = index * per_frame) -> None:
+            on_progress(offset + step, per_frame * frames, preview)
+
+        current = dream(
+            current,
+            model,
+            layer_weights,
+            _frame_seed(settings, index),
+            mask=mask,
+            on_progress=report if on_progress is not None else None,
+            should_stop=should_stop,
+        ).images
+        results.append(current.to(frames_device or image.device))
+        if on_frame is not None:
+            on_frame(index, current)
+    return torch.stack(results, dim=1).flatten(0, 1)
+
+
+class FrameCollector:
+    """An `on_progress` callback that keeps the image every `every` ascent steps.
+
+    The engine reports the current octave's image, which grows from octave to
+    octave; `frames(final)` enlarges every kept image to the final size and stacks
+    them. A copy is kept (the engine steps its image in place), on `device` if given
+    (e.g. the CPU, to spare GPU memory), else where the engine's image is. `forward`,
+    if given, is called with every report too (a progress bar).
+    """
+
+    def __init__(
+        self, every: int, forward: ProgressCallback | None = None, device: torch.device | str | None = None
+    ) -> None:
+        if every < 1:
+            raise DreamError(f"every must be at least 1 step; got {every}.")
+        self.every = every
+        self.forward = forward
+        self.device = device
+        self.kept: list[torch.Tensor] = []
+        self._next = every
+
+    def __call__(self, step: int, total: int, image: torch.Tensor) -> None:
+        # `step` can jump (an octave that stops at max_loss reports all its steps at
+        # once): keep one image per multiple crossed. The step == total image is not
+        # kept: `frames` appends the final result instead, which also has the last
+        # octave's detail re-injected.
+        if step >= self._next and step < total:
+            self.kept.append(image.detach().to(self.device or image.device, copy=True))
+            self._next = (step // self.every + 1) * self.every
+        if self.forward is not None:
+            self.forward(step, total, image)
+
+    def frames(self, final: torch.Tensor) -> torch.Tensor:
+        """The kept images and then `final` `[B, 3, H, W]`, at its size: `[B * frames, 3, H, W]`, image-major."""
+        shape = tuple(final.shape[-2:])
+        device = self.device or final.device
+        stacked = [resize(image.to(device), shape) for image in self.kept] + [final.to(device)]
+        return torch.stack(stacked, dim=1).flatten(0, 1)
+
+
+def dream_frames(
+    images: torch.Tensor,
+    model: FeatureModel,
+    layer_weights: Mapping[str, float],
+    settings: DreamSettings | None = None,
+    every: int = 5,
+    *,
+    mask: torch.Tensor | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+    frames_device: torch.device | str | None = None,
+) -> tuple[DreamResult, torch.Tensor]:
+    """Dream `images` and keep the image every `every` steps: `(result, frames)`.
+
+    `frames` is `[B * n, 3, H, W]`, image-major, with ``n = ceil(total_steps / every)``
+    (fewer if an octave stops early at `max_loss`; at least 1): the image after
+    steps every, 2 every, ..., enlarged to the final size, and last the final image.
+    Frames are kept on `frames_device` (default: the input's device).
+    """
+    collector = FrameCollector(every, forward=on_progress, device=frames_device or images.device)
+    result = dream(images, model, layer_weights, settings, mask=mask, on_progress=collector, should_stop=should_stop)
+    return result, collector.frames(result.images)
