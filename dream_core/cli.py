@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .engine import NORMALIZATIONS, PRECISIONS, DreamSettings, dream
+from .engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, DreamSettings, dream
 from .errors import DreamError
-from .imageio import expand_inputs, load_image, save_image
+from .imageio import expand_inputs, load_image, load_mask, save_image
 from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
 from .objectives import LOSS_MODES, parse_layer_weights
 from .presets import PRESETS, default_preset, get_preset
@@ -79,6 +79,17 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", *PRECISIONS],
         help="network precision (default auto: bf16 on CPUs with bf16 units, else fp32)",
     )
+    d = DreamSettings()
+    p.add_argument("--keep-colors", choices=COLOR_MODES, help="keep the photo's colours: 'luminance' dreams the "
+                   "brightness only, 'transfer' puts the colours back (default off)")  # fmt: skip
+    p.add_argument("--grad-blur", type=float, help=f"blur sigma (px) of each gradient (default {d.grad_blur})")
+    p.add_argument("--tv-weight", type=float, help=f"total-variation penalty (default {d.tv_weight})")
+    p.add_argument("--guide", type=Path, help="guide image: dream toward its features")
+    p.add_argument("--guide-mix", type=float, help=f"0..1, share of the guide objective (default {d.guide_mix})")
+    p.add_argument("--mask", type=Path, help="grey image: dream strength per pixel (white = full)")
+    p.add_argument("--region", action="append", default=[], metavar="MASK=LAYERS",
+                   help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
+                   "repeat for several regions")  # fmt: skip
     p.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -132,9 +143,21 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
     model.resolve_weights(layers)  # fail on a bad layer name before any work
     print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
+    guide = load_image(args.guide) if args.guide else None
+    mask = load_mask(args.mask) if args.mask else None
+    regions = []
+    for spec in args.region:
+        mask_file, sep, region_layers = spec.partition("=")
+        if not sep:
+            raise DreamError(f"--region {spec!r}: write it as MASK_FILE=LAYERS, e.g. left.png=mixed3:1.")
+        regions.append((load_mask(mask_file), parse_layer_weights(region_layers)))
+        model.resolve_weights(regions[-1][1])
+    if regions and not args.layers:
+        layers = {}  # the regions say what to dream
     for path in inputs:
         image = load_image(path)
-        result = dream(image, model, layers, settings, on_progress=ProgressBar(path.name))
+        result = dream(image, model, layers, settings, mask=mask, guide=guide, regions=regions,
+                       on_progress=ProgressBar(path.name))  # fmt: skip
         target = out / f"{path.stem}_dream.png" if to_folder else out
         save_image(result.images[0], target)
         print(f"wrote {target}")

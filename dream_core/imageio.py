@@ -20,6 +20,15 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
 
 
+def load_mask(path: str | os.PathLike) -> torch.Tensor:
+    """A mask file as `[1, H, W]` in 0..1: its alpha channel if it has one, else its grey."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+        array = np.asarray(band, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).unsqueeze(0)
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A `[3, H, W]` (or `[1, 3, H, W]`) tensor in 0..1 as a Pillow RGB image."""
     if image.ndim == 4:

@@ -93,7 +93,9 @@ def sheet_columns(count: int, cell_height: int, cell_width: int, gap: int = 0) -
         height = rows * cell_height + (rows + 1) * gap
         return abs(math.log(width / height))
 
-    return min(range(1, count + 1), key=squareness)
+    # Only counts that fill their rows as evenly as possible: 4 cells go 2 x 2, never 3 + 1.
+    candidates = {math.ceil(count / rows) for rows in range(1, count + 1)}
+    return min(sorted(candidates), key=squareness)
 
 
 def contact_sheet(images: torch.Tensor, labels: Sequence[str], columns: int = 0) -> torch.Tensor:
