@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,11 +75,11 @@ def dream_zoom(
     shift_x: float = 0.0,
     shift_y: float = 0.0,
     *,
-    mask: torch.Tensor | None = None,
     on_frame: FrameCallback | None = None,
     should_stop: StopCallback | None = None,
     on_progress: ProgressCallback | None = None,
     frames_device: torch.device | str | None = None,
+    **dream_options: Any,
 ) -> torch.Tensor:
     """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
 
@@ -88,7 +89,8 @@ def dream_zoom(
     pixels per frame). A batch is dreamed together; the output is image-major: all
     frames of the first image, then those of the next. `on_frame(k, frame)` gets
     each finished frame; `on_progress(step, total, current)` counts over all frames;
-    `should_stop` is passed to every dream. Finished frames are kept on
+    `should_stop` and `dream_options` (`mask`, `guide`, `regions`: fixed on the
+    screen, not zoomed) go to every dream. Finished frames are kept on
     `frames_device` (default: the input's), so a long animation need not fill the
     GPU; the dreaming itself stays on the model's device.
     """
@@ -113,9 +115,9 @@ def dream_zoom(
             model,
             layer_weights,
             _frame_seed(settings, index),
-            mask=mask,
             on_progress=report if on_progress is not None else None,
             should_stop=should_stop,
+            **dream_options,
         ).images
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
@@ -170,18 +172,21 @@ def dream_frames(
     settings: DreamSettings | None = None,
     every: int = 5,
     *,
-    mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     frames_device: torch.device | str | None = None,
+    **dream_options: Any,
 ) -> tuple[DreamResult, torch.Tensor]:
     """Dream `images` and keep the image every `every` steps: `(result, frames)`.
 
     `frames` is `[B * n, 3, H, W]`, image-major, with ``n = ceil(total_steps / every)``
     (fewer if an octave stops early at `max_loss`; at least 1): the image after
     steps every, 2 every, ..., enlarged to the final size, and last the final image.
-    Frames are kept on `frames_device` (default: the input's device).
+    Frames are kept on `frames_device` (default: the input's device). `dream_options`
+    (`mask`, `guide`, `regions`) go to `dream`.
     """
     collector = FrameCollector(every, forward=on_progress, device=frames_device or images.device)
-    result = dream(images, model, layer_weights, settings, mask=mask, on_progress=collector, should_stop=should_stop)
+    result = dream(
+        images, model, layer_weights, settings, on_progress=collector, should_stop=should_stop, **dream_options
+    )
     return result, collector.frames(result.images)

@@ -380,7 +380,9 @@ def dream(
     with torch.inference_mode(False), torch.enable_grad():
         # No copy when the images are already float32 on the device: `original` is
         # only read, and the dreamed image is a copy made below.
-        original = images.detach().to(model.device, torch.float32)
+        # Contiguous, so that a permuted view (ComfyUI's [B, H, W, C]) dreams exactly as
+        # a plain tensor would: the memory layout picks the convolution kernels.
+        original = images.detach().to(model.device, torch.float32).contiguous()
         full_mask = _prepare_mask(mask, original) if mask is not None else None
         full_regions = [(_prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
         guide_image = _guide_tensor(guide) if guide is not None else None

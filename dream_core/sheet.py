@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,16 +156,17 @@ def layer_sweep(
     sweep: Sequence[Mapping[str, float]],
     settings: DreamSettings | None = None,
     *,
-    mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
+    **dream_options: Any,
 ) -> torch.Tensor:
     """Dream `images` `[B, 3, H, W]` once per entry of `sweep` (layer weights); `[B * len(sweep), 3, H, W]`.
 
     The output is image-major: all entries for the first image, then for the next.
     Every entry uses the same settings and seed, so the differences are the layers'
     alone. Every entry's layer names are checked before the first dream starts.
-    `on_progress(step, total, current)` counts over all entries.
+    `on_progress(step, total, current)` counts over all entries; `dream_options`
+    (`mask`, `guide`, ...) go to every `dream`.
     """
     settings = (settings or DreamSettings()).validate()
     if images.ndim == 3:
@@ -187,9 +189,9 @@ def layer_sweep(
             model,
             layer_weights,
             settings,
-            mask=mask,
             on_progress=report if on_progress is not None else None,
             should_stop=should_stop,
+            **dream_options,
         )
         results.append(result.images)
     return torch.stack(results, dim=1).flatten(0, 1)

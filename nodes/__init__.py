@@ -1,6 +1,7 @@
 """ComfyUI node wrappers over dream_core: one module per node family."""
 
 from .comfy_bridge import register_model_folder
+from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 
@@ -12,6 +13,9 @@ NODE_CLASS_MAPPINGS = {
     "OctaveDream": OctaveDream,
     "DetailReinject": DetailReinject,
     "DreamRegion": DreamRegion,
+    "LayerSweep": LayerSweep,
+    "DreamFrames": DreamFrames,
+    "DreamZoom": DreamZoom,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -20,4 +24,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "OctaveDream": "Octave Dream (DeepDream)",
     "DetailReinject": "Detail Reinject (DeepDream)",
     "DreamRegion": "Dream Region (DeepDream)",
+    "LayerSweep": "Layer Sweep (DeepDream)",
+    "DreamFrames": "Dream Frames (DeepDream)",
+    "DreamZoom": "Dream Zoom (DeepDream)",
 }

@@ -53,23 +53,33 @@ def _total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
     return len(shapes) * settings.iterations
 
 
-def _layers(feature_model, layer_weights) -> dict[str, float]:
-    return layer_weights if layer_weights else dict(feature_model.spec.default_layers)
+def _octave_optional(*names: str) -> dict[str, tuple]:
+    """Copies of OctaveDream's optional inputs (layer_weights, mask, guide, regions) that it has."""
+    optional = OctaveDream.INPUT_TYPES().get("optional", {})
+    return {name: copy.deepcopy(optional[name]) for name in names if name in optional}
+
+
+def _layers(feature_model, layer_weights, regions=None) -> dict[str, float]:
+    """As OctaveDream chooses: the given weights; none if regions say what to dream; else the model's default."""
+    if layer_weights:
+        return layer_weights
+    return {} if regions else dict(feature_model.spec.default_layers)
+
+
+def _dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> dict:
+    """The dream's optional inputs as OctaveDream hands them to the engine; only those connected."""
+    inputs = {}
+    if mask is not None:
+        inputs["mask"] = mask
+    if guide is not None:
+        inputs["guide"] = to_bchw(guide)[:1].to(device)
+    if regions:
+        inputs["regions"] = [(region_mask.to(device), weights) for region_mask, weights in regions]
+    return inputs
 
 
 _IMAGE = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
 _FEATURE_MODEL = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
-_LAYER_WEIGHTS = (
-    "LAYER_WEIGHTS",
-    {"tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default layers."},
-)
-_MASK = (
-    "MASK",
-    {
-        "tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. "
-        "Resized to the image; one mask or one per image."
-    },
-)
 
 
 def _default_sweep_text() -> str:
@@ -127,10 +137,10 @@ class LayerSweep:
                     },
                 ),
             },
-            "optional": {"mask": _MASK},
+            "optional": _octave_optional("mask", "guide"),
         }
 
-    def run(self, image, feature_model, layers: str, columns: int = 0, mask=None, **options):
+    def run(self, image, feature_model, layers: str, columns: int = 0, mask=None, guide=None, **options):
         settings = _settings(options)
         entries = parse_sweep(layers)
         images = to_bchw(image)
@@ -142,9 +152,9 @@ class LayerSweep:
                 feature_model,
                 [weights for _, weights in entries],
                 settings,
-                mask=mask,
                 on_progress=comfy_bridge.progress_reporter(total),
                 should_stop=comfy_bridge.raise_if_interrupted,
+                **_dream_inputs(device, mask, guide),
             )
         out = comfy_bridge.output_device()
         dreams = dreams.to(out)
@@ -190,10 +200,20 @@ class DreamFrames:
                     },
                 ),
             },
-            "optional": {"layer_weights": _LAYER_WEIGHTS, "mask": _MASK},
+            "optional": _octave_optional("layer_weights", "mask", "guide", "regions"),
         }
 
-    def run(self, image, feature_model, every_n_steps: int = 5, layer_weights=None, mask=None, **options):
+    def run(
+        self,
+        image,
+        feature_model,
+        every_n_steps: int = 5,
+        layer_weights=None,
+        mask=None,
+        guide=None,
+        regions=None,
+        **options,
+    ):
         settings = _settings(options)
         images = to_bchw(image)
         device = comfy_bridge.compute_device()
@@ -202,13 +222,13 @@ class DreamFrames:
             result, frames = dream_frames(
                 images.to(device),
                 feature_model,
-                _layers(feature_model, layer_weights),
+                _layers(feature_model, layer_weights, regions),
                 settings,
                 every_n_steps,
-                mask=mask,
                 on_progress=comfy_bridge.progress_reporter(_total_steps(images, feature_model, settings)),
                 should_stop=comfy_bridge.raise_if_interrupted,
                 frames_device=out,  # frames wait off the GPU
+                **_dream_inputs(device, mask, guide, regions),
             )
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
@@ -283,7 +303,7 @@ class DreamZoom:
                     },
                 ),
             },
-            "optional": {"layer_weights": _LAYER_WEIGHTS, "mask": _MASK},
+            "optional": _octave_optional("layer_weights", "mask", "guide", "regions"),
         }
 
     def run(
@@ -297,6 +317,8 @@ class DreamZoom:
         shift_y: float = 0.0,
         layer_weights=None,
         mask=None,
+        guide=None,
+        regions=None,
         **options,
     ):
         settings = _settings(options)
@@ -308,16 +330,16 @@ class DreamZoom:
             animation = dream_zoom(
                 images.to(device),
                 feature_model,
-                _layers(feature_model, layer_weights),
+                _layers(feature_model, layer_weights, regions),
                 settings,
                 frames,
                 zoom,
                 angle,
                 shift_x,
                 shift_y,
-                mask=mask,
                 on_progress=comfy_bridge.progress_reporter(total),
                 should_stop=comfy_bridge.raise_if_interrupted,
                 frames_device=out,  # finished frames wait off the GPU
+                **_dream_inputs(device, mask, guide, regions),
             )
         return (to_bhwc(animation).to(out),)
