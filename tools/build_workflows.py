@@ -229,12 +229,122 @@ def octave_animation(info: dict) -> dict:
     return g.to_json()
 
 
+GUIDE = "coffee.jpg"
+
+
+def guided_dream(info: dict) -> dict:
+    """(5.1) Dream toward a guide image's features (Google's guided dream)."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    guide = g.add("LoadImage", (0, 380), {"image": GUIDE}, title="Guide image")
+    model = g.add("LoadFeatureModel", (0, 760), {"architecture": "efficientnet_lite0"})
+    layers = g.add("LayerWeights", (0, 900), {"layers": "blocks.8: 1.0\nblocks.10: 1.0"})
+    dream = g.add("OctaveDream", (380, 0), {"step": 0.02, "guide_mix": 1.0}, image=(image, 0),
+                  feature_model=(model, 0), layer_weights=(layers, 0), guide=(guide, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/guided"}, images=(dream, 0))
+    return g.to_json()
+
+
+def class_and_channels(info: dict) -> dict:
+    """(5.2) "Dream a jellyfish": a class logit, plus the 8 strongest channels of a layer."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    layers = g.add("LayerWeights", (0, 520), {"layers": "class:jellyfish: 1.0\nblocks.6[top8]: 0.5"})
+    dream = g.add("OctaveDream", (380, 0), {"step": 0.015, "iterations": 30}, image=(image, 0),
+                  feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/jellyfish"}, images=(dream, 0))
+    return g.to_json()
+
+
+def keep_colors(info: dict) -> dict:
+    """(5.3, 5.4) The photo's colours kept (luminance only), with a smoothed gradient."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    dream = g.add("OctaveDream", (380, 0), {"step": 0.015, "keep_colors": "luminance", "grad_blur": 1.0},
+                  title="Colours kept, gradient blurred", image=(image, 0), feature_model=(model, 0))  # fmt: skip
+    plain = g.add("OctaveDream", (380, 560), {"step": 0.015}, title="Classic, for comparison", image=(image, 0),
+                  feature_model=(model, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/colors_kept"}, images=(dream, 0))
+    g.add("SaveImage", (760, 560), {"filename_prefix": "deepdream/colors_classic"}, images=(plain, 0))
+    return g.to_json()
+
+
+def layer_sweep(info: dict) -> dict:
+    """(5.5) Each layer alone, then a combination: a labelled contact sheet."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
+    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
+    lines = (
+        "blocks.3: 1\nblocks.6: 1\nblocks.8: 1\nblocks.10: 1\nblocks.13: 1\nblocks.6: 1, blocks.8: 1.5, blocks.10: 1"
+    )
+    sweep = g.add("LayerSweep", (380, 0), {"layers": lines, "step": 0.02, "iterations": 15, "columns": 3},
+                  image=(small, 0), feature_model=(model, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/sweep_sheet"}, images=(sweep, 1))
+    return g.to_json()
+
+
+def dream_frames(info: dict) -> dict:
+    """(5.6) Watch the dream form: the image every 4 steps as an animated WEBP."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    frames = g.add("DreamFrames", (380, 0), {"step": 0.015, "every_n_steps": 4}, image=(image, 0),
+                   feature_model=(model, 0))  # fmt: skip
+    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/forming", "fps": 6.0, "lossless": False,
+                                         "quality": 85}, images=(frames, 1))  # fmt: skip
+    return g.to_json()
+
+
+def dream_zoom(info: dict) -> dict:
+    """(5.6) The classic infinite zoom: each frame zoomed, turned and dreamed again."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
+    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
+    frames = g.add("DreamZoom", (380, 0), {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015,
+                                           "octaves": 2, "iterations": 8},
+                   image=(small, 0), feature_model=(model, 0))  # fmt: skip
+    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/zoom", "fps": 8.0, "lossless": False,
+                                         "quality": 85}, images=(frames, 0))  # fmt: skip
+    return g.to_json()
+
+
+def regions(info: dict) -> dict:
+    """(5.7) Two regions dreamed at once: fine strokes on the left, objects on the right."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    empty = g.add("SolidMask", (0, 380), {"value": 0.0, "width": 512, "height": 512})
+    half = g.add("SolidMask", (0, 520), {"value": 1.0, "width": 256, "height": 512})
+    right = g.add("MaskComposite", (0, 660), {"x": 256, "y": 0, "operation": "add"},
+                  destination=(empty, 0), source=(half, 0))  # fmt: skip
+    left = g.add("InvertMask", (0, 840), {}, mask=(right, 0))
+    model = g.add("LoadFeatureModel", (0, 960), {"architecture": "efficientnet_lite0"})
+    low = g.add("LayerWeights", (380, 380), {"layers": "blocks.3: 1.0"}, title="Left: low layer")
+    high = g.add("LayerWeights", (380, 600), {"layers": "blocks.11: 1.0\nblocks.12: 1.0"}, title="Right: high layers")
+    first = g.add("DreamRegion", (760, 380), {}, mask=(left, 0), layer_weights=(low, 0))
+    both = g.add("DreamRegion", (760, 560), {}, mask=(right, 0), layer_weights=(high, 0), regions=(first, 0))
+    dream = g.add("OctaveDream", (1140, 0), {"step": 0.02}, image=(image, 0), feature_model=(model, 0),
+                  regions=(both, 0))  # fmt: skip
+    g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/regions"}, images=(dream, 0))
+    return g.to_json()
+
+
 WORKFLOWS = {
     "01_dream_sample_photo": sample_dream,
     "02_keras_inception_v3": keras_inception,
     "03_dream_upscale_dream": dream_upscale_dream,
     "04_masked_dream": masked_dream,
     "05_octave_animation": octave_animation,
+    "06_guided_dream": guided_dream,
+    "07_dream_a_jellyfish": class_and_channels,
+    "08_keep_colors_smooth": keep_colors,
+    "09_layer_sweep": layer_sweep,
+    "10_dream_frames": dream_frames,
+    "11_infinite_zoom": dream_zoom,
+    "12_two_regions": regions,
 }
 
 

@@ -1,0 +1,56 @@
+"""Shrink the example workflows' outputs into docs/gallery/ for the README.
+
+The pictures are made by the pack itself on a real ComfyUI: run every example
+workflow with ../shared/tools/comfy_host/run_workflow.py --download DIR, then
+
+    python tools/make_gallery.py DIR [DIR ...]
+
+Each output's newest file (by its SaveImage / SaveAnimatedWEBP prefix) is scaled
+down: stills to 320 px JPEG, animations to 256 px WEBP.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageSequence
+
+ROOT = Path(__file__).resolve().parent.parent
+GALLERY = ROOT / "docs" / "gallery"
+PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
+            "sweep_sheet", "octaves", "forming", "zoom"]  # fmt: skip
+
+
+def newest(folders: list[Path], prefix: str) -> Path | None:
+    found = [p for folder in folders for p in folder.glob(f"{prefix}_0*")]
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def main() -> None:
+    folders = [Path(arg) for arg in sys.argv[1:]]
+    GALLERY.mkdir(parents=True, exist_ok=True)
+    for prefix in PREFIXES:
+        source = newest(folders, prefix)
+        if source is None:
+            print(f"missing: {prefix}")
+            continue
+        with Image.open(source) as image:
+            if getattr(image, "is_animated", False):
+                frames = [
+                    frame.convert("RGB").resize((256, 256), Image.LANCZOS) for frame in ImageSequence.Iterator(image)
+                ]
+                duration = image.info.get("duration", 125)
+                target = GALLERY / f"{prefix}.webp"
+                frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, loop=0, quality=70)
+            else:
+                width = 784 if prefix == "sweep_sheet" else 320
+                still = image.convert("RGB")
+                still = still.resize((width, round(still.height * width / still.width)), Image.LANCZOS)
+                target = GALLERY / f"{prefix}.jpg"
+                still.save(target, quality=85)
+        print(f"wrote {target.relative_to(ROOT)} ({target.stat().st_size // 1024} KB)")
+
+
+if __name__ == "__main__":
+    main()
