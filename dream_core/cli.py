@@ -12,7 +12,7 @@ import torch
 
 from .engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, DreamSettings, dream
 from .errors import DreamError
-from .imageio import expand_inputs, load_image, load_mask, save_image
+from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
 from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
 from .objectives import LOSS_MODES, parse_layer_weights
 from .presets import PRESETS, default_preset, get_preset
@@ -27,6 +27,11 @@ class ProgressBar:
 
     def __call__(self, done: int, total: int, _preview: torch.Tensor | None = None) -> None:
         frac = done / total if total else 1.0
+        if not self.stream.isatty():  # a log file: a line per tenth, not a redraw per step
+            tenth = int(frac * 10)
+            if tenth == getattr(self, "_last_tenth", -1):
+                return
+            self._last_tenth = tenth
         filled = int(self.width * frac)
         elapsed = time.monotonic() - self.start
         eta = elapsed / done * (total - done) if done else 0.0
@@ -161,11 +166,58 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         target = out / f"{path.stem}_dream.png" if to_folder else out
         save_image(result.images[0], target)
         print(f"wrote {target}")
+        if args.frames_every:
+            frames = _frames_of(image, model, layers, settings, args.frames_every, mask, guide, regions)
+            frames_path = save_animation(frames, target.with_name(f"{target.stem}_frames.webp"), fps=8.0)
+            print(f"wrote {frames_path}")
         if args.save_octaves:
             for i, octave in enumerate(result.octave_images):
                 octave_path = target.with_name(f"{target.stem}_octave{i}.png")
                 save_image(octave[0], octave_path)
                 print(f"wrote {octave_path}")
+    return 0
+
+
+def _frames_of(image, model, layers, settings, every, mask, guide, regions) -> torch.Tensor:
+    # A second run that keeps frames: the same seed gives the same dream.
+    from .animation import dream_frames
+
+    _result, frames = dream_frames(image, model, layers, settings, every, mask=mask, guide=guide, regions=regions,
+                                   on_progress=ProgressBar("frames"))  # fmt: skip
+    return frames
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sheet import contact_sheet, layer_sweep
+
+    model_name, layers, settings = _settings_from_args(args)
+    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
+    lines = args.line or [f"{name}: {weight:g}" for name, weight in layers.items()]
+    if not args.line and len(layers) > 1:
+        lines.append(", ".join(lines))
+    sweep = [parse_layer_weights(line) for line in lines]
+    image = load_image(args.input)
+    images = layer_sweep(image, model, sweep, settings, on_progress=ProgressBar(Path(args.input).name))
+    sheet = contact_sheet(images, lines, args.columns)
+    print(f"wrote {save_image(sheet[0], args.output)}")
+    return 0
+
+
+def _cmd_zoom(args: argparse.Namespace) -> int:
+    from .animation import dream_zoom
+
+    model_name, layers, settings = _settings_from_args(args)
+    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
+    image = load_image(args.input)
+    frames = dream_zoom(image, model, layers, settings, args.frames, args.zoom, args.angle, args.shift_x,
+                        args.shift_y, on_progress=ProgressBar(Path(args.input).name))  # fmt: skip
+    out = Path(args.output)
+    if out.suffix.lower() == ".webp":
+        print(f"wrote {save_animation(frames, out, fps=args.fps)}")
+    else:
+        for i, frame in enumerate(frames):
+            save_image(frame, out / f"frame_{i:04d}.png")
+        print(f"wrote {len(frames)} frames into {out}")
     return 0
 
 
@@ -203,6 +255,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     _add_dream_options(p)
     p.set_defaults(func=_cmd_dream)
+    p.add_argument("--frames-every", type=int, metavar="N",
+                   help="also write an animated WEBP of the image every N steps (<name>_frames.webp)")  # fmt: skip
+    p = sub.add_parser("sweep", help="dream one image once per layer-weights line; write a contact sheet")
+    p.add_argument("input", help="image file")
+    p.add_argument("-o", "--output", required=True, help="contact sheet file (PNG/JPEG)")
+    p.add_argument("--line", action="append", default=[], metavar="LAYERS",
+                   help="one dream's layer weights, e.g. 'mixed4:1' or 'mixed3:1,mixed5:1'; repeat. Default: "
+                   "each of the model's default layers alone, then all of them")  # fmt: skip
+    p.add_argument("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
+    _add_dream_options(p)
+    p.set_defaults(func=_cmd_sweep)
+    p = sub.add_parser("zoom", help="the infinite zoom: dream, zoom in, dream again; write an animated WEBP")
+    p.add_argument("input", help="image file")
+    p.add_argument("-o", "--output", required=True, help="animated .webp (or a folder for PNG frames)")
+    p.add_argument("--frames", type=int, default=24, help="number of frames (default 24)")
+    p.add_argument("--zoom", type=float, default=1.05, help="zoom per frame (default 1.05)")
+    p.add_argument("--angle", type=float, default=0.0, help="rotation per frame in degrees (default 0)")
+    p.add_argument("--shift-x", type=float, default=0.0, help="shift per frame in px (default 0)")
+    p.add_argument("--shift-y", type=float, default=0.0, help="shift per frame in px (default 0)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
+    _add_dream_options(p)
+    p.set_defaults(func=_cmd_zoom)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_cmd_models)
     p = sub.add_parser("layers", help="list a model's layers, aliases and channels")
     p.add_argument("model")

@@ -45,6 +45,15 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     return path
 
 
+def save_animation(frames: torch.Tensor, path: str | os.PathLike, fps: float = 8.0) -> Path:
+    """Save `[N, 3, H, W]` frames as an animated WEBP that loops; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [to_pil(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, quality=85)
+    return path
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given, folders replaced by the images inside them (sorted)."""
     paths: list[Path] = []

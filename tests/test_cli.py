@@ -85,3 +85,17 @@ def test_parse_layer_weights():
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "dream_core", "presets"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "keras" in out.stdout
+
+
+def test_sweep_and_zoom_commands_write_a_sheet_and_an_animation(tmp_path, small_photo):
+    from dream_core.imageio import save_image
+
+    source = save_image(small_photo[0], tmp_path / "in.png")
+    fast = ["--octaves", "1", "--iterations", "2"]
+    assert main(["sweep", str(source), "-o", str(tmp_path / "sheet.png"), "--line", "blocks.3:1",
+                 "--line", "blocks.8:1", "--columns", "2", *fast]) == 0  # fmt: skip
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.width >= 2 * 121 and sheet.height > 128  # two cells side by side, with labels
+    assert main(["zoom", str(source), "-o", str(tmp_path / "zoom.webp"), "--frames", "3", *fast]) == 0
+    animation = Image.open(tmp_path / "zoom.webp")
+    assert animation.is_animated and animation.n_frames == 3
