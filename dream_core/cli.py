@@ -145,6 +145,8 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         raise DreamError(f"Input not found: {', '.join(missing)}.")
     out = Path(args.output)
     to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
+    if str(args.device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
     model.resolve_weights(layers)  # fail on a bad layer name before any work
     print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
