@@ -16,6 +16,7 @@ from .imageio import expand_inputs, load_image, load_mask, save_animation, save_
 from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
 from .objectives import LOSS_MODES, parse_layer_weights
 from .presets import PRESETS, default_preset, get_preset
+from .training import TrainSettings, train_classifier
 
 
 class ProgressBar:
@@ -223,6 +224,21 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, unfreeze=args.unfreeze,
+                             seed=args.seed)  # fmt: skip
+    bar = ProgressBar(Path(args.folder).name)
+    result = train_classifier(args.folder, args.model, args.weights, settings, args.output,
+                              weights_dir=args.weights_dir, device=args.device,
+                              on_progress=lambda step, total, _f: bar(step, total))  # fmt: skip
+    for skipped in result.skipped:
+        print(f"skipped: {skipped}", file=sys.stderr)
+    print(f"classes: {', '.join(result.class_names)} ({result.train_count} training pictures)")
+    print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures")
+    print(f"wrote {result.path}")
+    return 0
+
+
 def _cmd_models(_args: argparse.Namespace) -> int:
     for spec in ZOO.values():
         print(f"{spec.name:20s} {spec.description}")
@@ -279,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
     _add_dream_options(p)
     p.set_defaults(func=_cmd_zoom)
+    p = sub.add_parser("train", help="fine-tune a classifier on a folder (one sub-folder per class)")
+    p.add_argument("folder", help="folder with one sub-folder of pictures per class")
+    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture to fine-tune (default {DEFAULT_MODEL})")
+    p.add_argument("--weights", default="imagenet", help="starting weights: 'imagenet' or a checkpoint file")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights")
+    t = TrainSettings()
+    p.add_argument("--epochs", type=int, default=t.epochs, help=f"passes over the pictures (default {t.epochs})")
+    p.add_argument("--learning-rate", type=float, default=t.learning_rate, help=f"default {t.learning_rate}")
+    p.add_argument("--unfreeze", type=int, default=t.unfreeze, help="last blocks trained too (default 0)")
+    p.add_argument("--seed", type=int, default=t.seed, help=f"default {t.seed}")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.set_defaults(func=_cmd_train)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_cmd_models)
     p = sub.add_parser("layers", help="list a model's layers, aliases and channels")
     p.add_argument("model")

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from . import efficientnet_lite
-from .errors import UnknownLayerError, UnknownModelError
+from .errors import UnknownLayerError, UnknownModelError, WeightsMismatchError
 from .objectives import canonical_selector, split_term
 from .weights import fit_state_dict, load_checkpoint, load_imagenet_state_dict
 
@@ -521,6 +521,12 @@ def load_feature_model(
             else:
                 state, meta = load_checkpoint(weights)
                 label = str(weights)
+                trained_as = meta.get("architecture")
+                if isinstance(trained_as, str) and trained_as in ZOO and trained_as != spec.name:
+                    raise WeightsMismatchError(
+                        f"{Path(weights).name} was trained as {trained_as}, not {spec.name}; "
+                        f"choose the architecture {trained_as}."
+                    )
             net, num_classes = fit_state_dict(spec, state, source=label)
             if num_classes == 1000 and class_names is None and not meta.get("class_names"):
                 class_names = _imagenet_classes()

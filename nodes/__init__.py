@@ -4,6 +4,7 @@ from .comfy_bridge import register_model_folder
 from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
+from .train_nodes import TrainFeatureModel
 
 register_model_folder()
 
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "LayerSweep": LayerSweep,
     "DreamFrames": DreamFrames,
     "DreamZoom": DreamZoom,
+    "TrainFeatureModel": TrainFeatureModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,4 +29,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerSweep": "Layer Sweep (DeepDream)",
     "DreamFrames": "Dream Frames (DeepDream)",
     "DreamZoom": "Dream Zoom (DeepDream)",
+    "TrainFeatureModel": "Train Feature Model (DeepDream)",
 }

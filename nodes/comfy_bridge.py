@@ -100,8 +100,9 @@ def progress_reporter(total: int) -> Callable[[int, int, torch.Tensor], None]:
         return lambda done, total, image: None
     bar = comfy_utils.ProgressBar(total)
 
-    def report(done: int, total: int, image: torch.Tensor) -> None:
-        bar.update_absolute(done, total, ("JPEG", to_pil(image[0]), PREVIEW_SIZE))
+    def report(done: int, total: int, image: torch.Tensor | None) -> None:
+        preview = ("JPEG", to_pil(image[0]), PREVIEW_SIZE) if image is not None else None
+        bar.update_absolute(done, total, preview)
 
     return report
 
@@ -117,3 +118,32 @@ def model_on_device(model, device: torch.device) -> Iterator[None]:
         model.to(home)
         if model_management is not None and device != home:
             model_management.soft_empty_cache()
+
+
+def input_subfolder(name: str) -> str:
+    """A folder inside ComfyUI's input directory, given relative to it.
+
+    Absolute paths and '..' that lead outside the input directory are refused: a
+    shared workflow must not read pictures from anywhere on the machine. Outside
+    ComfyUI the name is used as given.
+    """
+    if folder_paths is None:
+        return name
+    base = os.path.realpath(folder_paths.get_input_directory())
+    path = os.path.realpath(os.path.join(base, name.strip()))
+    if os.path.isabs(name.strip()) or os.path.commonpath([base, path]) != base:
+        raise ValueError(
+            f"The training folder must be inside ComfyUI's input folder ({base}); got {name!r}. "
+            "Give its name relative to that folder, e.g. 'deepdream_train'."
+        )
+    return path
+
+
+def model_save_path(name: str) -> str:
+    """Where a trained model called `name` is saved: the first DeepDream model folder."""
+    stem = name.strip().removesuffix(".safetensors")
+    if not stem or not all(c.isalnum() or c in "-_." for c in stem) or stem.startswith("."):
+        raise ValueError(f"Model name {name!r}: use letters, digits, '-', '_' and '.' only (no folders).")
+    folders = model_folders()
+    folder = folders[0] if folders else os.path.join("models", MODEL_FOLDER)
+    return os.path.join(folder, stem + ".safetensors")

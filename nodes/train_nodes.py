@@ -1,0 +1,83 @@
+"""Train a classifier on your own pictures, then dream with it."""
+
+from __future__ import annotations
+
+import os
+
+from ..dream_core.training import TRAINABLE, TrainSettings, train_classifier
+from . import comfy_bridge
+
+CATEGORY = "DeepDream"
+_DEFAULTS = TrainSettings()
+
+
+class TrainFeatureModel:
+    """Fine-tunes a zoo network on a folder of pictures (one sub-folder per class)."""
+
+    DESCRIPTION = (
+        "Teaches a network your own subject: a folder inside ComfyUI's input folder with one sub-folder per "
+        "class (e.g. input/my_flowers/rose, input/my_flowers/tulip). Fine-tunes a new classifier head (and, "
+        "if asked, the last blocks), reports the held-out accuracy, saves the model to models/deepdream, and "
+        "returns it ready to dream: use 'class: NAME' in LayerWeights to dream a class."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("FEATURE_MODEL", "STRING")
+    RETURN_NAMES = ("feature_model", "model_file")
+    OUTPUT_TOOLTIPS = (
+        "The trained network, ready for OctaveDream (its class names work in LayerWeights as 'class: NAME').",
+        "The saved file's name in models/deepdream, with the held-out accuracy.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        d = _DEFAULTS
+        return {
+            "required": {
+                "folder": ("STRING", {"default": "deepdream_train",
+                                      "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
+                                      "pictures per class (any size or format Pillow reads)."}),
+                "architecture": (list(TRAINABLE), {"default": TRAINABLE[0],
+                                                   "tooltip": "The network to fine-tune. efficientnet_lite0 "
+                                                   "starts from weights that work offline."}),
+                "weights": (["imagenet", *comfy_bridge.model_files()],
+                            {"default": "imagenet", "tooltip": "Starting weights: ImageNet, or a checkpoint "
+                             "from models/deepdream of this architecture."}),
+                "epochs": ("INT", {"default": d.epochs, "min": 1, "max": 500,
+                                   "tooltip": "Passes over the training pictures."}),
+                "learning_rate": ("FLOAT", {"default": d.learning_rate, "min": 1e-6, "max": 1.0, "step": 1e-4,
+                                            "tooltip": "Step size of the optimiser for the new head (unfrozen "
+                                            "blocks get a tenth of it)."}),
+                "unfreeze_blocks": ("INT", {"default": d.unfreeze, "min": 0, "max": 32,
+                                            "tooltip": "How many of the network's last blocks learn too. 0 = "
+                                            "only the new head (fast, enough for a few dozen pictures)."}),
+                "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Seed of the split, the augmentation and the head's start."}),
+                "save_as": ("STRING", {"default": "my_classifier",
+                                       "tooltip": "File name (without .safetensors) in models/deepdream; an "
+                                       "existing file of that name is replaced."}),
+            }
+        }  # fmt: skip
+
+    def run(self, folder, architecture, weights, epochs, learning_rate, unfreeze_blocks, seed, save_as):
+        path = comfy_bridge.input_subfolder(folder)
+        target = comfy_bridge.model_save_path(save_as)
+        start = "imagenet" if weights == "imagenet" else comfy_bridge.model_file_path(weights)
+        settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, unfreeze=unfreeze_blocks,
+                                 seed=seed % 2**32)  # fmt: skip
+        device = comfy_bridge.compute_device()
+        bar = comfy_bridge.progress_reporter(1)
+        result = train_classifier(
+            path, architecture, start, settings, target,
+            weights_dir=comfy_bridge.model_folders() or None, device=device,
+            on_progress=lambda step, total, _figures: bar(step, total, None),
+            should_stop=comfy_bridge.raise_if_interrupted,
+        )  # fmt: skip
+        result.model.to("cpu")  # on the compute device only while it dreams
+        summary = (
+            f"{os.path.basename(target)}: classes {', '.join(result.class_names)}; held-out accuracy "
+            f"{result.accuracy:.1%} on {result.holdout_count} pictures"
+        )
+        if result.skipped:
+            summary += f"; skipped: {'; '.join(result.skipped)}"
+        return (result.model, summary)

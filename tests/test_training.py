@@ -1,0 +1,106 @@
+"""Fine-tuning on a folder of pictures, the saved file, and bad folders."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from dream_core import DreamError, DreamSettings, WeightsMismatchError, dream, load_feature_model
+from dream_core.training import TrainSettings, read_folder, train_classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "example_workflows" / "deepdream_train"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trained") / "shapes.safetensors"
+    return train_classifier(FOLDER, "efficientnet_lite0", "imagenet", TrainSettings(epochs=5, seed=0), path)
+
+
+def test_training_on_the_bundled_folder_reaches_90_percent(trained):
+    assert trained.class_names == ["checkers", "dots", "stripes"]
+    assert trained.holdout_count >= 9 and trained.train_count >= 40
+    assert trained.accuracy >= 0.9
+    assert trained.path.is_file()
+
+
+def test_the_saved_file_loads_in_a_fresh_process_without_running_code(trained):
+    script = (
+        "from dream_core import load_feature_model;"
+        f"m = load_feature_model('efficientnet_lite0', {str(trained.path)!r});"
+        "print(m.class_names, m.net._fc.out_features)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "['checkers', 'dots', 'stripes'] 3"
+    # safetensors holds tensors and a JSON header only: nothing in it can execute.
+    assert trained.path.read_bytes()[8:9] == b"{"
+
+
+def test_the_file_refuses_another_architecture(trained):
+    with pytest.raises(WeightsMismatchError, match="trained as efficientnet_lite0"):
+        load_feature_model("resnet50", trained.path)
+
+
+def _logits(model, image):
+    mean = torch.tensor(model.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model.net(((image - mean) / std).contiguous(memory_format=torch.channels_last))[0]
+
+
+def test_dreaming_a_trained_class_raises_its_logit_and_rank(trained, small_photo):
+    model = load_feature_model("efficientnet_lite0", trained.path)
+    settings = DreamSettings(octaves=2, iterations=10, step=0.02, jitter=8, seed=0, precision="fp32")
+    for name in ("dots", "stripes"):
+        index = model.class_names.index(name)
+        dreamed = dream(small_photo, model, {f"class:{name}": 1.0}, settings).images
+        before, after = _logits(model, small_photo), _logits(model, dreamed)
+        assert after[index] > before[index] + 1.0
+        assert int((after > after[index]).sum()) == 0  # top of the softmax
+
+
+def _write(path: Path, mode: str = "RGB", size=(64, 64), colour=128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour if mode in ("L", "P", "1") else (colour,) * len(mode)).save(path)
+
+
+def test_bad_folders_get_clear_errors_or_named_warnings(tmp_path, caplog):
+    with pytest.raises(DreamError, match="does not exist"):
+        read_folder(tmp_path / "missing")
+    with pytest.raises(DreamError, match="no sub-folders"):
+        read_folder(tmp_path)
+    _write(tmp_path / "one" / "cats" / "a.png")
+    with pytest.raises(DreamError, match="at least two"):
+        read_folder(tmp_path / "one")
+
+    mixed = tmp_path / "mixed"
+    _write(mixed / "cats" / "grey.png", "L")
+    _write(mixed / "cats" / "palette.png", "P")
+    _write(mixed / "cats" / "alpha.png", "RGBA")
+    _write(mixed / "dogs" / "cmyk.jpg", "CMYK")
+    _write(mixed / "dogs" / "big.png", "RGB", size=(900, 300))
+    (mixed / "dogs" / "broken.jpg").write_bytes(b"not a picture")
+    (mixed / "empty").mkdir()
+    with caplog.at_level(logging.WARNING):
+        data = read_folder(mixed)
+    assert data.class_names == ["cats", "dogs"] and len(data.images) == 5
+    assert all(im.mode == "RGB" and max(im.size) <= 512 for im in data.images)
+    assert any("broken.jpg" in s for s in data.skipped) and any(s.startswith("empty/") for s in data.skipped)
+    assert "broken.jpg" in caplog.text and "empty" in caplog.text
+
+
+def test_training_can_be_stopped_and_saves_nothing(tmp_path):
+    from dream_core import DreamCancelled
+
+    calls = []
+    with pytest.raises(DreamCancelled):
+        train_classifier(FOLDER, settings=TrainSettings(epochs=1), output=tmp_path / "x.safetensors",
+                         should_stop=lambda: calls.append(1) or len(calls) > 1)  # fmt: skip
+    assert not (tmp_path / "x.safetensors").exists()
