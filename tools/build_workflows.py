@@ -332,6 +332,24 @@ def regions(info: dict) -> dict:
     return g.to_json()
 
 
+def train_and_dream(info: dict) -> dict:
+    """(6) Train on input/deepdream_train (three generated classes), then dream two classes."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("TrainFeatureModel", (0, 380), {"folder": "deepdream_train", "epochs": 6,
+                                                 "save_as": "deepdream_shapes"})  # fmt: skip
+    settings = {"octaves": 4, "octave_scale": 1.5, "iterations": 20, "step": 0.02, "grad_blur": 1.0}
+    outputs = []
+    for row, name in enumerate(("dots", "stripes")):
+        layers = g.add("LayerWeights", (380, 420 + 220 * row), {"layers": f"class:{name}: 1.0"},
+                       title=f"Dream the class '{name}'")  # fmt: skip
+        dream = g.add("OctaveDream", (760, 420 * row), settings, title=f"Dream: {name}", image=(image, 0),
+                      feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+        outputs.append(g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"},
+                             images=(dream, 0)))  # fmt: skip
+    return g.to_json()
+
+
 WORKFLOWS = {
     "01_dream_sample_photo": sample_dream,
     "02_keras_inception_v3": keras_inception,
@@ -345,6 +363,7 @@ WORKFLOWS = {
     "10_dream_frames": dream_frames,
     "11_infinite_zoom": dream_zoom,
     "12_two_regions": regions,
+    "13_train_and_dream": train_and_dream,
 }
 
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageSequence
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "docs" / "gallery"
 PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
-            "sweep_sheet", "octaves", "forming", "zoom"]  # fmt: skip
+            "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes"]  # fmt: skip
 
 
 def newest(folders: list[Path], prefix: str) -> Path | None:
