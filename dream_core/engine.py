@@ -209,6 +209,7 @@ class _Ascent:
         self.settings = settings
         self.guide = self._guide_features(guide) if guide is not None else None
         self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
+        self.should_stop: StopCallback | None = None
         self.blur = _gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
         self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         device = model.device
@@ -291,6 +292,8 @@ class _Ascent:
             margin_y = tiling.context_margin(tiles[0][1] - tiles[0][0], height)
             margin_x = tiling.context_margin(tiles[0][3] - tiles[0][2], width)
             for top, bottom, left, right in tiles:
+                if self.should_stop is not None and self.should_stop():  # a big step takes long: stop inside it
+                    raise DreamCancelled("The dream was cancelled.")
                 rows = tiling.wrapped_ranges(top - margin_y, bottom + margin_y, shift_y, height)
                 cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
                 tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
@@ -346,8 +349,15 @@ def dream(
     settings = (settings or DreamSettings()).validate()
     if images.ndim == 3:
         images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise DreamError(f"Expected RGB images [B, 3, H, W]; got shape {tuple(images.shape)}.")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0 or 0 in images.shape[-2:]:
+        raise DreamError(f"Expected RGB images [B, 3, H, W] with B, H, W > 0; got shape {tuple(images.shape)}.")
+    if not images.is_floating_point():
+        raise DreamError(f"Expected float images in 0..1; got {images.dtype}. Convert with image.float() / 255.")
+    if not bool(torch.isfinite(images).all()):
+        bad = int((~torch.isfinite(images)).sum())
+        log.warning("The image has %d NaN or infinite values; they were replaced (NaN -> 0, inf -> 1).", bad)
+        images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
+    images = images.clamp(0.0, 1.0)
     if not layer_weights and not regions:
         raise DreamError("No layers to dream with: give at least one layer and its weight.")
     weights = model.resolve_weights(layer_weights)
@@ -367,10 +377,7 @@ def dream(
             model.name,
         )
     if min(height, width) < model.spec.min_size:
-        raise DreamError(
-            f"The image is {width}x{height} px; {model.name} needs at least {model.spec.min_size} px "
-            "on each side. Upscale it first."
-        )
+        return _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop)
     iterations = settings.iterations if weights or region_terms else 0
     total = len(shapes) * iterations
     step_size = settings.step * STEP_SCALE
@@ -387,6 +394,8 @@ def dream(
         full_regions = [(_prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
         guide_image = _guide_tensor(guide) if guide is not None else None
         ascent = _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image) if iterations else None
+        if ascent is not None:
+            ascent.should_stop = should_stop
         try:
             shrunk_original = resize(original, shapes[0])
             image = shrunk_original.clone()  # stepped in place from here on
@@ -440,6 +449,34 @@ def dream(
     return DreamResult(images=final, octave_images=octave_images, steps_done=done)
 
 
+MAX_ENLARGED_SIDE = 16384
+
+
+def _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop):
+    """Dream an image smaller than the network accepts at the smallest size it does, then shrink back."""
+    height, width = images.shape[-2:]
+    scale = model.spec.min_size / min(height, width)
+    shape = (math.ceil(height * scale), math.ceil(width * scale))
+    if max(shape) > MAX_ENLARGED_SIDE:
+        raise DreamError(
+            f"The image is {width}x{height} px: too thin to dream ({model.name} needs {model.spec.min_size} px on "
+            "its shorter side, and enlarging it that far would be too big). Crop or pad it first."
+        )
+    log.warning(
+        "The image is %dx%d px, smaller than the %d px %s needs: dreamed at %dx%d and scaled back down.",
+        width, height, model.spec.min_size, model.name, shape[1], shape[0],
+    )  # fmt: skip
+    enlarged = F.interpolate(images.float(), size=shape, mode="bilinear", align_corners=False)
+    result = dream(enlarged, model, layer_weights, settings, mask=mask, guide=guide, regions=regions,
+                   on_progress=on_progress, should_stop=should_stop)  # fmt: skip
+    back = (height, width)
+
+    def shrink(image: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(image, size=back, mode="area").clamp(0.0, 1.0)
+
+    return DreamResult(shrink(result.images), [shrink(o) for o in result.octave_images], result.steps_done)
+
+
 def _guide_tensor(guide: torch.Tensor) -> torch.Tensor:
     if guide.ndim == 3:
         guide = guide.unsqueeze(0)
@@ -474,9 +511,9 @@ def _prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         raise DreamError(f"A mask must be [H, W] or [B, H, W]; got shape {tuple(mask.shape)}.")
     batch = images.shape[0]
     if mask.shape[0] not in (1, batch):
-        raise DreamError(
-            f"The mask has {mask.shape[0]} entries but there are {batch} images; give one mask, or one per image."
-        )
+        # ComfyUI's own nodes repeat a short mask batch; do the same, and say so.
+        log.warning("%d masks for %d images: the masks are used in turn.", mask.shape[0], batch)
+        mask = mask[torch.arange(batch) % mask.shape[0]]
     mask = mask.to(images.device, torch.float32).unsqueeze(1)
     mask = torch.nan_to_num(mask, nan=0.0).clamp(0.0, 1.0)
     mask = (

@@ -88,7 +88,7 @@ def _torch_load(path: Path) -> Any:
             f"loaded. Save the plain state dict (model.state_dict()) as .safetensors instead. "
             f"Detail: {str(err).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
+    except Exception as err:  # a damaged file can fail anywhere in the unpickler (KeyError, EOFError, ...)
         raise WeightsMismatchError(
             f"{path.name} could not be read as a PyTorch checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'no detail'}). The file may be truncated "

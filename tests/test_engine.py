@@ -141,9 +141,14 @@ def test_invalid_settings_name_the_option():
         DreamSettings().with_options(octave=3)
 
 
-def test_a_too_small_image_is_refused_clearly(lite0):
-    with pytest.raises(DreamError, match="at least 32 px"):
-        dream(torch.rand(1, 3, 16, 16), lite0, LAYERS, FAST)
+def test_an_image_smaller_than_the_network_takes_is_dreamed_enlarged(lite0, caplog):
+    image = torch.rand(1, 3, 16, 12)
+    with caplog.at_level("WARNING"):
+        out = dream(image, lite0, LAYERS, FAST).images
+    assert out.shape == image.shape and (out - image).abs().mean() > 1e-3
+    assert "smaller than the 32 px" in caplog.text
+    with pytest.raises(DreamError, match="too thin"):
+        dream(torch.rand(1, 3, 1, 600), lite0, LAYERS, FAST)
 
 
 def test_resize_to_the_same_shape_is_the_identity():
@@ -184,21 +189,10 @@ def test_a_mask_sets_the_dream_strength_per_pixel(lite0, small_photo):
     assert (out - small_photo)[..., 70:].abs().mean().item() > 0.005
 
 
-def test_a_mask_batch_that_fits_no_image_batch_is_refused(lite0, small_photo):
-    with pytest.raises(DreamError, match="one per image"):
-        dream(torch.cat([small_photo] * 3), lite0, LAYERS, FAST, mask=torch.ones(2, 8, 8))
-
-
-def test_reinject_detail_restores_the_original_from_its_shrunk_copy(small_photo):
-    from dream_core.engine import reinject_detail
-
-    shrunk = resize(small_photo, (64, 60))
-    restored = reinject_detail(shrunk, small_photo)
-    assert restored.shape == small_photo.shape
-    assert (restored - small_photo).abs().max().item() < 1e-5
-    plain = resize(shrunk, (128, 121))
-    assert (plain - small_photo).abs().mean().item() > 0.01  # so the detail did matter
-    # An upscaler's output takes the place of the bilinear enlargement.
-    upscaled = F.interpolate(shrunk, size=(128, 121), mode="bicubic", align_corners=False).clamp(0, 1)
-    out = reinject_detail(shrunk, small_photo, upscaled=upscaled, strength=0.0)
-    assert torch.equal(out, upscaled)
+def test_a_short_mask_batch_is_used_in_turn(lite0, small_photo, caplog):
+    masks = torch.stack([torch.zeros(8, 8), torch.ones(8, 8)])
+    with caplog.at_level("WARNING"):
+        out = dream(torch.cat([small_photo] * 3), lite0, LAYERS, FAST, mask=masks).images
+    assert "used in turn" in caplog.text
+    assert (out[0] - small_photo[0]).abs().max() < 1 / 255 and (out[2] - small_photo[0]).abs().max() < 1 / 255
+    assert (out[1] - small_photo[0]).abs().mean() > 0.005
