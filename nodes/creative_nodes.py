@@ -10,14 +10,11 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
-import torch
-
 from ..dream_core import DEFAULT_MODEL, ZOO, DreamSettings
 from ..dream_core.animation import dream_frames, dream_zoom
-from ..dream_core.engine import octave_shapes
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
-from .dream_nodes import OctaveDream, to_bchw, to_bhwc
+from .dream_nodes import OctaveDream, dream_inputs, dream_layers, to_bchw, to_bhwc, total_steps
 
 CATEGORY = "DeepDream"
 _SETTING_NAMES = {f.name for f in fields(DreamSettings)}
@@ -47,35 +44,10 @@ def _settings(options: dict) -> DreamSettings:
     return DreamSettings().with_options(**{k: v for k, v in options.items() if k in _SETTING_NAMES})
 
 
-def _total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
-    """Ascent steps of one dream of `images` (octaves too small for the model are skipped)."""
-    shapes = octave_shapes(*images.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
-    return len(shapes) * settings.iterations
-
-
 def _octave_optional(*names: str) -> dict[str, tuple]:
     """Copies of OctaveDream's optional inputs (layer_weights, mask, guide, regions) that it has."""
     optional = OctaveDream.INPUT_TYPES().get("optional", {})
     return {name: copy.deepcopy(optional[name]) for name in names if name in optional}
-
-
-def _layers(feature_model, layer_weights, regions=None) -> dict[str, float]:
-    """As OctaveDream chooses: the given weights; none if regions say what to dream; else the model's default."""
-    if layer_weights:
-        return layer_weights
-    return {} if regions else dict(feature_model.spec.default_layers)
-
-
-def _dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> dict:
-    """The dream's optional inputs as OctaveDream hands them to the engine; only those connected."""
-    inputs = {}
-    if mask is not None:
-        inputs["mask"] = mask
-    if guide is not None:
-        inputs["guide"] = to_bchw(guide)[:1].to(device)
-    if regions:
-        inputs["regions"] = [(region_mask.to(device), weights) for region_mask, weights in regions]
-    return inputs
 
 
 _IMAGE = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
@@ -145,7 +117,7 @@ class LayerSweep:
         entries = parse_sweep(layers)
         images = to_bchw(image)
         device = comfy_bridge.compute_device()
-        total = _total_steps(images, feature_model, settings) * len(entries)
+        total = total_steps(images, feature_model, settings) * len(entries)
         with comfy_bridge.model_on_device(feature_model, device):
             dreams = layer_sweep(
                 images.to(device),
@@ -154,7 +126,7 @@ class LayerSweep:
                 settings,
                 on_progress=comfy_bridge.progress_reporter(total),
                 should_stop=comfy_bridge.raise_if_interrupted,
-                **_dream_inputs(device, mask, guide),
+                **dream_inputs(device, mask, guide),
             )
         out = comfy_bridge.output_device()
         dreams = dreams.to(out)
@@ -222,13 +194,13 @@ class DreamFrames:
             result, frames = dream_frames(
                 images.to(device),
                 feature_model,
-                _layers(feature_model, layer_weights, regions),
+                dream_layers(feature_model, layer_weights, regions),
                 settings,
                 every_n_steps,
-                on_progress=comfy_bridge.progress_reporter(_total_steps(images, feature_model, settings)),
+                on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
                 should_stop=comfy_bridge.raise_if_interrupted,
                 frames_device=out,  # frames wait off the GPU
-                **_dream_inputs(device, mask, guide, regions),
+                **dream_inputs(device, mask, guide, regions),
             )
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
@@ -325,12 +297,12 @@ class DreamZoom:
         images = to_bchw(image)
         device = comfy_bridge.compute_device()
         out = comfy_bridge.output_device()
-        total = _total_steps(images, feature_model, settings) * frames
+        total = total_steps(images, feature_model, settings) * frames
         with comfy_bridge.model_on_device(feature_model, device):
             animation = dream_zoom(
                 images.to(device),
                 feature_model,
-                _layers(feature_model, layer_weights, regions),
+                dream_layers(feature_model, layer_weights, regions),
                 settings,
                 frames,
                 zoom,
@@ -340,6 +312,6 @@ class DreamZoom:
                 on_progress=comfy_bridge.progress_reporter(total),
                 should_stop=comfy_bridge.raise_if_interrupted,
                 frames_device=out,  # finished frames wait off the GPU
-                **_dream_inputs(device, mask, guide, regions),
+                **dream_inputs(device, mask, guide, regions),
             )
         return (to_bhwc(animation).to(out),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import DreamSettings, dream
-from ..dream_core.engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, reinject_detail, resize
+from ..dream_core.engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, octave_shapes, reinject_detail, resize
 from ..dream_core.errors import DreamError
 from ..dream_core.objectives import LOSS_MODES
 from . import comfy_bridge
@@ -27,6 +27,32 @@ def to_bchw(image: torch.Tensor) -> torch.Tensor:
 def to_bhwc(image: torch.Tensor) -> torch.Tensor:
     """RGB `[B, 3, H, W]` to ComfyUI IMAGE `[B, H, W, 3]`, contiguous."""
     return image.permute(0, 2, 3, 1).contiguous()
+
+
+def dream_layers(feature_model, layer_weights, regions=None) -> dict[str, float]:
+    """What a dream node amplifies: the given weights; nothing more if regions say what to
+    dream; else the model's default layers."""
+    if layer_weights:
+        return layer_weights
+    return {} if regions else dict(feature_model.spec.default_layers)
+
+
+def dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> dict:
+    """A dream node's optional inputs in the engine's terms; only those connected."""
+    inputs = {}
+    if mask is not None:
+        inputs["mask"] = mask
+    if guide is not None:
+        inputs["guide"] = to_bchw(guide)[:1].to(device)
+    if regions:
+        inputs["regions"] = [(region_mask.to(device), weights) for region_mask, weights in regions]
+    return inputs
+
+
+def total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
+    """Ascent steps of one dream of `images` (octaves too small for the model are skipped)."""
+    shapes = octave_shapes(*images.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
+    return len(shapes) * settings.iterations
 
 
 def _octave_batch(octave_images: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
@@ -244,26 +270,17 @@ class OctaveDream:
 
     def run(self, image, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **options):
         settings = DreamSettings().with_options(**options)
-        if layer_weights:
-            layers = layer_weights
-        elif regions:
-            layers = {}  # the regions say what to dream
-        else:
-            layers = dict(feature_model.spec.default_layers)
         images = to_bchw(image)
         device = comfy_bridge.compute_device()
-        total = settings.octaves * settings.iterations
         with comfy_bridge.model_on_device(feature_model, device):
             result = dream(
                 images.to(device),
                 feature_model,
-                layers,
+                dream_layers(feature_model, layer_weights, regions),
                 settings,
-                mask=mask,
-                guide=to_bchw(guide)[:1].to(device) if guide is not None else None,
-                regions=[(region_mask.to(device), weights) for region_mask, weights in regions or ()],
-                on_progress=comfy_bridge.progress_reporter(total),
+                on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
                 should_stop=comfy_bridge.raise_if_interrupted,
+                **dream_inputs(device, mask, guide, regions),
             )
         out = comfy_bridge.output_device()
         frames = _octave_batch(result.octave_images, tuple(result.images.shape[-2:]))
