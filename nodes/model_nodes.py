@@ -52,6 +52,7 @@ class LoadFeatureModel:
         }
 
     def load(self, architecture: str, weights: str):
+        comfy_bridge.raise_if_interrupted()  # a Cancel pressed while queued: do not start loading
         if weights == IMAGENET:
             folders = comfy_bridge.model_folders() or None
             model = load_feature_model(architecture, IMAGENET, weights_dir=folders)
