@@ -407,7 +407,7 @@ class FeatureModel:
         hint = (
             f"; it matches several: {', '.join(classes[i] for i in matches[:8])}"
             if matches
-            else (f"; did you mean {', '.join(close)}?" if close else "")
+            else (f"; did you mean: {', '.join(close)}" if close else "")
         )
         raise UnknownLayerError(f"Unknown class {text!r} for {self.name}{hint}. Give a class name or index.")
 
@@ -527,7 +527,7 @@ def load_feature_model(
                         f"{Path(weights).name} was trained as {trained_as}, not {spec.name}; "
                         f"choose the architecture {trained_as}."
                     )
-            net, num_classes = fit_state_dict(spec, state, source=label)
+            net, num_classes = fit_state_dict(spec, state, source=Path(label).name if label != "imagenet" else label)
             if num_classes == 1000 and class_names is None and not meta.get("class_names"):
                 class_names = _imagenet_classes()
             if meta.get("class_names"):

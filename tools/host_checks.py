@@ -49,9 +49,12 @@ def call(path: str, body: dict | None = None, timeout: float = 30):
 
 def queue(prompt: dict) -> str:
     try:
-        return call("/prompt", {"prompt": prompt, "client_id": "host_checks"})["prompt_id"]
+        answer = call("/prompt", {"prompt": prompt, "client_id": "host_checks"})
     except urllib.error.HTTPError as err:
         raise RuntimeError(f"prompt rejected (HTTP {err.code}): {err.read().decode()[:500]}") from None
+    if answer.get("node_errors"):  # ComfyUI runs the valid outputs of a partly invalid prompt
+        raise RuntimeError(f"prompt partly rejected: {json.dumps(answer['node_errors'])[:500]}")
+    return answer["prompt_id"]
 
 
 def wait(prompt_id: str, timeout: float = 300, poll: float = 0.1) -> dict:
@@ -124,10 +127,18 @@ def scale(image: list, size: int, method: str) -> dict:
     }
 
 
+OCTAVE_DEFAULTS: dict = {}  # OctaveDream's widget defaults, read from the server's /object_info
+
+
+def load_defaults() -> None:
+    """Read OctaveDream's inputs from the server, so that new options need no edit here."""
+    required = call("/object_info/OctaveDream")["OctaveDream"]["input"]["required"]
+    OCTAVE_DEFAULTS.update({name: spec[1]["default"] for name, spec in required.items() if "default" in spec[1]})
+
+
 def dream(image: list, **options) -> dict:
-    inputs = {"image": image, "feature_model": ["3", 0], "octaves": 3, "octave_scale": 1.4, "iterations": 5,
-              "step": 0.01, "max_loss": 0.0, "jitter": 32, "seed": 0, "loss": "l2", "normalize": "mean_abs",
-              "reinject_detail": True, "tile_size": 0, "precision": "auto"}  # fmt: skip
+    inputs = {**OCTAVE_DEFAULTS, "image": image, "feature_model": ["3", 0], "octaves": 3, "iterations": 5,
+              "step": 0.01, "seed": 0}  # fmt: skip
     inputs.update(options)
     return {"class_type": "OctaveDream", "inputs": inputs}
 
@@ -294,6 +305,7 @@ def main() -> int:
     except OSError as err:
         print(f"FAIL server: {SERVER} unreachable ({err})")
         return 2
+    load_defaults()
     masked = functools.cache(lambda: run(mask_prompt()))  # one prompt serves both mask checks
     checks = [
         ("interrupt", check_interrupt),
