@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..dream_core import DEFAULT_MODEL, ZOO, load_feature_model, parse_layer_weights
 from . import comfy_bridge
 
@@ -50,6 +52,16 @@ class LoadFeatureModel:
                 ),
             }
         }
+
+    @classmethod
+    def IS_CHANGED(cls, architecture: str, weights: str):
+        # A checkpoint replaced under the same name must be loaded again.
+        if weights == IMAGENET:
+            return weights
+        try:
+            return os.path.getmtime(comfy_bridge.model_file_path(weights))
+        except (OSError, FileNotFoundError):
+            return float("nan")  # never equal to itself: ComfyUI re-runs and reports the error
 
     def load(self, architecture: str, weights: str):
         comfy_bridge.raise_if_interrupted()  # a Cancel pressed while queued: do not start loading

@@ -59,6 +59,19 @@ class TrainFeatureModel:
             }
         }  # fmt: skip
 
+    @classmethod
+    def IS_CHANGED(cls, folder, **_inputs):
+        # Pictures added to or removed from the folder mean training again.
+        try:
+            root = comfy_bridge.input_subfolder(folder)
+            return sorted(
+                (os.path.relpath(os.path.join(d, f), root), os.path.getmtime(os.path.join(d, f)))
+                for d, _, files in os.walk(root)
+                for f in files
+            ).__repr__()
+        except (OSError, ValueError):
+            return float("nan")
+
     def run(self, folder, architecture, weights, epochs, learning_rate, unfreeze_blocks, seed, save_as):
         path = comfy_bridge.input_subfolder(folder)
         target = comfy_bridge.model_save_path(save_as)

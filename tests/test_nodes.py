@@ -186,3 +186,15 @@ def test_example_workflows_are_up_to_date_with_the_nodes():
     for name, build in build_workflows.WORKFLOWS.items():
         saved = json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
         assert saved == json.loads(json.dumps(build(info))), f"run tools/build_workflows.py ({name})"
+
+
+def test_changed_files_and_folders_make_comfyui_run_the_loaders_again(nodes, tmp_path):
+    assert nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "imagenet") == "imagenet"
+    missing = nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "gone.safetensors")
+    assert missing != missing  # NaN: never cached, so the error is shown again
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.png").write_bytes(b"x")
+    before = nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1)
+    assert before == nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1)
+    (tmp_path / "a" / "2.png").write_bytes(b"y")
+    assert nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1) != before
