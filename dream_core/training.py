@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from .errors import DreamCancelled, DreamError
-from .models import FeatureModel, get_spec, load_feature_model
+from .models import FeatureModel, fold_batchnorms, get_spec, load_feature_model
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def train_classifier(
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
 
-    base = load_feature_model(architecture, weights, weights_dir, device=device)
+    base = load_feature_model(architecture, weights, weights_dir, device=device, fold_batchnorm=False)
     spec = base.spec
     with torch.inference_mode(False):
         net = spec.build(len(data.class_names))
@@ -265,8 +265,9 @@ def train_classifier(
         net.eval().requires_grad_(False)
     model = FeatureModel(spec, net, str(output) if output else "trained", list(data.class_names))
     path = None
-    if output is not None:
+    if output is not None:  # saved before folding: a standard state dict of the architecture
         path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx))
+    fold_batchnorms(net)
     return TrainResult(model, path, list(data.class_names), accuracy, len(held_idx), len(train_idx),
                        data.skipped, history)  # fmt: skip
 

@@ -113,13 +113,13 @@ def test_imagenet_weights_already_in_the_folder_are_used_without_network(tmp_pat
 
     reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
     torch.save(reference.state_dict(), tmp_path / "googlenet-1378be20.pth")
-    model = load_feature_model("googlenet", "imagenet", weights_dir=tmp_path)
+    model = load_feature_model("googlenet", "imagenet", weights_dir=tmp_path, fold_batchnorm=False)
     assert torch.equal(model.net.conv1.conv.weight, reference.conv1.conv.weight)
     assert model.class_names is not None and len(model.class_names) == 1000
 
 
 def _lite_state(num_classes: int = 1000) -> dict[str, torch.Tensor]:
-    model = load_feature_model("efficientnet_lite0", "random", seed=3)
+    model = load_feature_model("efficientnet_lite0", "random", seed=3, fold_batchnorm=False)
     state = {k: v.contiguous().clone() for k, v in model.net.state_dict().items()}
     state["_fc.weight"] = torch.randn(num_classes, 1280)
     state["_fc.bias"] = torch.randn(num_classes)
@@ -134,7 +134,7 @@ def test_a_checkpoint_fine_tuned_to_other_classes_loads(tmp_path, suffix):
         save_file(state, str(path), metadata={"class_names": '["a", "b", "c", "d", "e"]'})
     else:
         torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    model = load_feature_model("efficientnet_lite0", path)
+    model = load_feature_model("efficientnet_lite0", path, fold_batchnorm=False)
     assert model.net._fc.out_features == 5
     assert torch.equal(model.net._blocks[3]._project_conv.weight, state["_blocks.3._project_conv.weight"])
     if suffix == ".safetensors":
@@ -198,3 +198,28 @@ def test_two_open_taps_on_one_model_do_not_interfere(lite0):
     with lite0.tap(["blocks.3"]) as shallow, lite0.tap(["blocks.5", "blocks.8"]) as deep:
         assert set(deep(image)) == {"blocks.5", "blocks.8"}
         assert set(shallow(image)) == {"blocks.3"}
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "inception_v3", "resnet50", "googlenet"])
+def test_folding_batchnorm_into_convolutions_keeps_the_outputs(name):
+    torch.manual_seed(1)
+    weights = "imagenet" if name == "efficientnet_lite0" else "random"
+    plain = load_feature_model(name, weights, fold_batchnorm=False)
+    if weights == "random":  # give the BatchNorms statistics that are not the identity
+        for module in plain.net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.uniform_(-0.2, 0.2)
+    folded = load_feature_model(name, "random", fold_batchnorm=False)
+    folded.net.load_state_dict(plain.net.state_dict())
+    from dream_core.models import fold_batchnorms
+
+    assert fold_batchnorms(folded.net) > 10
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.net.modules())
+    layer = plain.layers[-2].name  # the deepest feature layer
+    image = torch.rand(1, 3, 96, 96)
+    with plain.tap([layer]) as a, folded.tap([layer]) as b, torch.no_grad():
+        x, y = a(image)[layer], b(image)[layer]
+    assert (x - y).abs().max() <= 1e-3 * x.abs().max()

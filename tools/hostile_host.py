@@ -147,7 +147,10 @@ def write_models(folder: Path) -> dict[str, str]:
     from dream_core import load_feature_model
 
     def state(name: str) -> dict:
-        return {k: v.contiguous().clone() for k, v in load_feature_model(name, "random").net.state_dict().items()}
+        return {
+            k: v.contiguous().clone()
+            for k, v in load_feature_model(name, "random", fold_batchnorm=False).net.state_dict().items()
+        }
 
     folder.mkdir(parents=True, exist_ok=True)
     names = {kind: f"{PREFIX}_{kind}.safetensors" for kind in ("truncated", "bad_header", "resnet50", "classes5")}
