@@ -24,8 +24,9 @@ Tile = tuple[int, int, int, int]  # (top, bottom, left, right) in the rolled vie
 CPU_TILE_CAP = 1024
 """Largest automatic tile on a CPU: larger tiles make steps no faster (bench/), only bigger."""
 GPU_TILE_CAP = 4096
-MARGIN_FRACTION = 0.03125
-"""Context on each side of a tile, as a fraction of the tile (16 px for 512 px tiles)."""
+MARGIN_FRACTION = 1 / 64
+"""Context on each side of a tile, as a fraction of the tile (8 px for 512 px tiles: more
+costs more than it helps, measured in bench/speed.py and bench/seams.py)."""
 MEMORY_FRACTION = 0.5
 """Share of the free memory an automatic tile may use; the rest is for the images."""
 
