@@ -117,7 +117,7 @@ def main() -> None:
     size = args.tiled_size
     untiled, a1 = engine_step_factory(model, layers, size, device, tile_size=size, precision=auto)
     tiled, a2 = engine_step_factory(model, layers, size, device, tile_size=args.tile, precision=auto)
-    t2 = race({"untiled": untiled, "tiled": tiled}, max(3, args.rounds // 2))
+    t2 = race({"untiled": untiled, "tiled": tiled}, args.rounds, warmup=2)
     a1.close()
     a2.close()
     print(f"-- tiling ({auto})")
