@@ -242,12 +242,11 @@ class _Ascent:
     def _tile_loss(self, tile: torch.Tensor, margins=None, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
         settings = self.settings
-        with self.autocast:
-            features = self.tap(tile)
-            loss = weighted_loss(features, self.weights, settings.loss, margins, guide=self.guide,
-                                 guide_mix=settings.guide_mix).float() if self.weights else 0.0  # fmt: skip
-            for (_, region_weights), mask in zip(self.regions, region_tiles, strict=True):
-                loss = loss + weighted_loss(features, region_weights, settings.loss, margins, spatial=mask).float()
+        features = self.tap(tile)  # under the caller's autocast scope
+        loss = weighted_loss(features, self.weights, settings.loss, margins, guide=self.guide,
+                             guide_mix=settings.guide_mix).float() if self.weights else 0.0  # fmt: skip
+        for (_, region_weights), mask in zip(self.regions, region_tiles, strict=True):
+            loss = loss + weighted_loss(features, region_weights, settings.loss, margins, spatial=mask).float()
         objective_value = loss.detach()
         if settings.tv_weight > 0:
             loss = loss - settings.tv_weight * total_variation(tile)
@@ -281,28 +280,10 @@ class _Ascent:
     def _tiled_gradient(
         self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = image.shape[-2:]
-        if len(tiles) == 1 and not (shift_y or shift_x):
-            loss, grad = self._tile_loss(image, None, self.region_masks)
-        else:
-            grad = torch.zeros_like(image)
-            loss = torch.zeros(image.shape[0], device=image.device)
-            # Context around each tile, so the network sees across the tile border;
-            # only the core's activations count, and overlapping gradients add up.
-            margin_y = tiling.context_margin(tiles[0][1] - tiles[0][0], height)
-            margin_x = tiling.context_margin(tiles[0][3] - tiles[0][2], width)
-            for top, bottom, left, right in tiles:
-                if self.should_stop is not None and self.should_stop():  # a big step takes long: stop inside it
-                    raise DreamCancelled("The dream was cancelled.")
-                rows = tiling.wrapped_ranges(top - margin_y, bottom + margin_y, shift_y, height)
-                cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
-                tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
-                margins = (margin_y / tile_h, margin_y / tile_h, margin_x / tile_w, margin_x / tile_w)
-                region_tiles = [tiling.gather(mask, rows, cols) for mask in self.region_masks]
-                tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins, region_tiles)
-                tiling.scatter(grad, tile_grad, rows, cols, accumulate=True)
-                # Each tile's loss is a mean over its core: weigh it by the core's area.
-                loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
+        # Reduced precision for the network's passes only; the gradient arithmetic
+        # below stays in float32.
+        with self.autocast:
+            loss, grad = self._tiles(image, tiles, shift_y, shift_x)
         if self.blur is not None:
             grad = _blur(grad, self.blur)
         if self.settings.normalize == "mean_abs":
@@ -311,6 +292,33 @@ class _Ascent:
             grad.div_(scale.clamp_min(1e-7).view(-1, 1, 1, 1))
         else:
             grad.div_(grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return loss, grad
+
+    def _tiles(
+        self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, raw gradient) of the rolled view, tile by tile."""
+        height, width = image.shape[-2:]
+        if len(tiles) == 1 and not (shift_y or shift_x):
+            return self._tile_loss(image, None, self.region_masks)
+        grad = torch.zeros_like(image)
+        loss = torch.zeros(image.shape[0], device=image.device)
+        # Context around each tile, so the network sees across the tile border;
+        # only the core's activations count, and overlapping gradients add up.
+        margin_y = tiling.context_margin(tiles[0][1] - tiles[0][0], height)
+        margin_x = tiling.context_margin(tiles[0][3] - tiles[0][2], width)
+        for top, bottom, left, right in tiles:
+            if self.should_stop is not None and self.should_stop():  # a big step takes long: stop inside it
+                raise DreamCancelled("The dream was cancelled.")
+            rows = tiling.wrapped_ranges(top - margin_y, bottom + margin_y, shift_y, height)
+            cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
+            tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
+            margins = (margin_y / tile_h, margin_y / tile_h, margin_x / tile_w, margin_x / tile_w)
+            region_tiles = [tiling.gather(mask, rows, cols) for mask in self.region_masks]
+            tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins, region_tiles)
+            tiling.scatter(grad, tile_grad, rows, cols, accumulate=True)
+            # Each tile's loss is a mean over its core: weigh it by the core's area.
+            loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
         return loss, grad
 
     def close(self) -> None:
