@@ -13,7 +13,7 @@ import torch
 from .engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, DreamSettings, dream
 from .errors import DreamError
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
-from .models import DEFAULT_MODEL, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
+from .models import DEFAULT_MODEL, LOGITS, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
 from .objectives import LOSS_MODES, parse_layer_weights
 from .presets import PRESETS, default_preset, get_preset
 from .training import TrainSettings, train_classifier
@@ -249,6 +249,9 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
     print(f"{'layer':16s} {'aliases':24s} {'channels':>8s} {'stride':>6s}")
     for info in layer_catalogue(spec.name):
+        if info.name == LOGITS:
+            print(f"{'class:NAME':16s} {'class scores (logits)':24s} {info.channels:8d} {'-':>6s}")
+            continue
         aliases = ", ".join(a for a in info.aliases if a != info.module_path) or "-"
         if info.module_path != info.name:
             aliases = f"{aliases} [{info.module_path}]" if aliases != "-" else f"[{info.module_path}]"
