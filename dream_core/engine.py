@@ -378,6 +378,8 @@ def dream(
         log.warning("All layer weights are zero: the image is returned unchanged.")
     out_device = images.device
     height, width = images.shape[-2:]
+    if min(height, width) < model.spec.min_size:
+        return _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop)
     shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)
     if len(shapes) < settings.octaves:
         log.warning(
@@ -387,8 +389,6 @@ def dream(
             model.spec.min_size,
             model.name,
         )
-    if min(height, width) < model.spec.min_size:
-        return _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop)
     iterations = settings.iterations if weights or region_terms else 0
     total = len(shapes) * iterations
     step_size = settings.step * STEP_SCALE
