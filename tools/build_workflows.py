@@ -339,14 +339,13 @@ def train_and_dream(info: dict) -> dict:
     model = g.add("TrainFeatureModel", (0, 380), {"folder": "deepdream_train", "epochs": 6,
                                                  "save_as": "deepdream_shapes"})  # fmt: skip
     settings = {"octaves": 4, "octave_scale": 1.5, "iterations": 20, "step": 0.02, "grad_blur": 1.0}
-    outputs = []
     for row, name in enumerate(("dots", "stripes")):
         layers = g.add("LayerWeights", (380, 420 + 220 * row), {"layers": f"class:{name}: 1.0"},
                        title=f"Dream the class '{name}'")  # fmt: skip
         dream = g.add("OctaveDream", (760, 420 * row), settings, title=f"Dream: {name}", image=(image, 0),
                       feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
-        outputs.append(g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"},
-                             images=(dream, 0)))  # fmt: skip
+        g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"},
+              images=(dream, 0))  # fmt: skip
     return g.to_json()
 
 
