@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .animation import dream_frames, dream_zoom
 from .engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, DreamSettings, dream
 from .errors import DreamError
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
@@ -164,13 +165,16 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         layers = {}  # the regions say what to dream
     for path in inputs:
         image = load_image(path)
-        result = dream(image, model, layers, settings, mask=mask, guide=guide, regions=regions,
-                       on_progress=ProgressBar(path.name))  # fmt: skip
+        options = dict(mask=mask, guide=guide, regions=regions, on_progress=ProgressBar(path.name))
+        frames = None
+        if args.frames_every:  # the same dream, keeping the image every N steps on the way
+            result, frames = dream_frames(image, model, layers, settings, args.frames_every, **options)
+        else:
+            result = dream(image, model, layers, settings, **options)
         target = out / f"{path.stem}_dream.png" if to_folder else out
         save_image(result.images[0], target)
         print(f"wrote {target}")
-        if args.frames_every:
-            frames = _frames_of(image, model, layers, settings, args.frames_every, mask, guide, regions)
+        if frames is not None:
             frames_path = save_animation(frames, target.with_name(f"{target.stem}_frames.webp"), fps=8.0)
             print(f"wrote {frames_path}")
         if args.save_octaves:
@@ -179,15 +183,6 @@ def _cmd_dream(args: argparse.Namespace) -> int:
                 save_image(octave[0], octave_path)
                 print(f"wrote {octave_path}")
     return 0
-
-
-def _frames_of(image, model, layers, settings, every, mask, guide, regions) -> torch.Tensor:
-    # A second run that keeps frames: the same seed gives the same dream.
-    from .animation import dream_frames
-
-    _result, frames = dream_frames(image, model, layers, settings, every, mask=mask, guide=guide, regions=regions,
-                                   on_progress=ProgressBar("frames"))  # fmt: skip
-    return frames
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -207,8 +202,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoom(args: argparse.Namespace) -> int:
-    from .animation import dream_zoom
-
     model_name, layers, settings = _settings_from_args(args)
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
     image = load_image(args.input)
