@@ -66,7 +66,7 @@ def main() -> None:
         tiling.MARGIN_FRACTION = 0.0
     preset = get_preset("lite0")
     model = load_feature_model(preset.model)
-    photo = F.interpolate(load_image(ROOT / "example_workflows" / "astronaut.png"), size=(args.size, args.size),
+    photo = F.interpolate(load_image(ROOT / "samples" / "astronaut.png"), size=(args.size, args.size),
                           mode="bicubic", align_corners=False).clamp(0, 1)  # fmt: skip
     settings = preset.settings.with_options(tile_size=args.tile)
     result = dream(photo, model, preset.layers, settings).images

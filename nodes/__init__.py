@@ -4,9 +4,11 @@ from .comfy_bridge import register_model_folder
 from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
+from .samples import register_sample_provider
 from .train_nodes import TrainFeatureModel
 
 register_model_folder()
+register_sample_provider()
 
 NODE_CLASS_MAPPINGS = {
     "LoadFeatureModel": LoadFeatureModel,

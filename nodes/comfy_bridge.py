@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
 import torch
 
+from ..dream_core.engine import DreamSettings
 from ..dream_core.imageio import to_pil
+from ..dream_core.memory import estimate_dream_memory
 from ..dream_core.weights import CHECKPOINT_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -107,13 +110,41 @@ def progress_reporter(total: int) -> Callable[[int, int, torch.Tensor], None]:
     return report
 
 
+TILE_CAPS = {"LOW_VRAM": 1024, "NO_VRAM": 512}
+"""Automatic tiles are kept this small (px) when ComfyUI runs with --lowvram / --novram."""
+
+
+def host_tile_cap() -> int | None:
+    """The tile cap ComfyUI's VRAM mode asks for (--lowvram, --novram), else None."""
+    state = getattr(model_management, "vram_state", None) if model_management is not None else None
+    return TILE_CAPS.get(getattr(state, "name", ""))
+
+
 @contextlib.contextmanager
-def model_on_device(model, device: torch.device) -> Iterator[None]:
-    """Keep the feature model on `device` for the run only, then move it back."""
+def dream_device(
+    model, image_shape: tuple[int, ...], terms: Iterable[str], settings: DreamSettings
+) -> Iterator[tuple[torch.device, DreamSettings]]:
+    """Run a dream on ComfyUI's device: make room there, move the model, move it back after.
+
+    Before the weights and the dream's activations go onto the device, ComfyUI's model
+    management is asked for that much memory, so it offloads other models (a
+    checkpoint, an upscaler) first, as its own upscale node does. Under --lowvram /
+    --novram automatic tiles are capped. Yields the device and the settings to dream
+    with; afterwards the model is back where it was, so unloading models in ComfyUI
+    leaves none of its weights on the GPU.
+    """
+    device = compute_device()
+    cap = host_tile_cap()
+    if cap and settings.tile_size == 0:
+        settings = replace(settings, tile_size=cap)
+    estimate = estimate_dream_memory(model, terms, settings, image_shape, device, cap)
+    if model_management is not None:
+        log.info("DeepDream: asking ComfyUI's model management for %s on %s.", estimate.describe(), device)
+        model_management.free_memory(estimate.total, device)
     home = model.device
     model.to(device)
     try:
-        yield
+        yield device, settings
     finally:
         model.to(home)
         if model_management is not None and device != home:
@@ -134,7 +165,7 @@ def input_subfolder(name: str) -> str:
     if os.path.isabs(name.strip()) or os.path.commonpath([base, path]) != base:
         raise ValueError(
             f"The training folder must be inside ComfyUI's input folder ({base}); got {name!r}. "
-            "Give its name relative to that folder, e.g. 'deepdream_train'."
+            "Give its name relative to that folder, e.g. 'my_flowers'."
         )
     return path
 

@@ -14,7 +14,7 @@ from ..dream_core import DEFAULT_MODEL, ZOO, DreamSettings
 from ..dream_core.animation import dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
-from .dream_nodes import OctaveDream, dream_inputs, dream_layers, to_bchw, to_bhwc, total_steps
+from .dream_nodes import OctaveDream, dream_inputs, dream_layers, dream_terms, to_bchw, to_bhwc, total_steps
 
 CATEGORY = "DeepDream"
 _SETTING_NAMES = {f.name for f in fields(DreamSettings)}
@@ -116,9 +116,9 @@ class LayerSweep:
         settings = _settings(options)
         entries = parse_sweep(layers)
         images = to_bchw(image)
-        device = comfy_bridge.compute_device()
         total = total_steps(images, feature_model, settings) * len(entries)
-        with comfy_bridge.model_on_device(feature_model, device):
+        terms = [term for _, weights in entries for term in weights]
+        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
             dreams = layer_sweep(
                 images.to(device),
                 feature_model,
@@ -188,13 +188,14 @@ class DreamFrames:
     ):
         settings = _settings(options)
         images = to_bchw(image)
-        device = comfy_bridge.compute_device()
         out = comfy_bridge.output_device()
-        with comfy_bridge.model_on_device(feature_model, device):
+        layers = dream_layers(feature_model, layer_weights, regions)
+        terms = dream_terms(layers, regions)
+        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
             result, frames = dream_frames(
                 images.to(device),
                 feature_model,
-                dream_layers(feature_model, layer_weights, regions),
+                layers,
                 settings,
                 every_n_steps,
                 on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
@@ -295,14 +296,15 @@ class DreamZoom:
     ):
         settings = _settings(options)
         images = to_bchw(image)
-        device = comfy_bridge.compute_device()
         out = comfy_bridge.output_device()
         total = total_steps(images, feature_model, settings) * frames
-        with comfy_bridge.model_on_device(feature_model, device):
+        layers = dream_layers(feature_model, layer_weights, regions)
+        terms = dream_terms(layers, regions)
+        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
             animation = dream_zoom(
                 images.to(device),
                 feature_model,
-                dream_layers(feature_model, layer_weights, regions),
+                layers,
                 settings,
                 frames,
                 zoom,

@@ -37,6 +37,11 @@ def dream_layers(feature_model, layer_weights, regions=None) -> dict[str, float]
     return {} if regions else dict(feature_model.spec.default_layers)
 
 
+def dream_terms(layers, regions=None) -> list[str]:
+    """Every layer-weights term a dream uses: its own and its regions'."""
+    return [*layers, *(term for _, weights in regions or () for term in weights)]
+
+
 def dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> dict:
     """A dream node's optional inputs in the engine's terms; only those connected."""
     inputs = {}
@@ -271,12 +276,13 @@ class OctaveDream:
     def run(self, image, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **options):
         settings = DreamSettings().with_options(**options)
         images = to_bchw(image)
-        device = comfy_bridge.compute_device()
-        with comfy_bridge.model_on_device(feature_model, device):
+        layers = dream_layers(feature_model, layer_weights, regions)
+        terms = dream_terms(layers, regions)
+        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
             result = dream(
                 images.to(device),
                 feature_model,
-                dream_layers(feature_model, layer_weights, regions),
+                layers,
                 settings,
                 on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
                 should_stop=comfy_bridge.raise_if_interrupted,

@@ -34,9 +34,10 @@ class TrainFeatureModel:
         d = _DEFAULTS
         return {
             "required": {
-                "folder": ("STRING", {"default": "deepdream_train",
+                "folder": ("STRING", {"default": "deepdream_samples/shapes",
                                       "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
-                                      "pictures per class (any size or format Pillow reads)."}),
+                                      "pictures per class (any size or format Pillow reads). The default is the "
+                                      "pack's sample set (stripes, dots, checkers), copied there when queued."}),
                 "architecture": (list(TRAINABLE), {"default": TRAINABLE[0],
                                                    "tooltip": "The network to fine-tune. efficientnet_lite0 "
                                                    "starts from weights that work offline."}),

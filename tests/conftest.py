@@ -11,7 +11,7 @@ from dream_core.imageio import load_image
 from dream_core.models import load_feature_model
 
 ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "example_workflows"
+ASSETS = ROOT / "samples"
 DATA = Path(__file__).resolve().parent / "data"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -49,7 +49,7 @@ def test_dream_writes_images_for_a_folder(tmp_path, small_photo, capsys):
 
 
 def test_an_unknown_layer_on_the_command_line_says_which_are_valid(tmp_path, capsys):
-    code = main(["dream", str(ROOT / "example_workflows" / "astronaut.png"), "-o", str(tmp_path / "x.png"),
+    code = main(["dream", str(ROOT / "samples" / "astronaut.png"), "-o", str(tmp_path / "x.png"),
                  "--layers", "mixed4:1"])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err

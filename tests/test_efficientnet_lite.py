@@ -62,7 +62,7 @@ def test_checkpoint_loads_strict() -> None:
 
 
 def test_classifies_sample_photos(model: torch.nn.Module) -> None:
-    coffee = Image.open(DATA.parent.parent / "example_workflows" / "coffee.jpg")
+    coffee = Image.open(DATA.parent.parent / "samples" / "coffee.jpg")
     chelsea = Image.open(DATA / "chelsea.jpg")
     p = _probs(model, _center_crop_224(coffee))
     assert int(p.argmax()) == ESPRESSO and float(p[ESPRESSO]) > 0.8

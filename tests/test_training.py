@@ -15,7 +15,7 @@ from dream_core import DreamError, DreamSettings, WeightsMismatchError, dream, l
 from dream_core.training import TrainSettings, read_folder, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDER = ROOT / "example_workflows" / "deepdream_train"
+FOLDER = ROOT / "samples" / "shapes"
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,8 @@ class Graph:
         }
 
 
-SAMPLE = "astronaut.png"
+# Bundled samples, copied into input/deepdream_samples/ when a prompt names them (nodes/samples.py).
+SAMPLE = "deepdream_samples/astronaut.png"
 KERAS_LAYERS = "mixed4: 1.0\nmixed5: 1.5\nmixed6: 2.0\nmixed7: 2.5"
 LITE_LAYERS = "blocks.6: 1.0\nblocks.8: 1.5\nblocks.10: 1.0"
 
@@ -229,7 +230,8 @@ def octave_animation(info: dict) -> dict:
     return g.to_json()
 
 
-GUIDE = "coffee.jpg"
+GUIDE = "deepdream_samples/coffee.jpg"
+TRAINING_FOLDER = "deepdream_samples/shapes"
 
 
 def guided_dream(info: dict) -> dict:
@@ -333,10 +335,10 @@ def regions(info: dict) -> dict:
 
 
 def train_and_dream(info: dict) -> dict:
-    """(6) Train on input/deepdream_train (three generated classes), then dream two classes."""
+    """(6) Train on the bundled training folder (three generated classes), then dream two classes."""
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
-    model = g.add("TrainFeatureModel", (0, 380), {"folder": "deepdream_train", "epochs": 6,
+    model = g.add("TrainFeatureModel", (0, 380), {"folder": TRAINING_FOLDER, "epochs": 6,
                                                  "save_as": "deepdream_shapes"})  # fmt: skip
     settings = {"octaves": 4, "octave_scale": 1.5, "iterations": 20, "step": 0.02, "grad_blur": 1.0}
     for row, name in enumerate(("dots", "stripes")):

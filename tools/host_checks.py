@@ -3,10 +3,11 @@
 Start a server with this pack linked in, then run (numpy and Pillow are needed to
 compare pixels, so use the pack's venv):
 
-    ../shared/tools/comfy_host/start_host.sh --input example_workflows/astronaut.png .
+    ../shared/tools/comfy_host/start_host.sh --fresh-input .
     .venv/bin/python tools/host_checks.py --server http://127.0.0.1:8188
 
-The server's input folder must hold `astronaut.png`. Prompts are built here in API
+The photo is the bundled sample (`deepdream_samples/astronaut.png`, copied into the
+server's input folder when a prompt names it). Prompts are built here in API
 format, queued with POST /prompt and followed by polling /queue and /history/<id>
 (no websocket). Outputs are fetched with /view and compared pixel by pixel.
 
@@ -111,7 +112,7 @@ def meandiff(a: np.ndarray, b: np.ndarray) -> float:
 def base(size: int = SMALL, noop: bool = False, model: str = "efficientnet_lite0") -> dict:
     """Photo at `size` px in node "2" (through a same-size no-op "2n" if `noop`), model in "3"."""
     prompt = {
-        "1": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "1": {"class_type": "LoadImage", "inputs": {"image": "deepdream_samples/astronaut.png"}},
         "2": scale(["1", 0], size, "bilinear"),
         "3": {"class_type": "LoadFeatureModel", "inputs": {"architecture": model, "weights": "imagenet"}},
     }

@@ -4,7 +4,7 @@ Start a server with this pack linked in (see tools/host_checks.py), then run wit
 pack's venv (numpy, Pillow, torch and safetensors are needed to write test models and
 compare pixels):
 
-    ../shared/tools/comfy_host/start_host.sh --input example_workflows/astronaut.png .
+    ../shared/tools/comfy_host/start_host.sh --fresh-input .
     .venv/bin/python tools/hostile_host.py --server http://127.0.0.1:8188 --comfy-dir /tmp/comfyhost/ComfyUI
 
 `--comfy-dir` is the server's ComfyUI folder: damaged, foreign and malicious checkpoints
@@ -198,7 +198,7 @@ def cases(models: dict[str, str], one_class: str, comfy: Path) -> list[tuple[str
         return result + f"; {MARKER.name} not created"
 
     def train_save_as() -> str:
-        result = expect_error(train_prompt("deepdream_train", "../evil"), "../evil", "no folders")
+        result = expect_error(train_prompt("deepdream_samples/shapes", "../evil"), "../evil", "no folders")
         strays = [p for p in (comfy / "models" / "evil.safetensors", comfy / "evil.safetensors") if p.exists()]
         if strays:
             raise RuntimeError(f"a file was written outside models/deepdream: {strays}")
@@ -224,7 +224,7 @@ def cases(models: dict[str, str], one_class: str, comfy: Path) -> list[tuple[str
         return model_prompt("imagenet", layers=text)
 
     empty = {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0x804020}}
-    photo = {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}}
+    photo = {"class_type": "LoadImage", "inputs": {"image": "deepdream_samples/astronaut.png"}}
     small_photo = {"0": photo, "1": hc.scale(["0", 0], 64, "bilinear")}
     mask = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 17, "height": 5}}
     train_name = f"{PREFIX}_trained"

@@ -1,6 +1,6 @@
 """Generate the small training folder used by the fine-tuning example and tests.
 
-    python tools/make_training_set.py [OUT]   (default: example_workflows/deepdream_train)
+    python tools/make_training_set.py [OUT]   (default: samples/shapes)
 
 Three classes of generated pictures (so there is no licence question), clearly
 different to a network: `stripes` (parallel bands at any angle), `dots` (scattered
@@ -74,7 +74,7 @@ MAKERS = {"stripes": stripes, "dots": dots, "checkers": checkers}
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "example_workflows" / "deepdream_train"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "samples" / "shapes"
     rng = random.Random(1234)
     for name, count in COUNTS.items():
         folder = out / name

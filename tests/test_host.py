@@ -1,0 +1,241 @@
+"""The pack as a guest of ComfyUI: samples provided on a fresh install, memory asked of the host.
+
+ComfyUI is not installed here: its prompt server and model management are replaced by
+stand-ins that record what the pack asks of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from dream_core import DreamSettings
+from dream_core.memory import estimate_dream_memory, model_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = "deepdream_pack"
+
+
+def _pack_module(name: str):
+    spec = importlib.util.spec_from_file_location(
+        PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    if PACK_NAME not in sys.modules:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_NAME] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{PACK_NAME}.{name}")
+
+
+samples = _pack_module("nodes.samples")
+comfy_bridge = _pack_module("nodes.comfy_bridge")
+dream_nodes = _pack_module("nodes.dream_nodes")
+SAMPLE = "deepdream_samples/astronaut.png"
+TRAINING = "deepdream_samples/shapes"
+
+
+def _request(*values: str) -> dict:
+    """A POST /prompt body whose nodes' inputs carry these values."""
+    prompt = {str(i): {"class_type": "LoadImage", "inputs": {"image": value}} for i, value in enumerate(values)}
+    prompt["x"] = {"class_type": "Other", "inputs": {"link": ["0", 0], "number": 3}}
+    return {"prompt": prompt, "client_id": "test"}
+
+
+def test_a_prompt_naming_samples_gets_them_copied_into_an_empty_input_folder(tmp_path):
+    written = samples.provide_samples(_request(SAMPLE, f"{TRAINING} [input]", "deepdream_samples/coffee.jpg"), tmp_path)
+    copied = tmp_path / "deepdream_samples"
+    assert (copied / "astronaut.png").read_bytes() == (ROOT / "samples" / "astronaut.png").read_bytes()
+    assert (copied / "coffee.jpg").is_file()
+    bundled = sorted(p.relative_to(ROOT / "samples") for p in (ROOT / "samples" / "shapes").rglob("*") if p.is_file())
+    assert sorted(p.relative_to(copied) for p in (copied / "shapes").rglob("*") if p.is_file()) == bundled
+    assert len(written) == len(bundled) + 2
+    assert not list(tmp_path.rglob("*.partial"))
+    assert samples.provide_samples(_request(SAMPLE), tmp_path) == []  # the second time: nothing to do
+
+
+def test_files_the_user_already_has_are_never_overwritten_or_deleted(tmp_path):
+    mine = tmp_path / "deepdream_samples" / "astronaut.png"
+    mine.parent.mkdir()
+    mine.write_bytes(b"my own picture")
+    other = tmp_path / "holiday.png"
+    other.write_bytes(b"holiday")
+    samples.provide_samples(_request(SAMPLE, "holiday.png"), tmp_path)
+    assert mine.read_bytes() == b"my own picture"
+    assert other.read_bytes() == b"holiday"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["astronaut.png", "deepdream_samples", "holiday.png"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["astronaut.png", "example.png", "deepdream_samples/../samples/astronaut.png", "deepdream_samples/..",
+     "/deepdream_samples/astronaut.png", "deepdream_samples/README.md", "deepdream_samples/missing.png",
+     "deepdream_samples", "other/deepdream_samples/astronaut.png", 7, None],
+)  # fmt: skip
+def test_values_that_name_no_bundled_sample_copy_nothing(tmp_path, value):
+    assert samples.sample_path(value) is None
+    request = _request("x")
+    request["prompt"]["0"]["inputs"]["image"] = value
+    samples.provide_samples(request, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_request_is_passed_through_untouched(tmp_path):
+    for request in ({}, {"prompt": "nonsense"}, {"prompt": {"1": "not a node"}}, []):
+        assert samples.provide_samples(request, tmp_path) == []
+
+
+def test_the_handler_is_registered_with_comfyuis_prompt_server_and_runs_before_validation(monkeypatch, tmp_path):
+    handlers = []
+    server = types.ModuleType("server")
+    server.PromptServer = type("PromptServer", (), {})
+    server.PromptServer.instance = types.SimpleNamespace(add_on_prompt_handler=handlers.append)
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_input_directory = lambda: str(tmp_path)
+    monkeypatch.setitem(sys.modules, "server", server)
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    samples.register_sample_provider()
+    assert len(handlers) == 1
+    request = _request(SAMPLE)
+    assert handlers[0](request) is request  # ComfyUI queues what the handler returns
+    assert (tmp_path / SAMPLE).is_file()
+
+
+def test_outside_comfyui_registering_does_nothing():
+    assert "server" not in sys.modules
+    samples.register_sample_provider()  # no error, no files
+
+
+def test_every_example_workflow_names_only_pictures_a_fresh_comfyui_has_or_the_pack_provides(tmp_path):
+    for path in sorted((ROOT / "example_workflows").glob("*.json")):
+        workflow = json.loads(path.read_text())
+        values = [v for node in workflow["nodes"] for v in node.get("widgets_values", []) if isinstance(v, str)]
+        request = {"prompt": {str(i): {"inputs": {"value": v}} for i, v in enumerate(values)}}
+        samples.provide_samples(request, tmp_path)
+        for node in workflow["nodes"]:
+            if node["type"] == "LoadImage":
+                assert (tmp_path / node["widgets_values"][0]).is_file() or node["widgets_values"][0] == "example.png"
+            if node["type"] == "TrainFeatureModel":
+                assert len(list((tmp_path / node["widgets_values"][0]).rglob("*.jpg"))) >= 30
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+
+
+class StandInModelManagement:
+    """Records what the pack asks of ComfyUI's model management."""
+
+    def __init__(self, vram_state: str = "NORMAL_VRAM") -> None:
+        self.vram_state = types.SimpleNamespace(name=vram_state)
+        self.calls: list[tuple] = []
+        self.model = None
+
+    def get_torch_device(self):
+        return torch.device("cpu")
+
+    def intermediate_device(self):
+        return torch.device("cpu")
+
+    def free_memory(self, memory_required, device, keep_loaded=()):
+        self.calls.append(("free_memory", int(memory_required), torch.device(device)))
+
+    def soft_empty_cache(self, force=False):
+        self.calls.append(("soft_empty_cache",))
+
+    def throw_exception_if_processing_interrupted(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def random_lite0():
+    from dream_core.models import load_feature_model
+
+    return load_feature_model("efficientnet_lite0", "random")
+
+
+def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(random_lite0):
+    settings = DreamSettings(precision="fp32")
+    cpu = torch.device("cpu")
+    small = estimate_dream_memory(random_lite0, ["blocks.8"], settings, (1, 3, 256, 256), cpu)
+    assert small.weights == model_bytes(random_lite0) == sum(
+        t.numel() * t.element_size() for t in random_lite0.net.state_dict().values()
+    )
+    assert 4_000_000 < small.weights < 40_000_000  # Lite0: 4.65 M parameters
+    assert small.images == 6 * 3 * 256 * 256 * 4
+    double = estimate_dream_memory(random_lite0, ["blocks.8"], settings, (2, 3, 256, 256), cpu)
+    assert double.activations == 2 * small.activations
+    deeper = estimate_dream_memory(random_lite0, ["blocks.8", "blocks.12"], settings, (1, 3, 256, 256), cpu)
+    assert deeper.activations > small.activations
+    # Past the tile size the activations stop growing: the dream tiles.
+    tiled = settings.with_options(tile_size=256)
+    big = estimate_dream_memory(random_lite0, ["blocks.8"], tiled, (1, 3, 1024, 1024), cpu)
+    assert big.activations == small.activations and big.images == 16 * small.images
+    half = estimate_dream_memory(random_lite0, ["blocks.8"], settings.with_options(precision="bf16"), (1, 3, 256, 256),
+                                 cpu)  # fmt: skip
+    assert half.activations == small.activations // 2
+
+
+def test_the_estimate_covers_what_autograd_really_keeps(random_lite0):
+    image = torch.rand(1, 3, 192, 192, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), random_lite0.tap(["blocks.8"]) as tap:
+        activation = tap(image)["blocks.8"]
+    activation.square().mean().backward()
+    estimate = estimate_dream_memory(random_lite0, ["blocks.8"], DreamSettings(precision="fp32"), (1, 3, 192, 192),
+                                     torch.device("cpu"))  # fmt: skip
+    kept = sum(saved)
+    assert kept <= estimate.activations <= 6 * kept, (kept, estimate.activations)
+
+
+def test_octave_dream_asks_comfyui_for_the_memory_before_the_model_moves_and_puts_it_back(
+    monkeypatch, random_lite0, small_photo
+):
+    stand_in = StandInModelManagement()
+    monkeypatch.setattr(comfy_bridge, "model_management", stand_in)
+    moves = []
+    original_to = random_lite0.to
+
+    def to(device):
+        moves.append((len(stand_in.calls), torch.device(device)))
+        return original_to(device)
+
+    monkeypatch.setattr(random_lite0, "to", to)
+    image = small_photo.permute(0, 2, 3, 1)
+    settings = {"octaves": 1, "iterations": 1, "precision": "fp32"}
+    dream_nodes.OctaveDream().run(image, random_lite0, {"blocks.8": 1.0}, **settings)
+    frees = [call for call in stand_in.calls if call[0] == "free_memory"]
+    expected = estimate_dream_memory(random_lite0, ["blocks.8"], DreamSettings(**settings), tuple(small_photo.shape),
+                                     torch.device("cpu"))  # fmt: skip
+    assert frees == [("free_memory", expected.total, torch.device("cpu"))]
+    assert moves[0][0] == 1  # moved to the device only after asking for room
+    assert moves[-1][1] == torch.device("cpu") and random_lite0.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("vram_state", "tile"), [("NORMAL_VRAM", 0), ("LOW_VRAM", 1024), ("NO_VRAM", 512)])
+def test_lowvram_and_novram_cap_the_automatic_tiles(monkeypatch, random_lite0, small_photo, vram_state, tile):
+    stand_in = StandInModelManagement(vram_state)
+    monkeypatch.setattr(comfy_bridge, "model_management", stand_in)
+    seen = []
+    real_dream = dream_nodes.dream
+
+    def spy(images, model, layers, settings, **kwargs):
+        seen.append(settings)
+        return real_dream(images, model, layers, settings, **kwargs)
+
+    monkeypatch.setattr(dream_nodes, "dream", spy)
+    dream_nodes.OctaveDream().run(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1)
+    assert seen[0].tile_size == tile
+    chosen = dream_nodes.OctaveDream().run
+    seen.clear()
+    chosen(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1, tile_size=2048)
+    assert seen[0].tile_size == 2048  # a tile size the user chose is kept
