@@ -76,10 +76,10 @@ def estimate_dream_memory(
     """
     batch, height, width = int(image_shape[0]), int(image_shape[-2]), int(image_shape[-1])
     side = max(tile_side(settings, device, tile_cap), model.spec.min_size)
-    terms = list(terms)
+    canonical = list(model.resolve_weights(dict.fromkeys(terms, 1.0)))  # class:NAME -> logits[i], aliases
     activations = 0
-    if terms:
-        per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(terms)) * BACKWARD_FACTOR
+    if canonical:
+        per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(canonical)) * BACKWARD_FACTOR
         if resolve_precision(settings.precision, device) != "fp32":
             per_pixel *= REDUCED_PRECISION_SHARE
         activations = int(per_pixel * batch * min(height, side) * min(width, side))

@@ -171,6 +171,11 @@ def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(
     assert double.activations == 2 * small.activations
     deeper = estimate_dream_memory(random_lite0, ["blocks.8", "blocks.12"], settings, (1, 3, 256, 256), cpu)
     assert deeper.activations > small.activations
+    same = [["block8"], ["blocks.8[3,17]"], ["blocks.8[top8]"]]
+    for terms in same:  # aliases and channel selections cost what their layer costs
+        assert estimate_dream_memory(random_lite0, terms, settings, (1, 3, 256, 256), cpu) == small
+    whole = estimate_dream_memory(random_lite0, ["class:107", "blocks.8"], settings, (1, 3, 256, 256), cpu)
+    assert whole.activations > deeper.activations  # a class runs the whole network
     # Past the tile size the activations stop growing: the dream tiles.
     tiled = settings.with_options(tile_size=256)
     big = estimate_dream_memory(random_lite0, ["blocks.8"], tiled, (1, 3, 1024, 1024), cpu)
