@@ -192,6 +192,36 @@ def test_example_workflows_are_up_to_date_with_the_nodes():
         assert saved == json.loads(json.dumps(build(info))), f"run tools/build_workflows.py ({name})"
 
 
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_node_has_an_up_to_date_help_page_whose_pictures_exist(pack):
+    import re
+
+    node_docs = _load_tool("build_node_docs")
+    assert pack.WEB_DIRECTORY == "./web"
+    pages = node_docs.pages()
+    assert set(pages) == {f"{name}.md" for name in pack.NODE_CLASS_MAPPINGS}
+    for file_name, text in pages.items():
+        assert (ROOT / "web" / "docs" / file_name).read_text() == text, f"run tools/build_node_docs.py ({file_name})"
+        pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+        assert pictures, file_name
+        for picture in pictures:  # the frontend resolves them against docs/
+            assert (ROOT / "web" / "docs" / picture).is_file(), f"{file_name}: {picture}"
+
+
+def test_every_example_workflow_has_a_thumbnail_for_the_template_browser():
+    from PIL import Image
+
+    for path in WORKFLOWS:
+        with Image.open(path.with_suffix(".jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and min(thumbnail.size) >= 256, path.name
+
+
 def test_changed_files_and_folders_make_comfyui_run_the_loaders_again(nodes, tmp_path):
     assert nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "imagenet") == "imagenet"
     missing = nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "gone.safetensors")

@@ -1,4 +1,4 @@
-"""Shrink the example workflows' outputs into docs/gallery/ for the README.
+"""Shrink the example workflows' outputs into web/docs/gallery/ for the README and the node help pages.
 
 The pictures are made by the pack itself on a real ComfyUI: run every example
 workflow with ../shared/tools/comfy_host/run_workflow.py --download DIR, then
@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageSequence
 
 ROOT = Path(__file__).resolve().parent.parent
-GALLERY = ROOT / "docs" / "gallery"
+GALLERY = ROOT / "web" / "docs" / "gallery"
 PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
             "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes"]  # fmt: skip
 

@@ -1,0 +1,163 @@
+"""Build the node help pages, web/docs/NODE.md, that ComfyUI's node library shows.
+
+The frontend asks the pack's web directory for `docs/NODE.md` (NODE: the key in
+NODE_CLASS_MAPPINGS) and resolves a page's relative picture links against `docs/`.
+Each page is made from the node itself, its DESCRIPTION, every input's type, default,
+range and tooltip, and its outputs' tooltips, plus a picture and a few lines of use
+written here. Run from the repository root after changing a node:
+
+    python tools/build_node_docs.py
+
+A test fails when a page is stale.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "web" / "docs"
+
+PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
+    # node: ([(picture under docs/, caption)], how it is used)
+    "LoadFeatureModel": (
+        [("gallery/astronaut_dream.jpg", "EfficientNet-Lite0, the offline default, dreaming the sample photo.")],
+        "Start every dream here. `efficientnet_lite0` works offline; the torchvision networks download their "
+        "ImageNet weights once into `models/deepdream` (offline, the error names the file to put there). A "
+        "checkpoint you trained with **Train Feature Model** appears in `weights`; its class names work as "
+        "`class: NAME` in **Layer Weights**.",
+    ),
+    "LayerWeights": (
+        [("gallery/sweep_sheet.jpg", "What single layers of EfficientNet-Lite0 add, then a mix of them.")],
+        "Low layers give fine strokes and textures, middle layers eyes and patterns, high layers whole objects. "
+        "Syntax, one term per line: `mixed4: 1.0` (a layer, by name, module path or alias), `mixed4[3,17,40-47]: 1` "
+        "(channels), `mixed4[top8]: 1` (the 8 most active channels on this image), `class:jellyfish: 1` (a "
+        "class of the classifier). A negative weight suppresses what a layer sees. List a model's layers with "
+        "`deepdream layers MODEL` on the command line.",
+    ),
+    "OctaveDream": (
+        [
+            ("gallery/sample.jpg", "The sample photo with the default settings."),
+            ("gallery/octaves.webp", "The `octave_images` output: the dream after each octave."),
+        ],
+        "The classic recipe: `octaves` scales dreamed smallest first, `iterations` steps per octave of size "
+        "`step`, the lost detail put back between octaves. Larger `step` or more `iterations` dream harder; "
+        "more `octaves` or a larger `octave_scale` grow larger patterns. Connect a `mask` to dream only part of "
+        "the picture, a `guide` image to dream toward what the network sees in it, and `regions` to dream "
+        "different layers in different places. Long dreams show a preview in the progress bar and stop within "
+        "one step when you press Cancel.",
+    ),
+    "DetailReinject": (
+        [("gallery/upscaled.jpg", "Dreamed at half size, upscaled, detail re-injected, dreamed again.")],
+        "Put it between two dreams: dream small (fast, large patterns), enlarge with an upscaler (connect its "
+        "output to `upscaled`) or let this node enlarge, and dream again at full size; the photo's detail "
+        "that the small dream never had comes back.",
+    ),
+    "DreamRegion": (
+        [("gallery/regions.jpg", "A low layer on the left, high layers on the right, dreamed at once.")],
+        "Chain several regions and connect the last to **Octave Dream**'s `regions`. Masks from any mask node "
+        "work; they are resized to the image. Layer weights connected to Octave Dream itself apply everywhere.",
+    ),
+    "LayerSweep": (
+        [("gallery/sweep_sheet.jpg", "The contact sheet: each line of layers dreamed on its own.")],
+        "One line per dream, e.g. `blocks.4: 1`, `blocks.8: 1`, `blocks.4: 1, blocks.8: 1`: see what each layer "
+        "adds before you mix them. The `contact_sheet` output labels every dream with its line; `images` gives them "
+        "as a batch.",
+    ),
+    "DreamFrames": (
+        [("gallery/forming.webp", "The dream forming, one frame every few steps.")],
+        "Connect `frames` to **Save Animated WEBP** (or a video node) to watch the dream form. Frames are "
+        "kept off the GPU while the dream runs.",
+    ),
+    "DreamZoom": (
+        [("gallery/zoom.webp", "The infinite zoom, 24 frames.")],
+        "Every frame is a whole dream, so keep `octaves` and `iterations` low (1-2 octaves, 5-10 iterations). "
+        "`zoom` above 1 flies in; `angle` and the shifts turn and drift. Seeded: the same inputs give the same "
+        "animation.",
+    ),
+    "TrainFeatureModel": (
+        [
+            ("gallery/trained_dots.jpg", "A network trained on the sample shapes, dreaming `class:dots`."),
+            ("gallery/trained_stripes.jpg", "The same network dreaming `class:stripes`."),
+        ],
+        "Put one sub-folder of pictures per class inside ComfyUI's `input` folder (e.g. `input/my_flowers/rose`, "
+        "`input/my_flowers/tulip`) and give the folder's name. The default, `deepdream_samples/shapes`, is the "
+        "pack's own set of three generated classes, copied there when you queue it. The trained model is saved "
+        "to `models/deepdream` and returned ready to dream; `model_file` reports the held-out accuracy.",
+    ),
+}
+
+
+def load_pack(name: str = "deepdream_pack"):
+    """Import the repository as the package ComfyUI would see."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _kind(spec) -> str:
+    kind = spec[0]
+    if isinstance(kind, list):
+        shown = ", ".join(f"`{c}`" for c in kind[:8])
+        return f"one of {shown}" + (", ..." if len(kind) > 8 else "")
+    return f"`{kind}`"
+
+
+def _value_range(options: dict) -> str:
+    parts = []
+    if "default" in options and not (isinstance(options["default"], str) and "\n" in options["default"]):
+        parts.append(f"default `{options['default']}`")
+    if "min" in options and "max" in options:
+        low, high = (v if isinstance(v, int) else f"{v:g}" for v in (options["min"], options["max"]))
+        parts.append(f"{low} to {high}")
+    return "; ".join(parts)
+
+
+def page(name: str, cls, display_name: str) -> str:
+    """The Markdown help page of one node."""
+    pictures, usage = PAGES[name]
+    lines = [f"# {display_name}", "", cls.DESCRIPTION, ""]
+    for path, caption in pictures:
+        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    lines += ["## How to use it", "", usage, "", "## Inputs", "", "| input | type | value | what it does |",
+              "| --- | --- | --- | --- |"]  # fmt: skip
+    types = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for input_name, spec in types.get(section, {}).items():
+            options = spec[1] if len(spec) > 1 else {}
+            value = _value_range(options) or ("optional" if section == "optional" else "")
+            lines.append(f"| `{input_name}` | {_kind(spec)} | {_cell(value)} | {_cell(options.get('tooltip', ''))} |")
+    lines += ["", "## Outputs", "", "| output | type | what it is |", "| --- | --- | --- |"]
+    for output, kind, tip in zip(cls.RETURN_NAMES, cls.RETURN_TYPES, cls.OUTPUT_TOOLTIPS, strict=True):
+        lines.append(f"| `{output}` | `{kind}` | {_cell(tip)} |")
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """Every node's page, by file name."""
+    pack = load_pack()
+    return {
+        f"{name}.md": page(name, cls, pack.NODE_DISPLAY_NAME_MAPPINGS[name])
+        for name, cls in pack.NODE_CLASS_MAPPINGS.items()
+    }
+
+
+def main() -> None:
+    DOCS.mkdir(parents=True, exist_ok=True)
+    for file_name, text in pages().items():
+        (DOCS / file_name).write_text(text)
+        print(f"wrote {(DOCS / file_name).relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
