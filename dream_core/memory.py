@@ -16,7 +16,7 @@ import torch
 
 from . import tiling
 from .engine import BACKWARD_FACTOR, DreamSettings, resolve_precision
-from .models import FeatureModel, activation_bytes_per_pixel
+from .models import FeatureModel, activation_bytes_per_pixel, get_spec, layer_catalogue
 
 IMAGE_COPIES = 6
 """Full-size float32 images a dream keeps at once: the original, the dream, its
@@ -85,3 +85,23 @@ def estimate_dream_memory(
         activations = int(per_pixel * batch * min(height, side) * min(width, side))
     images = IMAGE_COPIES * batch * 3 * height * width * 4
     return MemoryEstimate(weights=model_bytes(model), activations=activations, images=images, tile_size=side)
+
+
+OPTIMISER_COPIES = 4
+"""A trained weight is held four times: the weight, its gradient and Adam's two moments."""
+
+
+def estimate_training_memory(architecture: str, batch_size: int, image_size: int) -> int:
+    """Device bytes to fine-tune `architecture` on batches of `batch_size` crops of `image_size` px.
+
+    Counted as if every weight trained and every activation were kept (an upper
+    bound: a frozen backbone keeps less); the parameters are counted on the meta
+    device, so nothing is built or loaded.
+    """
+    spec = get_spec(architecture)
+    with torch.device("meta"):
+        net = spec.build(1000)
+    weights = sum(p.numel() * p.element_size() for p in net.parameters())
+    deepest = layer_catalogue(architecture)[-1].name
+    per_pixel = activation_bytes_per_pixel(architecture, deepest) * BACKWARD_FACTOR
+    return int(OPTIMISER_COPIES * weights + per_pixel * batch_size * image_size * image_size)

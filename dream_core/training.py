@@ -176,6 +176,11 @@ def _head_and_blocks(net: nn.Module, architecture: str) -> tuple[nn.Linear, list
     return net.fc, list(reversed(children))
 
 
+def training_size(architecture: str, settings: TrainSettings) -> int:
+    """The side of the training crops: the setting, else the network's own input size."""
+    return settings.image_size or TRAIN_SIZE.get(architecture, 224)
+
+
 def train_classifier(
     folder: str | os.PathLike,
     architecture: str = "efficientnet_lite0",
@@ -204,7 +209,7 @@ def train_classifier(
     if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
         raise DreamError("learning_rate must be a positive number.")
     data = read_folder(folder)
-    size = settings.image_size or TRAIN_SIZE.get(architecture, 224)
+    size = training_size(architecture, settings)
     train_idx, held_idx = split_holdout(data.labels, settings.holdout, settings.seed)
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)

@@ -110,6 +110,14 @@ def progress_reporter(total: int) -> Callable[[int, int, torch.Tensor], None]:
     return report
 
 
+def make_room(size: int, device: torch.device, what: str) -> None:
+    """Ask ComfyUI's model management to free `size` bytes on `device`, offloading other models."""
+    if model_management is None:
+        return
+    log.info("DeepDream: asking ComfyUI's model management for %s on %s.", what, device)
+    model_management.free_memory(size, device)
+
+
 TILE_CAPS = {"LOW_VRAM": 1024, "NO_VRAM": 512}
 """Automatic tiles are kept this small (px) when ComfyUI runs with --lowvram / --novram."""
 
@@ -138,9 +146,7 @@ def dream_device(
     if cap and settings.tile_size == 0:
         settings = replace(settings, tile_size=cap)
     estimate = estimate_dream_memory(model, terms, settings, image_shape, device, cap)
-    if model_management is not None:
-        log.info("DeepDream: asking ComfyUI's model management for %s on %s.", estimate.describe(), device)
-        model_management.free_memory(estimate.total, device)
+    make_room(estimate.total, device, estimate.describe())
     home = model.device
     model.to(device)
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ..dream_core.training import TRAINABLE, TrainSettings, train_classifier
+from ..dream_core.memory import estimate_training_memory
+from ..dream_core.training import TRAINABLE, TrainSettings, train_classifier, training_size
 from . import comfy_bridge
 
 CATEGORY = "DeepDream"
@@ -80,6 +81,8 @@ class TrainFeatureModel:
         settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, unfreeze=unfreeze_blocks,
                                  seed=seed % 2**32)  # fmt: skip
         device = comfy_bridge.compute_device()
+        need = estimate_training_memory(architecture, settings.batch_size, training_size(architecture, settings))
+        comfy_bridge.make_room(need, device, f"{need / 2**20:.0f} MB to train {architecture}")
         bar = comfy_bridge.progress_reporter(1)
         result = train_classifier(
             path, architecture, start, settings, target,
@@ -88,6 +91,8 @@ class TrainFeatureModel:
             should_stop=comfy_bridge.raise_if_interrupted,
         )  # fmt: skip
         result.model.to("cpu")  # on the compute device only while it dreams
+        if comfy_bridge.model_management is not None and device.type != "cpu":
+            comfy_bridge.model_management.soft_empty_cache()
         summary = (
             f"{os.path.basename(target)}: classes {', '.join(result.class_names)}; held-out accuracy "
             f"{result.accuracy:.1%} on {result.holdout_count} pictures"

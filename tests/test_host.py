@@ -244,3 +244,26 @@ def test_lowvram_and_novram_cap_the_automatic_tiles(monkeypatch, random_lite0, s
     seen.clear()
     chosen(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1, tile_size=2048)
     assert seen[0].tile_size == 2048  # a tile size the user chose is kept
+
+
+def test_training_asks_comfyui_for_room_before_it_starts(monkeypatch, tmp_path):
+    from dream_core.memory import estimate_training_memory
+
+    train_nodes = _pack_module("nodes.train_nodes")
+    stand_in = StandInModelManagement()
+    monkeypatch.setattr(comfy_bridge, "model_management", stand_in)
+    started = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(*args, **kwargs):
+        started.append(list(stand_in.calls))
+        raise Stop
+
+    monkeypatch.setattr(train_nodes, "train_classifier", fake_train)
+    with pytest.raises(Stop):
+        train_nodes.TrainFeatureModel().run(str(tmp_path), "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "x")
+    need = estimate_training_memory("efficientnet_lite0", 16, 224)
+    assert started == [[("free_memory", need, torch.device("cpu"))]]
+    assert estimate_training_memory("efficientnet_lite0", 32, 224) > need > 4 * 4_000_000 * 4
