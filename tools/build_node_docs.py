@@ -13,9 +13,11 @@ A test fails when a page is stale.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_workflows import load_pack  # noqa: E402  (a sibling script, not a package)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "web" / "docs"
@@ -88,17 +90,6 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "to `models/deepdream` and returned ready to dream; `model_file` reports the held-out accuracy.",
     ),
 }
-
-
-def load_pack(name: str = "deepdream_pack"):
-    """Import the repository as the package ComfyUI would see."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cell(text: str) -> str:
