@@ -7,7 +7,8 @@ before any node runs, so a prompt handler (ComfyUI calls these for every queued
 prompt, before validation) copies the samples a prompt names into
 `input/deepdream_samples/` when they are missing there. Nothing happens at import but
 registering the handler; nothing already in `input/` is overwritten or deleted; a
-prompt that names no sample is left alone.
+prompt that names no sample is left alone. A small frontend extension asks for the
+same when a workflow is opened, so Load Image shows its picture before the first run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 PREFIX = "deepdream_samples"
 """The folder inside ComfyUI's input folder that holds the copied samples."""
+ROUTE = "/deepdream/samples"
+MAX_VALUES = 1000
+"""The most widget values one request to ROUTE is read for."""
 
 
 def sample_path(value: object) -> Path | None:
@@ -110,6 +114,12 @@ def provide_samples(request: dict, input_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
+def provide_for_values(values: list, input_dir: str | os.PathLike) -> list[Path]:
+    """Copy into `input_dir` the samples that a list of widget values (an opened workflow's) names."""
+    inputs = {str(i): value for i, value in enumerate(values[:MAX_VALUES])}
+    return provide_samples({"prompt": {"0": {"inputs": inputs}}}, input_dir)
+
+
 def register_sample_provider() -> None:
     """Have ComfyUI's server run `provide_samples` on every queued prompt (inside ComfyUI only)."""
     try:
@@ -128,3 +138,18 @@ def register_sample_provider() -> None:
         return request
 
     server.add_on_prompt_handler(handler)
+    routes = getattr(server, "routes", None)
+    if routes is not None:
+        from aiohttp import web
+
+        @routes.post(ROUTE)
+        async def provide_for_opened_workflow(request):
+            # The frontend extension (web/js/samples.js) posts a workflow's string values when it opens one,
+            # so Load Image shows the sample before the first run too.
+            try:
+                values = (await request.json()).get("values", [])
+            except (ValueError, AttributeError):
+                return web.json_response({"error": "expected {'values': [...]}"}, status=400)
+            if not isinstance(values, list):
+                return web.json_response({"error": "expected {'values': [...]}"}, status=400)
+            return web.json_response({"copied": len(provide_for_values(values, folder_paths.get_input_directory()))})

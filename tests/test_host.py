@@ -85,6 +85,12 @@ def test_values_that_name_no_bundled_sample_copy_nothing(tmp_path, value):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_opening_a_workflow_in_the_frontend_provides_its_samples_too(tmp_path):
+    assert (ROOT / "web" / "js" / "samples.js").read_text().count(samples.ROUTE) == 1  # the extension's call
+    written = samples.provide_for_values(["deepdream_samples/coffee.jpg", 3, None, "my.png"], tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == ["deepdream_samples/coffee.jpg"]
+
+
 def test_a_malformed_request_is_passed_through_untouched(tmp_path):
     for request in ({}, {"prompt": "nonsense"}, {"prompt": {"1": "not a node"}}, []):
         assert samples.provide_samples(request, tmp_path) == []

@@ -8,7 +8,8 @@ started by `../shared/tools/comfy_host/start_host.sh --fresh-input .`:
     python3 tools/template_browser_check.py --pack PACK --name 01_dream_sample_photo --out shots/
 
 Writes `shots/browser.png` (the template dialog on the pack's section, thumbnails
-visible) and `shots/result.png` (the loaded workflow after the run). Exit 0 when the
+visible), `shots/opened.png` (the workflow as opened, before the run) and
+`shots/result.png` (after the run). Exit 0 when the
 card showed its thumbnail and the queued workflow succeeded.
 """
 
@@ -39,6 +40,8 @@ CLICK_CARD = """(() => {
   return !!card;
 })()"""
 GRAPH_TYPES = "window.comfyAPI.app.app.graph._nodes.map(n => n.type)"
+PREVIEWS = """window.comfyAPI.app.app.graph._nodes.filter(n => n.type === 'LoadImage')
+  .map(n => ({image: n.widgets[0].value, width: (n.imgs && n.imgs[0] && n.imgs[0].naturalWidth) || 0}))"""
 
 
 def history(server: str, prompt_id: str) -> dict:
@@ -80,6 +83,9 @@ def main() -> int:
         browser.eval(CLICK_CARD % json.dumps(args.name))
         time.sleep(3)
         print("graph:", ", ".join(browser.eval(GRAPH_TYPES)))
+        previews = browser.eval(PREVIEWS)
+        print("Load Image previews before the run:", ", ".join(f"{p['image']} {p['width']} px" for p in previews))
+        browser.screenshot(str(args.out / "opened.png"))
         queued = json.loads(browser.eval(ui_browser.QUEUE_JS, timeout=120))
         if not queued.get("ok"):
             print("rejected:", json.dumps(queued)[:2000])
