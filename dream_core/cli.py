@@ -6,16 +6,26 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .animation import dream_frames, dream_zoom
-from .engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, DreamSettings, dream
+from .engine import DreamSettings, dream
 from .errors import DreamError
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
-from .models import DEFAULT_MODEL, LOGITS, ZOO, default_weights_dir, get_spec, layer_catalogue, load_feature_model
-from .objectives import LOSS_MODES, parse_layer_weights
+from .models import (
+    DEFAULT_MODEL,
+    LOGITS,
+    ZOO,
+    FeatureModel,
+    get_spec,
+    layer_catalogue,
+    load_feature_model,
+)
+from .objectives import parse_layer_weights
+from .options import OPTIONS, Option
 from .presets import PRESETS, default_preset, get_preset
 from .training import TrainSettings, train_classifier
 
@@ -46,63 +56,64 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _preset_values(opt: Option) -> str:
+    """Where presets give an option another value than the table: 'lite0: 0.015, google: 0.012'."""
+    values = [f"{name}: {getattr(p.settings, opt.name)}" for name, p in PRESETS.items()
+              if getattr(p.settings, opt.name) != opt.default]  # fmt: skip
+    return ", ".join(values)
+
+
+def _option_help(opt: Option) -> str:
+    presets = _preset_values(opt)
+    note = f"; presets set their own: {presets}" if presets else ""
+    return f"{opt.help} (default {opt.default}{note})".replace("%", "%%")
+
+
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
-    d = DreamSettings()
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="start from a classic setting (model, layers, options); options given too override it",
-    )
+    """Every flag of the commands that dream: what to dream with, then one flag per option of the table."""
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from a classic setting (model, layers, options); options given too override it")
     p.add_argument("--model", help=f"architecture (default {DEFAULT_MODEL}); see 'models'")
-    p.add_argument(
-        "--weights",
-        default="imagenet",
-        help="'imagenet' (default), 'random', or a .safetensors/.pt/.pth checkpoint file",
-    )
-    p.add_argument(
-        "--weights-dir",
-        type=Path,
-        default=None,
-        help=f"folder for torchvision's ImageNet weights (default {default_weights_dir()})",
-    )
-    p.add_argument(
-        "--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); see 'layers MODEL'"
-    )
-    p.add_argument("--octaves", type=int, help=f"number of scales (default {d.octaves})")
-    p.add_argument("--octave-scale", type=float, help=f"size ratio between octaves (default {d.octave_scale})")
-    p.add_argument("--iterations", type=int, help=f"ascent steps per octave (default {d.iterations})")
-    p.add_argument("--step", type=float, help=f"step size on Keras' [-1,1] scale (default {d.step})")
-    p.add_argument(
-        "--max-loss", type=float, help=f"end an octave once its loss exceeds this; 0 = off (default {d.max_loss})"
-    )
-    p.add_argument("--jitter", type=int, help=f"random shift in pixels before each step (default {d.jitter})")
-    p.add_argument("--seed", type=int, help=f"seed of the jitter (default {d.seed})")
-    p.add_argument("--loss", choices=LOSS_MODES, help=f"layer loss (default {d.loss})")
-    p.add_argument("--normalize", choices=NORMALIZATIONS, help=f"gradient normalisation (default {d.normalize})")
-    p.add_argument("--no-reinject", action="store_true", help="do not re-inject lost detail between octaves")
-    p.add_argument("--tile-size", type=int, help="largest gradient tile in px; 0 = automatic (default)")
-    p.add_argument(
-        "--precision",
-        choices=["auto", *PRECISIONS],
-        help="network precision (default auto: bf16 on CPUs with bf16 units, else fp32)",
-    )
-    d = DreamSettings()
-    p.add_argument("--keep-colors", choices=COLOR_MODES, help="keep the photo's colours: 'luminance' dreams the "
-                   "brightness only, 'transfer' puts the colours back (default off)")  # fmt: skip
-    p.add_argument("--grad-blur", type=float, help=f"blur sigma (px) of each gradient (default {d.grad_blur})")
-    p.add_argument("--tv-weight", type=float, help=f"total-variation penalty (default {d.tv_weight})")
-    p.add_argument("--guide", type=Path, help="guide image: dream toward its features")
-    p.add_argument("--guide-mix", type=float, help=f"0..1, share of the guide objective (default {d.guide_mix})")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (default), 'random', or a .safetensors/.pt/.pth checkpoint file")
+    p.add_argument("--weights-dir", type=Path, default=None,
+                   help="folder for torchvision's ImageNet weights (default: torchvision's, "
+                   "$TORCH_HOME/hub/checkpoints)")
+    p.add_argument("--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); "
+                   "see 'layers MODEL'")
+    p.add_argument("--guide", type=Path, help="guide image: dream toward its features (see --guide-mix)")
     p.add_argument("--mask", type=Path, help="grey image: dream strength per pixel (white = full)")
     p.add_argument("--region", action="append", default=[], metavar="MASK=LAYERS",
                    help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
-                   "repeat for several regions")  # fmt: skip
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="torch device (default: cuda if available, else cpu)",
-    )
-    p.add_argument("--save-octaves", action="store_true", help="also write the image after each octave")
+                   "repeat for several regions")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    for opt in OPTIONS:
+        if opt.kind is bool:
+            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, default=None, help=_option_help(opt))
+        elif opt.choices:
+            p.add_argument(opt.flag, choices=opt.choices, help=_option_help(opt))
+        else:
+            p.add_argument(opt.flag, type=opt.kind, metavar=opt.name.upper(), help=_option_help(opt))
+    # Older spelling of --no-reinject-detail.
+    p.add_argument("--no-reinject", dest="reinject_detail", action="store_const", const=False, default=None,
+                   help=argparse.SUPPRESS)  # fmt: skip
+
+
+@dataclass
+class DreamJob:
+    """What the flags of a dreaming command ask for, read and checked once: the one path from
+    parsed arguments to an engine call, shared by `dream`, `sweep` and `zoom`."""
+
+    model: FeatureModel
+    layers: dict[str, float]
+    settings: DreamSettings
+    mask: torch.Tensor | None = None
+    guide: torch.Tensor | None = None
+    regions: list = field(default_factory=list)
+
+    def inputs(self) -> dict:
+        """The engine's optional inputs (mask, guide, regions) for a `dream` call or its relatives."""
+        return {"mask": self.mask, "guide": self.guide, "regions": self.regions}
 
 
 def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float], DreamSettings]:
@@ -111,49 +122,33 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float]
     if preset is None or preset.model != model:
         preset = default_preset(model)
     settings = preset.settings if preset else DreamSettings()
-    if args.layers:
-        layers = parse_layer_weights(args.layers)
-    else:
-        layers = dict(preset.layers if preset else get_spec(model).default_layers)
-    options = {
-        name: getattr(args, name)
-        for name in (
-            "octaves",
-            "octave_scale",
-            "iterations",
-            "step",
-            "max_loss",
-            "jitter",
-            "seed",
-            "loss",
-            "normalize",
-            "tile_size",
-            "precision",
-        )
-        if getattr(args, name) is not None
-    }
-    if args.no_reinject:
-        options["reinject_detail"] = False
+    layers = parse_layer_weights(args.layers) if args.layers else dict(preset.layers if preset else
+                                                                         get_spec(model).default_layers)
+    options = {opt.name: getattr(args, opt.name) for opt in OPTIONS if getattr(args, opt.name) is not None}
     return model, layers, settings.with_options(**options).validate()
 
 
-def _cmd_dream(args: argparse.Namespace) -> int:
+def _check_device(device: str) -> None:
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise DreamError(f"--device {device}: not usable here ({str(error).splitlines()[0]}). Use cpu.") from error
+
+
+def prepare_dream(args: argparse.Namespace) -> DreamJob:
+    """Read every dream flag once: the model, layers, settings, mask, guide and regions."""
     model_name, layers, settings = _settings_from_args(args)
-    inputs = expand_inputs(args.inputs)
-    if not inputs:
-        raise DreamError("No input images found; give image files or folders that contain some.")
-    missing = [str(p) for p in inputs if not p.is_file()]
-    if missing:
-        raise DreamError(f"Input not found: {', '.join(missing)}.")
-    out = Path(args.output)
-    to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
+    if args.guide is None and args.guide_mix is not None:
+        raise DreamError("--guide-mix only matters with --guide IMAGE; give a guide image or leave it out.")
+    if args.weights_dir is not None and (args.weights != "imagenet" or get_spec(model_name).imagenet_weights is None):
+        raise DreamError(f"--weights-dir is where torchvision's ImageNet weights are looked for; {model_name} with "
+                         f"--weights {args.weights} does not use it. Leave it out.")
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_device(args.device)
     if str(args.device).startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
     model.resolve_weights(layers)  # fail on a bad layer name before any work
-    print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
-    guide = load_image(args.guide) if args.guide else None
-    mask = load_mask(args.mask) if args.mask else None
     regions = []
     for spec in args.region:
         mask_file, sep, region_layers = spec.partition("=")
@@ -163,14 +158,38 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         model.resolve_weights(regions[-1][1])
     if regions and not args.layers:
         layers = {}  # the regions say what to dream
+    print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
+    return DreamJob(model, layers, settings, mask=load_mask(args.mask) if args.mask else None,
+                    guide=load_image(args.guide) if args.guide else None, regions=regions)  # fmt: skip
+
+
+def _cmd_dream(args: argparse.Namespace) -> int:
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
+        raise DreamError("No input images found; give image files or folders that contain some.")
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise DreamError(f"Input not found: {', '.join(missing)}.")
+    out = Path(args.output)
+    to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
+    job = prepare_dream(args)
+    failed = []
     for path in inputs:
-        image = load_image(path)
-        options = dict(mask=mask, guide=guide, regions=regions, on_progress=ProgressBar(path.name))
-        frames = None
-        if args.frames_every:  # the same dream, keeping the image every N steps on the way
-            result, frames = dream_frames(image, model, layers, settings, args.frames_every, **options)
-        else:
-            result = dream(image, model, layers, settings, **options)
+        try:
+            image = load_image(path)
+            options = dict(job.inputs(), on_progress=ProgressBar(path.name))
+            frames = None
+            if args.frames_every:  # the same dream, keeping the image every N steps on the way
+                result, frames = dream_frames(image, job.model, job.layers, job.settings, args.frames_every,
+                                              **options)  # fmt: skip
+            else:
+                result = dream(image, job.model, job.layers, job.settings, **options)
+        except DreamError as error:
+            if len(inputs) == 1:
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            failed.append(path.name)
+            continue
         target = out / f"{path.stem}_dream.png" if to_folder else out
         save_image(result.images[0], target)
         print(f"wrote {target}")
@@ -182,31 +201,34 @@ def _cmd_dream(args: argparse.Namespace) -> int:
                 octave_path = target.with_name(f"{target.stem}_octave{i}.png")
                 save_image(octave[0], octave_path)
                 print(f"wrote {octave_path}")
+    if failed:
+        print(f"error: {len(failed)} of {len(inputs)} images failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sheet import contact_sheet, layer_sweep
 
-    model_name, layers, settings = _settings_from_args(args)
-    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
-    lines = args.line or [f"{name}: {weight:g}" for name, weight in layers.items()]
-    if not args.line and len(layers) > 1:
+    image = load_image(args.input)
+    job = prepare_dream(args)
+    lines = args.line or [f"{name}: {weight:g}" for name, weight in job.layers.items()]
+    if not args.line and len(job.layers) > 1:
         lines.append(", ".join(lines))
     sweep = [parse_layer_weights(line) for line in lines]
-    image = load_image(args.input)
-    images = layer_sweep(image, model, sweep, settings, on_progress=ProgressBar(Path(args.input).name))
+    images = layer_sweep(image, job.model, sweep, job.settings, on_progress=ProgressBar(Path(args.input).name),
+                         **job.inputs())  # fmt: skip
     sheet = contact_sheet(images, lines, args.columns)
     print(f"wrote {save_image(sheet[0], args.output)}")
     return 0
 
 
 def _cmd_zoom(args: argparse.Namespace) -> int:
-    model_name, layers, settings = _settings_from_args(args)
-    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
     image = load_image(args.input)
-    frames = dream_zoom(image, model, layers, settings, args.frames, args.zoom, args.angle, args.shift_x,
-                        args.shift_y, on_progress=ProgressBar(Path(args.input).name))  # fmt: skip
+    job = prepare_dream(args)
+    frames = dream_zoom(image, job.model, job.layers, job.settings, args.frames, args.zoom, args.angle,
+                        args.shift_x, args.shift_y, on_progress=ProgressBar(Path(args.input).name),
+                        **job.inputs())  # fmt: skip
     out = Path(args.output)
     if out.suffix.lower() == ".webp":
         print(f"wrote {save_animation(frames, out, fps=args.fps)}")
@@ -259,6 +281,31 @@ def _cmd_presets(_args: argparse.Namespace) -> int:
     return 0
 
 
+DREAM_COMMANDS = ("dream", "sweep", "zoom")
+
+
+def flags_markdown() -> str:
+    """The README's table of every flag of the commands that dream, read off the parser itself."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    rows: dict[str, list] = {}
+    for command in DREAM_COMMANDS:
+        for action in commands[command]._actions:
+            if not action.option_strings or action.help in (None, argparse.SUPPRESS) or action.dest == "help":
+                continue
+            flags = " ".join(f"`{o}`" for o in action.option_strings)
+            if action.choices and not isinstance(action, argparse.BooleanOptionalAction):
+                flags += " " + "/".join(f"`{c}`" for c in action.choices)
+            text = action.help.replace("%%", "%")
+            rows.setdefault(f"{flags}\0{text}", [[], text])[0].append(command)
+    lines = ["| flag | commands | what it does |", "| --- | --- | --- |"]
+    for key, (used_by, text) in rows.items():
+        flags = key.split("\0")[0]
+        where = "all" if len(used_by) == len(DREAM_COMMANDS) else ", ".join(used_by)
+        lines.append(f"| {flags} | {where} | {text.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `deepdream` command."""
     parser = argparse.ArgumentParser(prog="deepdream", description="DeepDream images from the command line.")
@@ -270,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dream_options(p)
     p.set_defaults(func=_cmd_dream)
     p.add_argument("--frames-every", type=int, metavar="N",
-                   help="also write an animated WEBP of the image every N steps (<name>_frames.webp)")  # fmt: skip
+                   help="also write an animated WEBP of the image every N steps (NAME_frames.webp)")  # fmt: skip
+    p.add_argument("--save-octaves", action="store_true", help="also write the image after each octave")
     p = sub.add_parser("sweep", help="dream one image once per layer-weights line; write a contact sheet")
     p.add_argument("input", help="image file")
     p.add_argument("-o", "--output", required=True, help="contact sheet file (PNG/JPEG)")
@@ -319,8 +367,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except DreamError as err:
+        if args.verbose:
+            logging.exception("details")
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a missing package, a model that cannot be built: one line, -v for the rest
+        if args.verbose:
+            raise
+        name = f"the package {err.name!r} is missing; install it" if isinstance(err, ImportError) and err.name else err
+        print(f"error: {type(err).__name__}: {name} (run with -v for details)", file=sys.stderr)
+        return 1

@@ -24,7 +24,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,97 +32,21 @@ import torch.nn.functional as F
 from . import tiling
 from .errors import DreamCancelled, DreamError
 from .models import FeatureModel, activation_bytes_per_pixel
-from .objectives import LOSS_MODES, guide_features, split_term, total_variation, weighted_loss
+from .objectives import guide_features, split_term, total_variation, weighted_loss
+from .options import DreamSettings
 
 log = logging.getLogger(__name__)
 
-NORMALIZATIONS = ("mean_abs", "std")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Autograd keeps about the forward activations once more for the backward pass, and
 # the gradients being propagated need room too (calibrated in bench/memory.py).
 BACKWARD_FACTOR = 2.0
 GUIDE_MAX_SIDE = 512
-COLOR_MODES = ("off", "luminance", "transfer")
 # Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
 STEP_SCALE = 0.5
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
 StopCallback = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class DreamSettings:
-    """The options of one dream. Defaults are Keras' DeepDream example's numbers,
-    except `max_loss` (off) and `jitter` (Google's 32 px)."""
-
-    octaves: int = 3
-    """Number of scales, the smallest first; 1 dreams at the image's own size only."""
-    octave_scale: float = 1.4
-    """Ratio between the sides of successive octaves."""
-    iterations: int = 20
-    """Gradient-ascent steps per octave."""
-    step: float = 0.01
-    """Step size on Keras' [-1, 1] pixel scale (0.01 is Keras' default)."""
-    max_loss: float = 0.0
-    """An octave stops once its loss exceeds this; 0 turns the limit off. Loss values
-    depend on the model and layers (Keras used 15 with InceptionV3 mixed4..mixed7),
-    so the default is off; the presets set it where it was part of the recipe."""
-    jitter: int = 32
-    """Largest random shift in pixels before each step (0 = none, as in Keras)."""
-    seed: int = 0
-    """Seed of the jitter shifts; the same seed gives the same image."""
-    loss: str = "l2"
-    """Layer loss: 'l2' (Keras), 'mean' (TensorFlow tutorial), 'mean_sq'."""
-    normalize: str = "mean_abs"
-    """Gradient normalisation: 'mean_abs' (Keras, Google) or 'std' (TensorFlow tutorial)."""
-    reinject_detail: bool = True
-    """Add back, after each octave, the detail that shrinking the photo lost."""
-    tile_size: int = 0
-    """Largest tile side in pixels for the gradient; 0 = the largest that fits in memory."""
-    guide_mix: float = 1.0
-    """With a guide image: 0 = ignore it, 1 = Google's guide objective only, between = a mix."""
-    keep_colors: str = "off"
-    """'off'; 'luminance': dream the brightness only; 'transfer': the original's colours
-    put back on the dream at the end."""
-    grad_blur: float = 0.0
-    """Gaussian blur (sigma, px) of each step's gradient: smoother, less noisy dreams."""
-    tv_weight: float = 0.0
-    """Total-variation penalty subtracted from the objective: higher = smoother."""
-    precision: str = "auto"
-    """'fp32', or autocast the network to 'bf16' / 'fp16'. 'auto': bf16 on CPUs with
-    bf16 units (about 2x faster steps there; dreams look alike, not pixel-equal),
-    else fp32."""
-
-    def validate(self) -> DreamSettings:
-        """Raise a `DreamError` naming the first option out of its range."""
-        checks = [
-            (self.octaves >= 1, "octaves must be at least 1"),
-            (self.octave_scale >= 1.0 and math.isfinite(self.octave_scale), "octave_scale must be 1.0 or more"),
-            (self.iterations >= 0, "iterations must be 0 or more"),
-            (math.isfinite(self.step) and self.step >= 0, "step must be a finite number, 0 or more"),
-            (math.isfinite(self.max_loss) and self.max_loss >= 0, "max_loss must be 0 (off) or more"),
-            (self.jitter >= 0, "jitter must be 0 or more pixels"),
-            (self.loss in LOSS_MODES, f"loss must be one of {', '.join(LOSS_MODES)}"),
-            (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}"),
-            (self.tile_size >= 0, "tile_size must be 0 (automatic) or a size in pixels"),
-            (0.0 <= self.guide_mix <= 1.0, "guide_mix must be between 0 and 1"),
-            (self.keep_colors in COLOR_MODES, f"keep_colors must be one of {', '.join(COLOR_MODES)}"),
-            (math.isfinite(self.grad_blur) and self.grad_blur >= 0, "grad_blur must be 0 or more"),
-            (math.isfinite(self.tv_weight) and self.tv_weight >= 0, "tv_weight must be 0 or more"),
-            (self.precision in (*PRECISIONS, "auto"), f"precision must be auto or one of {', '.join(PRECISIONS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DreamError(f"Invalid dream settings: {message} (got {self}).")
-        return self
-
-    def with_options(self, **options) -> DreamSettings:
-        """A copy with the given options changed (unknown names raise)."""
-        known = {f.name for f in fields(self)}
-        unknown = set(options) - known
-        if unknown:
-            raise DreamError(f"Unknown dream options {sorted(unknown)}; known: {sorted(known)}.")
-        return replace(self, **options)
 
 
 @dataclass

@@ -1,57 +1,28 @@
 """Nodes for exploring and animating dreams: LayerSweep, DreamFrames, DreamZoom.
 
 Thin wrappers over `dream_core.sheet` and `dream_core.animation`. Their dream options
-are OctaveDream's own input specs (the same defaults and tooltips, one source of
-truth), with a few defaults changed where the node repeats the dream many times.
+are widgets made from the option table, as OctaveDream's are, with a few defaults
+changed where the node repeats the dream many times.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import fields
-
-from ..dream_core import DEFAULT_MODEL, ZOO, DreamSettings
+from ..dream_core import DEFAULT_MODEL, ZOO
 from ..dream_core.animation import dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
-from .dream_nodes import OctaveDream, dream_inputs, dream_layers, dream_terms, to_bchw, to_bhwc, total_steps
+from .dream_nodes import (
+    FEATURE_MODEL_INPUT,
+    IMAGE_INPUT,
+    dream_layers,
+    dream_option_inputs,
+    optional_inputs,
+    run_engine,
+    to_bchw,
+    to_bhwc,
+)
 
 CATEGORY = "DeepDream"
-_SETTING_NAMES = {f.name for f in fields(DreamSettings)}
-
-
-def dream_option_inputs(**defaults) -> dict[str, tuple]:
-    """OctaveDream's inputs that are `DreamSettings` options, copied, with some defaults changed.
-
-    Copies, so that changing a default here never changes OctaveDream's.
-    """
-    specs = {}
-    octave_inputs = OctaveDream.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for name, spec in octave_inputs.get(section, {}).items():
-            if name in _SETTING_NAMES:
-                kind, options = spec[0], copy.deepcopy(spec[1])
-                if name in defaults:
-                    options["default"] = defaults[name]
-                specs[name] = (kind, options)
-    unknown = set(defaults) - set(specs)
-    if unknown:
-        raise KeyError(f"No OctaveDream option named {sorted(unknown)}")
-    return specs
-
-
-def _settings(options: dict) -> DreamSettings:
-    return DreamSettings().with_options(**{k: v for k, v in options.items() if k in _SETTING_NAMES})
-
-
-def _octave_optional(*names: str) -> dict[str, tuple]:
-    """Copies of OctaveDream's optional inputs (layer_weights, mask, guide, regions) that it has."""
-    optional = OctaveDream.INPUT_TYPES().get("optional", {})
-    return {name: copy.deepcopy(optional[name]) for name in names if name in optional}
-
-
-_IMAGE = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
-_FEATURE_MODEL = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
 
 
 def _default_sweep_text() -> str:
@@ -85,8 +56,8 @@ class LayerSweep:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": _IMAGE,
-                "feature_model": _FEATURE_MODEL,
+                "image": IMAGE_INPUT,
+                "feature_model": FEATURE_MODEL_INPUT,
                 "layers": (
                     "STRING",
                     {
@@ -109,29 +80,18 @@ class LayerSweep:
                     },
                 ),
             },
-            "optional": _octave_optional("mask", "guide"),
+            "optional": optional_inputs("mask", "guide"),
         }
 
     def run(self, image, feature_model, layers: str, columns: int = 0, mask=None, guide=None, **options):
-        settings = _settings(options)
         entries = parse_sweep(layers)
-        images = to_bchw(image)
-        total = total_steps(images, feature_model, settings) * len(entries)
-        terms = [term for _, weights in entries for term in weights]
-        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
-            dreams = layer_sweep(
-                images.to(device),
-                feature_model,
-                [weights for _, weights in entries],
-                settings,
-                on_progress=comfy_bridge.progress_reporter(total),
-                should_stop=comfy_bridge.raise_if_interrupted,
-                **dream_inputs(device, mask, guide),
-            )
-        out = comfy_bridge.output_device()
-        dreams = dreams.to(out)
-        labels = [label for _ in range(images.shape[0]) for label, _ in entries]
-        if not columns and images.shape[0] > 1:
+        sweep = [weights for _, weights in entries]
+        dreams = run_engine(layer_sweep, image, feature_model, sweep, options, dreams=len(entries), mask=mask,
+                            guide=guide)  # fmt: skip
+        batch = to_bchw(image).shape[0]
+        dreams = dreams.to(comfy_bridge.output_device())
+        labels = [label for _ in range(batch) for label, _ in entries]
+        if not columns and batch > 1:
             columns = len(entries)  # a row per input image, a column per line
         sheet = contact_sheet(dreams, labels, columns)
         return (to_bhwc(dreams), to_bhwc(sheet))
@@ -159,8 +119,8 @@ class DreamFrames:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": _IMAGE,
-                "feature_model": _FEATURE_MODEL,
+                "image": IMAGE_INPUT,
+                "feature_model": FEATURE_MODEL_INPUT,
                 **dream_option_inputs(),
                 "every_n_steps": (
                     "INT",
@@ -172,7 +132,7 @@ class DreamFrames:
                     },
                 ),
             },
-            "optional": _octave_optional("layer_weights", "mask", "guide", "regions"),
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
     def run(
@@ -186,23 +146,12 @@ class DreamFrames:
         regions=None,
         **options,
     ):
-        settings = _settings(options)
-        images = to_bchw(image)
         out = comfy_bridge.output_device()
-        layers = dream_layers(feature_model, layer_weights, regions)
-        terms = dream_terms(layers, regions)
-        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
-            result, frames = dream_frames(
-                images.to(device),
-                feature_model,
-                layers,
-                settings,
-                every_n_steps,
-                on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
-                should_stop=comfy_bridge.raise_if_interrupted,
-                frames_device=out,  # frames wait off the GPU
-                **dream_inputs(device, mask, guide, regions),
-            )
+        result, frames = run_engine(
+            dream_frames, image, feature_model, dream_layers(feature_model, layer_weights, regions), options,
+            every_n_steps, mask=mask, guide=guide, regions=regions,
+            frames_device=out,  # frames wait off the GPU
+        )  # fmt: skip
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
 
@@ -227,8 +176,8 @@ class DreamZoom:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": _IMAGE,
-                "feature_model": _FEATURE_MODEL,
+                "image": IMAGE_INPUT,
+                "feature_model": FEATURE_MODEL_INPUT,
                 **dream_option_inputs(octaves=2, iterations=10),
                 "frames": (
                     "INT",
@@ -276,7 +225,7 @@ class DreamZoom:
                     },
                 ),
             },
-            "optional": _octave_optional("layer_weights", "mask", "guide", "regions"),
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
     def run(
@@ -294,26 +243,10 @@ class DreamZoom:
         regions=None,
         **options,
     ):
-        settings = _settings(options)
-        images = to_bchw(image)
         out = comfy_bridge.output_device()
-        total = total_steps(images, feature_model, settings) * frames
-        layers = dream_layers(feature_model, layer_weights, regions)
-        terms = dream_terms(layers, regions)
-        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
-            animation = dream_zoom(
-                images.to(device),
-                feature_model,
-                layers,
-                settings,
-                frames,
-                zoom,
-                angle,
-                shift_x,
-                shift_y,
-                on_progress=comfy_bridge.progress_reporter(total),
-                should_stop=comfy_bridge.raise_if_interrupted,
-                frames_device=out,  # finished frames wait off the GPU
-                **dream_inputs(device, mask, guide, regions),
-            )
+        animation = run_engine(
+            dream_zoom, image, feature_model, dream_layers(feature_model, layer_weights, regions), options,
+            frames, zoom, angle, shift_x, shift_y, dreams=frames, mask=mask, guide=guide, regions=regions,
+            frames_device=out,  # finished frames wait off the GPU
+        )  # fmt: skip
         return (to_bhwc(animation).to(out),)

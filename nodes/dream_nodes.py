@@ -5,13 +5,55 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import DreamSettings, dream
-from ..dream_core.engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS, octave_shapes, reinject_detail, resize
+from ..dream_core.engine import octave_shapes, reinject_detail, resize
 from ..dream_core.errors import DreamError
-from ..dream_core.objectives import LOSS_MODES
+from ..dream_core.options import OPTIONS
 from . import comfy_bridge
 
 CATEGORY = "DeepDream"
-_DEFAULTS = DreamSettings()
+IMAGE_INPUT = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
+FEATURE_MODEL_INPUT = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
+OPTIONAL_INPUTS = {
+    "layer_weights": (
+        "LAYER_WEIGHTS",
+        {"tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default "
+         "layers."},
+    ),
+    "mask": (
+        "MASK",
+        {"tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; "
+         "one mask or one per image."},
+    ),
+    "guide": (
+        "IMAGE",
+        {"tooltip": "A guide image: the dream moves toward what the network sees in it (its features at the chosen "
+         "layers). See guide_mix."},
+    ),
+    "regions": (
+        "DREAM_REGIONS",
+        {"tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
+         "layer_weights, which apply everywhere)."},
+    ),
+}  # fmt: skip
+
+
+def dream_option_inputs(**defaults) -> dict[str, tuple]:
+    """A widget for every dream option, made from the option table; `defaults` changes some defaults."""
+    unknown = set(defaults) - {opt.name for opt in OPTIONS}
+    if unknown:
+        raise KeyError(f"No dream option named {sorted(unknown)}")
+    specs = {}
+    for opt in OPTIONS:
+        kind, options = opt.widget()
+        if opt.name in defaults:
+            options["default"] = defaults[opt.name]
+        specs[opt.name] = (kind, options)
+    return specs
+
+
+def optional_inputs(*names: str) -> dict[str, tuple]:
+    """The optional inputs a dream node takes, from the shared list."""
+    return {name: OPTIONAL_INPUTS[name] for name in names}
 
 
 def to_bchw(image: torch.Tensor) -> torch.Tensor:
@@ -60,6 +102,30 @@ def total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
     return len(shapes) * settings.iterations
 
 
+def run_engine(function, image, feature_model, objective, options: dict, *args, dreams: int = 1, mask=None,
+               guide=None, regions=None, **kwargs):
+    """The one path from a dream node's inputs to an engine call on ComfyUI's device.
+
+    `function(images, model, objective, settings, *args, ...)` is `dream` or one of its
+    relatives (`layer_sweep`, `dream_frames`, `dream_zoom`); `objective` is the layer
+    weights, or a list of them for a sweep; `options` the node's dream-option widgets;
+    `dreams` how many dreams the function makes (for the progress bar). It gets
+    ComfyUI's progress bar with preview, its Cancel, the device and memory handling,
+    and the connected mask, guide and regions.
+    """
+    settings = DreamSettings().with_options(**options)
+    images = to_bchw(image)
+    weights = objective if isinstance(objective, list) else [objective]
+    terms = dream_terms([term for layer_weights in weights for term in layer_weights], regions)
+    with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
+        return function(
+            images.to(device), feature_model, objective, settings, *args,
+            on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings) * dreams),
+            should_stop=comfy_bridge.raise_if_interrupted,
+            **dream_inputs(device, mask, guide, regions), **kwargs,
+        )  # fmt: skip
+
+
 def _octave_batch(octave_images: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
     """Per-octave images enlarged to the final size, image by image: [B * octaves, 3, H, W]."""
     stacked = torch.stack([resize(octave, shape) for octave in octave_images], dim=1)
@@ -86,208 +152,14 @@ class OctaveDream:
 
     @classmethod
     def INPUT_TYPES(cls):
-        d = _DEFAULTS
         return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."}),
-                "feature_model": ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."}),
-                "octaves": (
-                    "INT",
-                    {
-                        "default": d.octaves,
-                        "min": 1,
-                        "max": 12,
-                        "tooltip": "Number of scales, dreamed smallest first. More octaves give larger patterns.",
-                    },
-                ),
-                "octave_scale": (
-                    "FLOAT",
-                    {
-                        "default": d.octave_scale,
-                        "min": 1.0,
-                        "max": 4.0,
-                        "step": 0.05,
-                        "tooltip": "Size ratio between successive octaves.",
-                    },
-                ),
-                "iterations": (
-                    "INT",
-                    {"default": d.iterations, "min": 0, "max": 1000, "tooltip": "Gradient-ascent steps per octave."},
-                ),
-                "step": (
-                    "FLOAT",
-                    {
-                        "default": d.step,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.001,
-                        "tooltip": "Step size on Keras' [-1, 1] pixel scale (Keras: 0.01). Larger "
-                        "steps dream harder and faster.",
-                    },
-                ),
-                "max_loss": (
-                    "FLOAT",
-                    {
-                        "default": d.max_loss,
-                        "min": 0.0,
-                        "max": 1e6,
-                        "step": 0.5,
-                        "tooltip": "An octave stops once its loss exceeds this; 0 = off. Keras "
-                        "used 15 with InceptionV3 mixed4..mixed7.",
-                    },
-                ),
-                "jitter": (
-                    "INT",
-                    {
-                        "default": d.jitter,
-                        "min": 0,
-                        "max": 512,
-                        "tooltip": "Largest random shift in pixels before each step; hides the "
-                        "network's pixel grid. 0 = none (Keras).",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    {
-                        "default": d.seed,
-                        "min": 0,
-                        "max": 0xFFFFFFFFFFFFFFFF,
-                        "tooltip": "Seed of the jitter: the same seed gives the same image.",
-                    },
-                ),
-                "loss": (
-                    list(LOSS_MODES),
-                    {
-                        "default": d.loss,
-                        "tooltip": "l2: Keras (sum of squares / size, border cropped); "
-                        "mean: TensorFlow tutorial; mean_sq: mean of squares.",
-                    },
-                ),
-                "normalize": (
-                    list(NORMALIZATIONS),
-                    {
-                        "default": d.normalize,
-                        "tooltip": "Gradient normalisation: mean_abs (Keras, Google) or std (TensorFlow tutorial).",
-                    },
-                ),
-                "reinject_detail": (
-                    "BOOLEAN",
-                    {
-                        "default": d.reinject_detail,
-                        "tooltip": "Add back, after each octave, the photo's detail "
-                        "that shrinking lost; keeps the photo crisp.",
-                    },
-                ),
-                "tile_size": (
-                    "INT",
-                    {
-                        "default": d.tile_size,
-                        "min": 0,
-                        "max": 16384,
-                        "step": 32,
-                        "tooltip": "Largest tile (px) for the gradient: large images are dreamed tile by "
-                        "tile under a grid that moves every step, so memory stays bounded and no seams show. "
-                        "0 = automatic (the largest that fits in memory).",
-                    },
-                ),
-                "keep_colors": (
-                    list(COLOR_MODES),
-                    {
-                        "default": d.keep_colors,
-                        "tooltip": "Keep the photo's colours: 'luminance' dreams the brightness only; "
-                        "'transfer' puts the original colours back on the dream. 'off': the network's colours.",
-                    },
-                ),
-                "grad_blur": (
-                    "FLOAT",
-                    {
-                        "default": d.grad_blur,
-                        "min": 0.0,
-                        "max": 20.0,
-                        "step": 0.1,
-                        "tooltip": "Blur (sigma, px) of each step's gradient: larger = softer, less noisy "
-                        "patterns. 0 = off (classic).",
-                    },
-                ),
-                "tv_weight": (
-                    "FLOAT",
-                    {
-                        "default": d.tv_weight,
-                        "min": 0.0,
-                        "max": 1000.0,
-                        "step": 0.5,
-                        "tooltip": "Total-variation penalty: larger = smoother image, fewer speckles. 0 = off.",
-                    },
-                ),
-                "guide_mix": (
-                    "FLOAT",
-                    {
-                        "default": d.guide_mix,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.05,
-                        "tooltip": "With a guide image: 1 = dream toward the guide's features only (Google's "
-                        "guided dream), 0 = ignore the guide, between = a mix with the layer weights' dream.",
-                    },
-                ),
-                "precision": (
-                    ["auto", *PRECISIONS],
-                    {
-                        "default": d.precision,
-                        "tooltip": "fp32 is exact. bf16/fp16 run the network in reduced precision: faster "
-                        "on GPUs and CPUs with bf16 units; dreams look alike but are not pixel-equal. auto: "
-                        "bf16 on CPUs with bf16 units, else fp32.",
-                    },
-                ),
-            },
-            "optional": {
-                "layer_weights": (
-                    "LAYER_WEIGHTS",
-                    {
-                        "tooltip": "Layers to amplify and their weights (from "
-                        "LayerWeights). Not connected: the model's default "
-                        "layers."
-                    },
-                ),
-                "mask": (
-                    "MASK",
-                    {
-                        "tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams "
-                        "it fully. Resized to the image; one mask or one per image."
-                    },
-                ),
-                "guide": (
-                    "IMAGE",
-                    {
-                        "tooltip": "A guide image: the dream moves toward what the network sees in it "
-                        "(its features at the chosen layers). See guide_mix."
-                    },
-                ),
-                "regions": (
-                    "DREAM_REGIONS",
-                    {
-                        "tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, "
-                        "all at once (added to layer_weights, which apply everywhere)."
-                    },
-                ),
-            },
+            "required": {"image": IMAGE_INPUT, "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs()},
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
     def run(self, image, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **options):
-        settings = DreamSettings().with_options(**options)
-        images = to_bchw(image)
         layers = dream_layers(feature_model, layer_weights, regions)
-        terms = dream_terms(layers, regions)
-        with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
-            result = dream(
-                images.to(device),
-                feature_model,
-                layers,
-                settings,
-                on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings)),
-                should_stop=comfy_bridge.raise_if_interrupted,
-                **dream_inputs(device, mask, guide, regions),
-            )
+        result = run_engine(dream, image, feature_model, layers, options, mask=mask, guide=guide, regions=regions)
         out = comfy_bridge.output_device()
         frames = _octave_batch(result.octave_images, tuple(result.images.shape[-2:]))
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,14 @@ ASSETS = ROOT / "samples"
 DATA = Path(__file__).resolve().parent / "data"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+sys.path.insert(0, str(ROOT / "tools"))  # the scripts there (build_workflows, build_node_docs) are tested too
+
+
+def pack_module(name: str):
+    """A module of the pack as ComfyUI imports it (`nodes.dream_nodes`), its engine the one `dream_core`."""
+    import build_workflows
+
+    return importlib.import_module(f"{build_workflows.load_pack().__name__}.{name}")
 
 
 @pytest.fixture(scope="session")

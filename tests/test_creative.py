@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import pack_module
 
 from dream_core import DreamCancelled, DreamError, DreamSettings, UnknownLayerError, dream
 from dream_core.animation import FrameCollector, dream_frames, dream_zoom, zoom_transform
@@ -24,11 +23,7 @@ NODE_OPTIONS = dict(octaves=2, octave_scale=1.4, iterations=3, step=0.02, jitter
 @pytest.fixture(scope="module")
 def creative():
     """nodes/creative_nodes.py as the pack imports it (relative imports inside the package)."""
-    spec = importlib.util.spec_from_file_location("build_workflows", ROOT / "tools" / "build_workflows.py")
-    build_workflows = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_workflows)
-    pack = build_workflows.load_pack()
-    return importlib.import_module(f"{pack.__name__}.nodes.creative_nodes")
+    return pack_module("nodes.creative_nodes")
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +264,8 @@ def test_layer_sweep_checks_every_line_before_dreaming(lite0, photo):
 
 
 def test_creative_nodes_are_well_formed_and_reuse_octave_dream_options(creative):
-    octave = creative.OctaveDream.INPUT_TYPES()["required"]
+    octave_dream = pack_module("nodes.dream_nodes").OctaveDream
+    octave = octave_dream.INPUT_TYPES()["required"]
     settings_fields = set(vars(DreamSettings()))
     for cls in (creative.LayerSweep, creative.DreamFrames, creative.DreamZoom):
         assert cls.CATEGORY == "DeepDream" and len(cls.DESCRIPTION) > 40
@@ -288,7 +284,7 @@ def test_creative_nodes_are_well_formed_and_reuse_octave_dream_options(creative)
             assert required[name][1]["default"] == expected.get(name, octave[name][1]["default"]), name
             assert required[name][1]["tooltip"] == octave[name][1]["tooltip"]
         for name, spec in types.get("optional", {}).items():  # layer_weights, mask, guide, regions: OctaveDream's
-            assert spec == creative.OctaveDream.INPUT_TYPES()["optional"][name], f"{cls.__name__}.{name}"
+            assert spec == octave_dream.INPUT_TYPES()["optional"][name], f"{cls.__name__}.{name}"
     assert octave["octaves"][1]["default"] == DreamSettings().octaves  # OctaveDream's own default untouched
     default_lines = creative.LayerSweep.INPUT_TYPES()["required"]["layers"][1]["default"].splitlines()
     assert len(default_lines) == 4 and default_lines[-1].count(":") == 3  # each default layer, then all

@@ -6,7 +6,6 @@ stand-ins that record what the pack asks of them.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import types
@@ -14,28 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import pack_module
 
 from dream_core import DreamSettings
 from dream_core.memory import estimate_dream_memory, model_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK_NAME = "deepdream_pack"
-
-
-def _pack_module(name: str):
-    spec = importlib.util.spec_from_file_location(
-        PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    if PACK_NAME not in sys.modules:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK_NAME] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK_NAME}.{name}")
-
-
-samples = _pack_module("nodes.samples")
-comfy_bridge = _pack_module("nodes.comfy_bridge")
-dream_nodes = _pack_module("nodes.dream_nodes")
+samples = pack_module("nodes.samples")
+comfy_bridge = pack_module("nodes.comfy_bridge")
+dream_nodes = pack_module("nodes.dream_nodes")
 SAMPLE = "deepdream_samples/astronaut.png"
 TRAINING = "deepdream_samples/shapes"
 
@@ -255,7 +241,7 @@ def test_lowvram_and_novram_cap_the_automatic_tiles(monkeypatch, random_lite0, s
 def test_training_asks_comfyui_for_room_before_it_starts(monkeypatch, tmp_path):
     from dream_core.memory import estimate_training_memory
 
-    train_nodes = _pack_module("nodes.train_nodes")
+    train_nodes = pack_module("nodes.train_nodes")
     stand_in = StandInModelManagement()
     monkeypatch.setattr(comfy_bridge, "model_management", stand_in)
     started = []

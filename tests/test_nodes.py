@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+import build_workflows
 import pytest
 import torch
+from conftest import pack_module
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 
 
-def _load_build_workflows():
-    spec = importlib.util.spec_from_file_location("build_workflows", ROOT / "tools" / "build_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_workflows = _load_build_workflows()
-samples = importlib.import_module(build_workflows.load_pack().__name__ + ".nodes.samples")
+samples = pack_module("nodes.samples")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +105,7 @@ def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, sm
     assert merged == {"blocks.6": 2.0, "blocks.8": 4.0}
     assert first == frozen and merged is not first
     bad = node.build("mixed4: 1", 1.0)[0]
-    UnknownLayerError = sys.modules["deepdream_pack.dream_core.errors"].UnknownLayerError  # the pack's own copy
+    from dream_core.errors import UnknownLayerError  # the pack's engine is this one, not a copy
     args = dict(octaves=1, octave_scale=1.4, iterations=1, step=0.01, max_loss=0.0, jitter=0, seed=0, loss="l2",
                 normalize="mean_abs", reinject_detail=True)  # fmt: skip
     with pytest.raises(UnknownLayerError, match="blocks.6"):
@@ -147,7 +140,7 @@ def test_load_feature_model_names_the_folder_when_offline(nodes, monkeypatch):
     def offline(url, folder):
         raise urllib.error.URLError("no network")
 
-    pack_weights = sys.modules["deepdream_pack.dream_core.weights"]
+    from dream_core import weights as pack_weights
     monkeypatch.setattr(pack_weights, "_download", offline)
     with pytest.raises(pack_weights.WeightsNotFoundError, match="vgg16-397923af.pth"):
         nodes["LoadFeatureModel"]().load("vgg16", "imagenet")
@@ -192,17 +185,10 @@ def test_example_workflows_are_up_to_date_with_the_nodes():
         assert saved == json.loads(json.dumps(build(info))), f"run tools/build_workflows.py ({name})"
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_node_has_an_up_to_date_help_page_whose_pictures_exist(pack):
     import re
 
-    node_docs = _load_tool("build_node_docs")
+    import build_node_docs as node_docs
     assert pack.WEB_DIRECTORY == "./web"
     pages = node_docs.pages()
     assert set(pages) == {f"{name}.md" for name in pack.NODE_CLASS_MAPPINGS}

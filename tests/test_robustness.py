@@ -24,8 +24,9 @@ from dream_core import (
     load_feature_model,
     parse_layer_weights,
 )
-from dream_core.engine import COLOR_MODES, NORMALIZATIONS, PRECISIONS
+from dream_core.engine import PRECISIONS
 from dream_core.objectives import LOSS_MODES
+from dream_core.options import COLOR_MODES, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"blocks.3": 1.0}
@@ -278,7 +279,6 @@ def test_unknown_layer_from_a_shared_workflow_names_the_valid_ones(lite0):
 
 @pytest.fixture(scope="module")
 def pack():
-    sys.path.insert(0, str(ROOT / "tools"))
     import build_workflows
 
     return build_workflows.load_pack()

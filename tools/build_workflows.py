@@ -9,8 +9,10 @@ changed input list shows up as a changed file. Run from the repository root:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import pkgutil
 import sys
 from pathlib import Path
 
@@ -21,9 +23,23 @@ WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
 
 def load_pack(name: str = "deepdream_pack"):
-    """Import the repository as the package ComfyUI would see."""
+    """Import the repository as the package ComfyUI would see.
+
+    The pack's engine is the installed `dream_core` itself, not a second copy: its
+    modules are registered under the pack's name too, so the nodes' relative imports
+    and `import dream_core` give the same module objects (one set of classes, one
+    option table).
+    """
     if name in sys.modules:
         return sys.modules[name]
+    import dream_core
+
+    for info in pkgutil.iter_modules(dream_core.__path__):
+        if info.name != "__main__":
+            importlib.import_module(f"dream_core.{info.name}")
+    for key, module in list(sys.modules.items()):
+        if key == "dream_core" or key.startswith("dream_core."):
+            sys.modules[f"{name}.{key}"] = module
     spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

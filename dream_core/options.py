@@ -1,0 +1,170 @@
+"""Every dream option in one table: name, default, range, choices and a user's one-line help.
+
+`DreamSettings` is the table: each field carries its `Option`. Validation, the CLI
+flags of every command that dreams, the ComfyUI widgets of every dream node and the
+README's option table are all derived from it (`OPTIONS`, `Option.flag`,
+`Option.widget`, `markdown_table`); nothing restates an option by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import DreamError
+from .objectives import LOSS_MODES
+
+NORMALIZATIONS = ("mean_abs", "std")
+COLOR_MODES = ("off", "luminance", "transfer")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Option:
+    """One dream option: what it is called, its default and what values it takes."""
+
+    name: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    """The widget's increment (ComfyUI); no effect on what is valid."""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> type:
+        """bool, int, float or str."""
+        return type(self.default)
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: `--octave-scale`; booleans also take `--no-...`."""
+        return "--" + self.name.replace("_", "-")
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not valid for this option, or None if it is."""
+        if self.choices:
+            return None if value in self.choices else f"{self.name} must be one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return None if isinstance(value, bool) else f"{self.name} must be true or false"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{self.name} must be a number"
+        if self.kind is int and not isinstance(value, int):
+            return f"{self.name} must be a whole number"
+        if not math.isfinite(value):
+            return f"{self.name} must be a finite number"
+        low, high = self.minimum, self.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"{self.name} must be {_span(low, high)}"
+        return None
+
+    def widget(self) -> tuple:
+        """The ComfyUI input spec: a typed widget with default, range and tooltip."""
+        options: dict[str, Any] = {"default": self.default, "tooltip": self.help}
+        if self.choices:
+            return (list(self.choices), options)
+        if self.kind is bool:
+            return ("BOOLEAN", options)
+        for key, value in (("min", self.minimum), ("max", self.maximum), ("step", self.step)):
+            if value is not None:
+                options[key] = value
+        return ("INT" if self.kind is int else "FLOAT", options)
+
+
+def _span(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f"{low:g} or more"
+    if low is None:
+        return f"{high:g} or less"
+    return f"between {low:g} and {high:g}"
+
+
+def option(default: Any, help: str, **limits: Any) -> Any:  # noqa: A002  (the user's word)
+    """A `DreamSettings` field that carries its `Option` (the name is filled in from the field)."""
+    return field(default=default, metadata={"option": Option("", default, help, **limits)})
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """The options of one dream. Defaults are Keras' DeepDream example's numbers,
+    except `max_loss` (off) and `jitter` (Google's 32 px)."""
+
+    octaves: int = option(3, "Number of scales, dreamed smallest first. More octaves give larger patterns.",
+                          minimum=1, maximum=12)  # fmt: skip
+    octave_scale: float = option(1.4, "Size ratio between successive octaves.", minimum=1.0, maximum=4.0, step=0.05)
+    iterations: int = option(20, "Gradient-ascent steps per octave.", minimum=0, maximum=1000)
+    step: float = option(0.01, "Step size on Keras' [-1, 1] pixel scale (Keras: 0.01). Larger steps dream harder "
+                         "and faster.", minimum=0.0, maximum=1.0, step=0.001)  # fmt: skip
+    max_loss: float = option(0.0, "An octave stops once its loss exceeds this; 0 = off. Keras used 15 with "
+                             "InceptionV3 mixed4..mixed7.", minimum=0.0, maximum=1e6, step=0.5)  # fmt: skip
+    jitter: int = option(32, "Largest random shift in pixels before each step; hides the network's pixel grid. "
+                         "0 = none (Keras).", minimum=0, maximum=512)  # fmt: skip
+    seed: int = option(0, "Seed of the jitter: the same seed gives the same image.", minimum=0, maximum=SEED_MAX)
+    loss: str = option("l2", "l2: Keras (sum of squares / size, border cropped); mean: TensorFlow tutorial; "
+                       "mean_sq: mean of squares.", choices=LOSS_MODES)  # fmt: skip
+    normalize: str = option("mean_abs", "Gradient normalisation: mean_abs (Keras, Google) or std (TensorFlow "
+                            "tutorial).", choices=NORMALIZATIONS)  # fmt: skip
+    reinject_detail: bool = option(True, "Add back, after each octave, the photo's detail that shrinking lost; "
+                                   "keeps the photo crisp.")  # fmt: skip
+    tile_size: int = option(0, "Largest tile (px) for the gradient: large images are dreamed tile by tile under a "
+                            "grid that moves every step, so memory stays bounded and no seams show. 0 = automatic "
+                            "(the largest that fits in memory).", minimum=0, maximum=16384, step=32)  # fmt: skip
+    keep_colors: str = option("off", "Keep the photo's colours: 'luminance' dreams the brightness only; 'transfer' "
+                              "puts the original colours back on the dream. 'off': the network's colours.",
+                              choices=COLOR_MODES)  # fmt: skip
+    grad_blur: float = option(0.0, "Blur (sigma, px) of each step's gradient: larger = softer, less noisy "
+                              "patterns. 0 = off (classic).", minimum=0.0, maximum=20.0, step=0.1)  # fmt: skip
+    tv_weight: float = option(0.0, "Total-variation penalty: larger = smoother image, fewer speckles. 0 = off.",
+                              minimum=0.0, maximum=1e5, step=0.5)  # fmt: skip
+    guide_mix: float = option(1.0, "With a guide image: 1 = dream toward the guide's features only (Google's "
+                              "guided dream), 0 = ignore the guide, between = a mix with the layer weights' dream.",
+                              minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
+    precision: str = option("auto", "fp32 is exact. bf16/fp16 run the network in reduced precision: faster on "
+                            "GPUs and CPUs with bf16 units; dreams look alike but are not pixel-equal. auto: bf16 "
+                            "on CPUs with bf16 units, else fp32.", choices=PRECISION_CHOICES)  # fmt: skip
+
+    def validate(self) -> DreamSettings:
+        """Raise a `DreamError` naming the first option out of its range."""
+        for opt in OPTIONS:
+            problem = opt.problem(getattr(self, opt.name))
+            if problem:
+                raise DreamError(f"Invalid dream settings: {problem} (got {getattr(self, opt.name)!r}).")
+        return self
+
+    def with_options(self, **options: Any) -> DreamSettings:
+        """A copy with the given options changed (unknown names raise)."""
+        unknown = set(options) - set(OPTION_NAMES)
+        if unknown:
+            raise DreamError(f"Unknown dream options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}.")
+        return replace(self, **options)
+
+
+OPTIONS: tuple[Option, ...] = tuple(replace(f.metadata["option"], name=f.name) for f in fields(DreamSettings))
+"""The table, in the order of `DreamSettings`' fields."""
+OPTION_NAMES = tuple(opt.name for opt in OPTIONS)
+
+
+def get_option(name: str) -> Option:
+    """The option called `name`."""
+    return OPTIONS[OPTION_NAMES.index(name)]
+
+
+def markdown_table(overrides: dict[str, str] | None = None) -> str:
+    """The README's table of every dream option: flag, default, what it does.
+
+    `overrides` adds a note to an option's default (e.g. the values presets give it).
+    """
+    lines = ["| flag / input | default | range | what it does |", "| --- | --- | --- | --- |"]
+    for opt in OPTIONS:
+        default = f"`{opt.default}`" + (f" ({overrides[opt.name]})" if overrides and opt.name in overrides else "")
+        if opt.choices:
+            values = ", ".join(f"`{c}`" for c in opt.choices)
+        elif opt.kind is bool:
+            values = f"`{opt.flag}` / `--no-{opt.flag[2:]}`"
+        else:
+            values = _span(opt.minimum, opt.maximum) if opt.maximum != SEED_MAX else "any whole number >= 0"
+        lines.append(f"| `{opt.flag}` / `{opt.name}` | {default} | {values} | {opt.help} |")
+    return "\n".join(lines)
