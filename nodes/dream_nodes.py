@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import DreamSettings, dream
+from ..dream_core import options as option_table
 from ..dream_core.engine import octave_shapes, reinject_detail, resize
 from ..dream_core.errors import DreamError
-from ..dream_core.options import OPTIONS
 from . import comfy_bridge
 
 CATEGORY = "DeepDream"
@@ -39,11 +39,11 @@ OPTIONAL_INPUTS = {
 
 def dream_option_inputs(**defaults) -> dict[str, tuple]:
     """A widget for every dream option, made from the option table; `defaults` changes some defaults."""
-    unknown = set(defaults) - {opt.name for opt in OPTIONS}
+    unknown = set(defaults) - {opt.name for opt in option_table.OPTIONS}
     if unknown:
         raise KeyError(f"No dream option named {sorted(unknown)}")
     specs = {}
-    for opt in OPTIONS:
+    for opt in option_table.OPTIONS:  # read at call time: the table is the one source
         kind, options = opt.widget()
         if opt.name in defaults:
             options["default"] = defaults[opt.name]

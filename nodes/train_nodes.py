@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from ..dream_core.memory import estimate_training_memory
-from ..dream_core.training import TRAINABLE, TrainSettings, train_classifier, training_size
+from ..dream_core.models import trainable_models
+from ..dream_core.training import TrainSettings, train_classifier, training_size
 from . import comfy_bridge
 
 CATEGORY = "DeepDream"
@@ -39,7 +40,7 @@ class TrainFeatureModel:
                                       "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
                                       "pictures per class (any size or format Pillow reads). The default is the "
                                       "pack's sample set (stripes, dots, checkers), copied there when queued."}),
-                "architecture": (list(TRAINABLE), {"default": TRAINABLE[0],
+                "architecture": (list(trainable_models()), {"default": trainable_models()[0],
                                                    "tooltip": "The network to fine-tune. efficientnet_lite0 "
                                                    "starts from weights that work offline."}),
                 "weights": (["imagenet", *comfy_bridge.model_files()],
