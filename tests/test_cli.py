@@ -101,8 +101,9 @@ def test_sweep_and_zoom_commands_write_a_sheet_and_an_animation(tmp_path, small_
     assert animation.is_animated and animation.n_frames == 3
 
 
-def test_a_folder_run_dreams_every_readable_image_names_the_broken_ones_and_fails_at_the_end(tmp_path, small_photo,
-                                                                                          capsys):  # fmt: skip
+def test_a_folder_run_dreams_every_readable_image_names_the_broken_ones_and_fails_at_the_end(
+    tmp_path, small_photo, capsys
+):
     from dream_core.imageio import save_image
 
     src = tmp_path / "in"
@@ -128,8 +129,9 @@ def test_one_broken_image_is_one_line_without_a_traceback(tmp_path, capsys, cont
     assert len(errors) == 1 and errors[0].startswith("error: Cannot read the image broken.png")
 
 
-def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_shows_the_rest(monkeypatch, tmp_path,
-                                                                                          small_photo, capsys):  # fmt: skip
+def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_shows_the_rest(
+    monkeypatch, tmp_path, small_photo, capsys
+):
     from dream_core import cli
     from dream_core.imageio import save_image
 

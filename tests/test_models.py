@@ -262,8 +262,8 @@ def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cl
         listing = capsys.readouterr().out
         assert "low" in listing and "first" in listing and "high" in listing and "default: high:1.0" in listing
         source = save_image(small_photo[0], tmp_path / "in.png")
-        assert main(["dream", str(source), "-o", str(tmp_path / "out.png"), "--model", "tiny_test_net",
-                     "--weights", "random", "--octaves", "1", "--iterations", "3", "--layers", "first:1"]) == 0  # fmt: skip
+        args = ["--model", "tiny_test_net", "--weights", "random", "--octaves", "1", "--iterations", "3"]
+        assert main(["dream", str(source), "-o", str(tmp_path / "out.png"), *args, "--layers", "first:1"]) == 0
         change = (load_image(tmp_path / "out.png") - load_image(source)).abs().mean()
         assert change > 2 / 255
         assert len(folds) == 1  # its own BatchNorm folding ran when it was loaded
