@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import tiling
 from .errors import DreamCancelled, DreamError
 from .models import FeatureModel, activation_bytes_per_pixel
-from .objectives import guide_features, split_term, total_variation, weighted_loss
+from .objectives import Term, dream_objective, guide_features, weighted_loss
 from .options import DreamSettings
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,17 @@ class _Ascent:
     def __init__(
         self,
         model: FeatureModel,
-        weights: dict[str, float],
+        weights: dict[Term, float],
         settings: DreamSettings,
         batch: int,
-        regions: list[tuple[torch.Tensor, dict[str, float]]] | None = None,
+        regions: list[tuple[torch.Tensor, dict[Term, float]]] | None = None,
         guide: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.weights = weights
         self.regions = regions or []
         layers = [*weights, *(term for _, region_weights in self.regions for term in region_weights)]
-        self.tap = model.tap(dict.fromkeys(split_term(term)[0] for term in layers))
+        self.tap = model.tap(dict.fromkeys(term.layer for term in layers))
         self.settings = settings
         self.guide = self._guide_features(guide) if guide is not None else None
         self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
@@ -163,19 +163,17 @@ class _Ascent:
         with torch.no_grad():
             return guide_features(self.tap(guide[:1]))
 
-    def _tile_loss(self, tile: torch.Tensor, margins=None, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tile_loss(self, tile: torch.Tensor, whole: bool, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
         settings = self.settings
         features = self.tap(tile)  # under the caller's autocast scope
-        loss = weighted_loss(features, self.weights, settings.loss, margins, guide=self.guide,
-                             guide_mix=settings.guide_mix).float() if self.weights else 0.0  # fmt: skip
-        for (_, region_weights), mask in zip(self.regions, region_tiles, strict=True):
-            loss = loss + weighted_loss(features, region_weights, settings.loss, margins, spatial=mask).float()
-        objective_value = loss.detach()
-        if settings.tv_weight > 0:
-            loss = loss - settings.tv_weight * total_variation(tile)
-        (grad,) = torch.autograd.grad(loss.sum(), tile)
-        return objective_value, grad
+        value, climbed = dream_objective(
+            features, tile, self.weights, settings.loss, keras_border=whole,
+            regions=[(mask, weights) for mask, (_, weights) in zip(region_tiles, self.regions, strict=True)],
+            guide=self.guide, guide_mix=settings.guide_mix, tv_weight=settings.tv_weight,
+        )  # fmt: skip
+        (grad,) = torch.autograd.grad(climbed.sum(), tile)
+        return value, grad
 
     def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss per image, normalised gradient) at `image`, tile by tile if it is large."""
@@ -224,24 +222,18 @@ class _Ascent:
         """(loss, raw gradient) of the rolled view, tile by tile."""
         height, width = image.shape[-2:]
         if len(tiles) == 1 and not (shift_y or shift_x):
-            return self._tile_loss(image, None, self.region_masks)
+            return self._tile_loss(image, True, self.region_masks)
         grad = torch.zeros_like(image)
         loss = torch.zeros(image.shape[0], device=image.device)
-        # Context around each tile, so the network sees across the tile border;
-        # only the core's activations count, and overlapping gradients add up.
-        margin_y = tiling.context_margin(tiles[0][1] - tiles[0][0], height)
-        margin_x = tiling.context_margin(tiles[0][3] - tiles[0][2], width)
         for top, bottom, left, right in tiles:
             if self.should_stop is not None and self.should_stop():  # a big step takes long: stop inside it
                 raise DreamCancelled("The dream was cancelled.")
-            rows = tiling.wrapped_ranges(top - margin_y, bottom + margin_y, shift_y, height)
-            cols = tiling.wrapped_ranges(left - margin_x, right + margin_x, shift_x, width)
-            tile_h, tile_w = bottom - top + 2 * margin_y, right - left + 2 * margin_x
-            margins = (margin_y / tile_h, margin_y / tile_h, margin_x / tile_w, margin_x / tile_w)
+            rows = tiling.wrapped_ranges(top, bottom, shift_y, height)
+            cols = tiling.wrapped_ranges(left, right, shift_x, width)
             region_tiles = [tiling.gather(mask, rows, cols) for mask in self.region_masks]
-            tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), margins, region_tiles)
-            tiling.scatter(grad, tile_grad, rows, cols, accumulate=True)
-            # Each tile's loss is a mean over its core: weigh it by the core's area.
+            tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), False, region_tiles)
+            tiling.scatter(grad, tile_grad, rows, cols)
+            # Each tile's loss is a mean over the tile: weigh it by the tile's area.
             loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
         return loss, grad
 

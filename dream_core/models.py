@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 
 from . import efficientnet_lite
 from .errors import DreamError, UnknownLayerError, UnknownModelError, WeightsMismatchError
-from .objectives import canonical_selector, split_term
+from .objectives import CLASS_LAYER, Term, check_channels, parse_term
 from .weights import fit_state_dict, load_checkpoint, load_imagenet_state_dict
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def trainable_models() -> tuple[str, ...]:
     """The zoo's architectures that fine-tuning supports."""
     return tuple(name for name, spec in ZOO.items() if spec.trainable is not None)
-LOGITS = "logits"
+LOGITS = CLASS_LAYER
 """The pseudo-layer of the classifier's output, for class objectives (``class:NAME``)."""
 
 
@@ -433,30 +433,30 @@ class FeatureModel:
             raise UnknownLayerError(f"Model {self.spec.name} has no layer {name!r}. Valid layers: {valid}.")
         return info
 
-    def resolve_weights(self, layer_weights: Mapping[str, float]) -> dict[str, float]:
-        """Map user objective terms to canonical ones; the same term adds up; zeros drop.
+    def resolve_weights(self, layer_weights: Mapping[str | Term, float]) -> dict[Term, float]:
+        """Map objective terms (text or `Term`) to resolved ones; the same term adds up; zeros drop.
 
         A term is a layer (name, module path or alias), optionally with channels,
         ``mixed4[3,17]``, ``mixed4[0-15]``, ``mixed4[top8]``, ``mixed4[bottom8]``; or a
         class of the classifier, ``class:jellyfish`` / ``class:107``.
         """
-        resolved: dict[str, float] = {}
+        resolved: dict[Term, float] = {}
         for key, weight in layer_weights.items():
-            term = self._canonical_term(key)
+            term = self.resolve_term(key)
             resolved[term] = resolved.get(term, 0.0) + float(weight)
         return {term: weight for term, weight in resolved.items() if weight != 0.0}
 
-    def _canonical_term(self, key: str) -> str:
-        text = key.strip()
-        if text.lower().startswith("class:"):
-            return f"{LOGITS}[{self.resolve_class(text[len('class:') :])}]"
-        name, selector = split_term(text)
-        info = self.resolve_layer(name)
+    def resolve_term(self, term: str | Term) -> Term:
+        """The term checked against this network: its layer's stable name, a class's index."""
+        term = parse_term(term)
+        if term.is_class:
+            index = term.class_index if term.class_name is None else self.resolve_class(term.class_name)
+            return Term(LOGITS, class_index=self.resolve_class(str(index)))
+        info = self.resolve_layer(term.layer)
         if info.name == LOGITS:
             raise UnknownLayerError("Ask for a class as 'class:NAME' or 'class:INDEX', not through 'logits'.")
-        if selector is None:
-            return info.name
-        return f"{info.name}[{canonical_selector(selector, info.channels, f'{info.name} of {self.name}')}]"
+        check_channels(term, info.channels, f"{info.name} of {self.name}")
+        return replace(term, layer=info.name)
 
     def resolve_class(self, name: str) -> int:
         """Index of a class given by index or by name (case-insensitive; a unique part of it works)."""
@@ -488,14 +488,14 @@ class FeatureModel:
         )
         raise UnknownLayerError(f"Unknown class {text!r} for {self.name}{hint}. Give a class name or index.")
 
-    def deepest_layer(self, layers: Iterable[str]) -> str:
-        """The stable name of the layer, among `layers`, that the forward pass reaches last."""
+    def deepest_layer(self, terms: Iterable[str | Term]) -> str:
+        """The stable name of the layer, among the terms' layers, that the forward pass reaches last."""
         order = {info.name: i for i, info in enumerate(self.layers)}
-        return max((self.resolve_layer(split_term(n)[0]).name for n in layers), key=order.__getitem__)
+        return max((self.resolve_layer(parse_term(t).layer).name for t in terms), key=order.__getitem__)
 
-    def tap(self, layers: Iterable[str]) -> LayerTap:
-        """A callable giving the activations of `layers` (terms' layers) for a 0..1 image batch."""
-        return LayerTap(self, [self.resolve_layer(split_term(n)[0]) for n in layers])
+    def tap(self, terms: Iterable[str | Term]) -> LayerTap:
+        """A callable giving the activations of the terms' layers for a 0..1 image batch."""
+        return LayerTap(self, [self.resolve_layer(parse_term(t).layer) for t in terms])
 
     def to(self, device: torch.device | str) -> FeatureModel:
         """Move the network to `device` (in place) and return self."""

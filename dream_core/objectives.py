@@ -4,114 +4,158 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .errors import DreamError
 
-LOSS_MODES = ("l2", "mean", "mean_sq")
-"""`l2`: Keras' DeepDream loss, sum of squares over the activation with a 2-px border
-cropped, divided by the activation's number of elements. `mean`: the TensorFlow
-tutorial's mean activation. `mean_sq`: mean of squares, border kept."""
+
+@dataclass(frozen=True)
+class LossMode:
+    """How one layer's activation becomes a loss: a value per position, summed over the
+    positions (each weighted by a region's mask, if any) and divided by the activation's
+    size. The plain and the region path both use exactly this."""
+
+    name: str
+    per_position: Callable[[torch.Tensor], torch.Tensor]
+    keras_border: bool
+    """Whether the plain loss leaves out a 2-px border (Keras), still dividing by the full size."""
+    help: str
+
+
+LOSSES: dict[str, LossMode] = {
+    mode.name: mode
+    for mode in (
+        LossMode("l2", torch.square, True, "Keras' DeepDream loss: sum of squares, 2-px border left out, / size"),
+        LossMode("mean", lambda activation: activation, False, "the TensorFlow tutorial's mean activation"),
+        LossMode("mean_sq", torch.square, False, "mean of squares, border kept"),
+    )
+}
+LOSS_MODES = tuple(LOSSES)
 
 _KERAS_BORDER = 2
 
 
-def layer_loss(activation: torch.Tensor, mode: str = "l2", keras_border: bool = True) -> torch.Tensor:
+def layer_loss(
+    activation: torch.Tensor, mode: str = "l2", keras_border: bool = True, weight_map: torch.Tensor | None = None
+) -> torch.Tensor:
     """Loss of one layer's activation `[B, C, H, W]`, one value per image `[B]`.
 
-    `keras_border=False` keeps the border (for the inside of a tile, where it is
-    not an image border) and makes `l2` a plain mean of squares.
+    `weight_map` `[B, 1, h, w]` (a region's mask, any size) weighs every position;
+    `keras_border=False` keeps the border (inside a tile it is no image border).
     """
-    if mode == "l2":
-        # Keras crops the border so that padding artefacts are not amplified, but
-        # divides by the uncropped size; tiny maps keep their border.
-        h, w = activation.shape[-2:]
-        size = activation[0].numel()
-        if keras_border and h > 2 * _KERAS_BORDER and w > 2 * _KERAS_BORDER:
-            b = _KERAS_BORDER
-            activation = activation[..., b:-b, b:-b]
-        return activation.square().flatten(1).sum(1) / size
-    if mode == "mean":
-        return activation.flatten(1).mean(1)
-    if mode == "mean_sq":
-        return activation.square().flatten(1).mean(1)
-    raise DreamError(f"Unknown loss mode {mode!r}; choose one of {', '.join(LOSS_MODES)}.")
+    if mode not in LOSSES:
+        raise DreamError(f"Unknown loss mode {mode!r}; choose one of {', '.join(LOSS_MODES)}.")
+    loss_mode = LOSSES[mode]
+    size = activation[0].numel()
+    values = loss_mode.per_position(activation)
+    if weight_map is not None:
+        values = values * F.interpolate(weight_map.to(values.dtype), size=values.shape[-2:], mode="area")
+    elif loss_mode.keras_border and keras_border and min(values.shape[-2:]) > 2 * _KERAS_BORDER:
+        # Keras crops the border so that padding artefacts are not amplified, but divides
+        # by the uncropped size; tiny maps keep their border.
+        b = _KERAS_BORDER
+        values = values[..., b:-b, b:-b]
+    return values.flatten(1).sum(1) / size
 
 
-Margins = tuple[float, float, float, float]
-"""Fractions of a tile's height/width that are context only: (top, bottom, left, right)."""
+@dataclass(frozen=True)
+class Term:
+    """One objective term, parsed once from its text: a layer, some of its channels, or a class.
 
+    ``mixed4`` (all channels), ``mixed4[3,17,40-47]`` (those channels), ``mixed4[top8]`` /
+    ``mixed4[bottom8]`` (the 8 most / least active on the current image), ``class:jellyfish``
+    or ``class:107`` (a class score). `FeatureModel.resolve_term` checks it against a
+    network and gives the canonical term (stable layer name, class index).
+    """
+
+    layer: str
+    channels: tuple[int, ...] = ()
+    top: int = 0
+    """N > 0: the N most active channels; N < 0: the -N least active."""
+    class_name: str | None = None
+    class_index: int | None = None
+
+    @property
+    def is_class(self) -> bool:
+        return self.class_name is not None or self.class_index is not None
+
+    def __str__(self) -> str:
+        if self.is_class:
+            return f"class:{self.class_name if self.class_index is None else self.class_index}"
+        if self.channels:
+            return f"{self.layer}[{','.join(map(str, self.channels))}]"
+        if self.top:
+            return f"{self.layer}[{'top' if self.top > 0 else 'bottom'}{abs(self.top)}]"
+        return self.layer
+
+    __repr__ = __str__
+
+
+CLASS_LAYER = "logits"
+"""The pseudo-layer whose activations are the class scores."""
 _SELECTOR = re.compile(r"^(?P<name>[^\[\]]+?)\s*\[(?P<selector>[^\]]*)\]$")
 
 
-def split_term(text: str) -> tuple[str, str | None]:
-    """``"mixed4[top8]"`` -> ``("mixed4", "top8")``; ``"mixed4"`` -> ``("mixed4", None)``."""
-    match = _SELECTOR.match(text.strip())
+@functools.cache
+def parse_term(text: str | Term) -> Term:
+    """The `Term` a piece of layer-weights text names (a `Term` passes through)."""
+    if isinstance(text, Term):
+        return text
+    text = text.strip()
+    if text.lower().startswith("class:"):
+        name = text[len("class:") :].strip()
+        if not name:
+            raise DreamError(f"{text!r}: name the class, e.g. 'class:jellyfish' or 'class:107'.")
+        return Term(CLASS_LAYER, class_index=int(name)) if name.isdigit() else Term(CLASS_LAYER, class_name=name)
+    match = _SELECTOR.match(text)
     if match is None:
-        return text.strip(), None
-    return match["name"].strip(), match["selector"].strip()
-
-
-def canonical_selector(selector: str, channels: int, where: str) -> str:
-    """Check a channel selector against a layer's channel count; return its canonical text.
-
-    ``top8`` / ``bottom8``: the 8 channels most / least active on the current image;
-    ``3,17,40-47``: those channel indices.
-    """
-    text = selector.replace(" ", "").lower()
-    match = re.fullmatch(r"(top|bottom)(\d+)", text)
-    if match:
-        count = int(match[2])
-        if not 1 <= count <= channels:
-            raise DreamError(f"{where} has {channels} channels; '{selector}' asks for {count}.")
-        return f"{match[1]}{count}"
+        if "[" in text or "]" in text:
+            raise DreamError(f"{text!r}: write channels as layer[3,17,40-47] or layer[top8] / layer[bottom8].")
+        return Term(text)
+    layer, selector = match["name"].strip(), match["selector"].replace(" ", "").lower()
+    counted = re.fullmatch(r"(top|bottom)(\d+)", selector)
+    if counted:
+        count = int(counted[2])
+        if count < 1:
+            raise DreamError(f"{text!r}: [{selector}] selects no channel.")
+        return Term(layer, top=count if counted[1] == "top" else -count)
     indices: set[int] = set()
-    for part in filter(None, text.split(",")):
+    for part in filter(None, selector.split(",")):
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
             raise DreamError(
-                f"Channel selector [{selector}] of {where}: write indices and ranges like [3,17,40-47], "
+                f"Channel selector [{selector}] of {layer}: write indices and ranges like [3,17,40-47], "
                 "or [top8] / [bottom8]."
             )
         first, last = int(low), int(high) if dash else int(low)
-        if last < first or last >= channels:
-            raise DreamError(f"{where} has channels 0..{channels - 1}; [{selector}] is outside that.")
+        if last < first:
+            raise DreamError(f"Channel selector [{selector}] of {layer}: {part} runs backwards.")
         indices.update(range(first, last + 1))
     if not indices:
-        raise DreamError(f"Channel selector [{selector}] of {where} selects no channel.")
-    return ",".join(str(i) for i in sorted(indices))
+        raise DreamError(f"Channel selector [{selector}] of {layer} selects no channel.")
+    return Term(layer, channels=tuple(sorted(indices)))
 
 
-@functools.cache
-def _parse_canonical(term: str) -> tuple[str, str, tuple[int, ...] | int]:
-    """(layer, kind, value) of a canonical term: kind 'all', 'channels', 'top', 'bottom', 'class'."""
-    layer, selector = split_term(term)
-    if selector is None:
-        return layer, "all", ()
-    if layer == "logits":
-        return layer, "class", int(selector)
-    match = re.fullmatch(r"(top|bottom)(\d+)", selector)
-    if match:
-        return layer, match[1], int(match[2])
-    return layer, "channels", tuple(int(i) for i in selector.split(","))
+def check_channels(term: Term, channels: int, where: str) -> None:
+    """Raise a `DreamError` if `term` asks for channels that a layer of `channels` lacks."""
+    if term.channels and term.channels[-1] >= channels:
+        raise DreamError(f"{where} has channels 0..{channels - 1}; [{str(term).partition('[')[2]} is outside that.")
+    if abs(term.top) > channels:
+        raise DreamError(f"{where} has {channels} channels; '{str(term).partition('[')[2][:-1]}' asks for "
+                         f"{abs(term.top)}.")  # fmt: skip
 
 
-def _select(activation: torch.Tensor, kind: str, value) -> torch.Tensor:
-    if kind == "channels":
-        return activation[:, list(value)]
+def _select(activation: torch.Tensor, term: Term) -> torch.Tensor:
+    if term.channels:
+        return activation[:, list(term.channels)]
     # The strongest / weakest channels on the current image, chosen afresh each step.
     strength = activation.detach().flatten(2).mean(2)
-    index = strength.topk(value, dim=1, largest=kind == "top").indices
+    index = strength.topk(abs(term.top), dim=1, largest=term.top > 0).indices
     return activation.gather(1, index[:, :, None, None].expand(-1, -1, *activation.shape[-2:]))
-
-
-def _crop(tensor: torch.Tensor, margins: Margins) -> torch.Tensor:
-    h, w = tensor.shape[-2:]
-    top, bottom = round(margins[0] * h), h - round(margins[1] * h)
-    left, right = round(margins[2] * w), w - round(margins[3] * w)
-    return tensor[..., top : max(bottom, top + 1), left : max(right, left + 1)]
 
 
 def guide_similarity(activation: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -132,54 +176,66 @@ def guide_features(features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def weighted_loss(
     features: Mapping[str, torch.Tensor],
-    layer_weights: Mapping[str, float],
+    layer_weights: Mapping[Term, float],
     mode: str = "l2",
-    margins: Margins | None = None,
+    keras_border: bool = True,
     spatial: torch.Tensor | None = None,
     guide: Mapping[str, torch.Tensor] | None = None,
     guide_mix: float = 1.0,
 ) -> torch.Tensor:
     """Weighted sum of the terms' losses, per image `[B]`.
 
-    Terms are canonical (see `FeatureModel.resolve_weights`): a layer, a layer's
-    channels, or ``logits[i]`` (a class score, maximised as it is). With `margins` (a
-    tile with context around it) each activation is cut to the tile's core, so that
-    overlapping tiles count each place once. `spatial` `[B, 1, H, W]` weighs every
-    position (a region's mask). With `guide` (per-layer guide features), a plain
-    layer's loss becomes ``(1 - guide_mix) * loss + guide_mix * guide_similarity``.
+    Terms are resolved (see `FeatureModel.resolve_weights`): a layer, a layer's
+    channels, or a class (its score, maximised as it is). `spatial` `[B, 1, H, W]`
+    weighs every position (a region's mask). `keras_border=False` inside a tile. With
+    `guide` (per-layer guide features), a plain layer's loss becomes
+    ``(1 - guide_mix) * loss + guide_mix * guide_similarity``.
     """
     total = None
     for term, weight in layer_weights.items():
-        layer, kind, value = _parse_canonical(term)
-        activation = features[layer]
-        if kind == "class":
-            term_loss = activation[:, value].float()
+        activation = features[term.layer]
+        if term.is_class:
+            term_loss = activation[:, term.class_index].float()
         else:
-            if kind != "all":
-                activation = _select(activation, kind, value)
-            plain = margins is None and spatial is None
-            if margins is not None:
-                activation = _crop(activation, margins)
-            if spatial is not None:
-                term_loss = _spatial_loss(activation, spatial, mode)
-            else:
-                term_loss = layer_loss(activation, mode, keras_border=plain)
-            if guide is not None and kind == "all" and layer in guide:
-                similarity = guide_similarity(activation, guide[layer])
+            if term.channels or term.top:
+                activation = _select(activation, term)
+            term_loss = layer_loss(activation, mode, keras_border=keras_border, weight_map=spatial)
+            if guide is not None and not (term.channels or term.top) and term.layer in guide:
+                similarity = guide_similarity(activation, guide[term.layer])
                 term_loss = (1.0 - guide_mix) * term_loss + guide_mix * similarity
-        term = weight * term_loss
-        total = term if total is None else total + term
+        term_loss = weight * term_loss
+        total = term_loss if total is None else total + term_loss
     if total is None:
         raise DreamError("No layers to dream with: give at least one layer and its weight.")
     return total
 
 
-def _spatial_loss(activation: torch.Tensor, weight_map: torch.Tensor, mode: str) -> torch.Tensor:
-    """Loss with every position weighted by a map resized to the activation (0 = ignored)."""
-    weight_map = torch.nn.functional.interpolate(weight_map.to(activation.dtype), size=activation.shape[-2:],
-                                                 mode="area")  # fmt: skip
-    values = activation if mode == "mean" else activation.square()
-    return (values * weight_map).flatten(1).sum(1) / activation[0].numel()
+def dream_objective(
+    features: Mapping[str, torch.Tensor],
+    image: torch.Tensor,
+    layer_weights: Mapping[Term, float],
+    mode: str,
+    *,
+    keras_border: bool = True,
+    regions: Sequence[tuple[torch.Tensor, Mapping[Term, float]]] = (),
+    guide: Mapping[str, torch.Tensor] | None = None,
+    guide_mix: float = 1.0,
+    tv_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Everything a dream maximises, per image: (the objective's value, what the ascent climbs).
+
+    The layer terms (with the guide's pull), each region's terms weighted by its mask
+    `[B, 1, H, W]`, and the total-variation penalty on `image`, which the climbed value
+    subtracts but the reported objective leaves out.
+    """
+    value = torch.zeros(image.shape[0], device=image.device)
+    if layer_weights:
+        value = value + weighted_loss(features, layer_weights, mode, keras_border, guide=guide,
+                                      guide_mix=guide_mix).float()  # fmt: skip
+    for mask, region_weights in regions:
+        value = value + weighted_loss(features, region_weights, mode, keras_border=False, spatial=mask).float()
+    climbed = value - tv_weight * total_variation(image) if tv_weight > 0 else value
+    return value.detach(), climbed
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -206,14 +262,14 @@ def _split_items(text: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def parse_layer_weights(text: str) -> dict[str, float]:
+def parse_layer_weights(text: str) -> dict[Term, float]:
     """Parse ``"mixed4:1.0, mixed5[top8]:1.5, class:jellyfish: 2"`` into a dict.
 
     A bare name means weight 1. Separators may be commas, semicolons or new lines
     (commas inside ``[...]`` belong to a channel list); a term named twice gets the
-    sum of its weights.
+    sum of its weights. Each term is parsed here, once, into a `Term`.
     """
-    weights: dict[str, float] = {}
+    weights: dict[Term, float] = {}
     for item in _split_items(text):
         name, sep, value = item.rpartition(":")
         if not sep or "]" in value or "[" in value:
@@ -236,5 +292,9 @@ def parse_layer_weights(text: str) -> dict[str, float]:
             ) from None
         if weight != weight or weight in (float("inf"), float("-inf")):
             raise DreamError(f"Layer weight {item!r} is not a finite number.")
-        weights[name] = weights.get(name, 0.0) + weight
+        try:
+            term = parse_term(name)
+        except DreamError as err:
+            raise DreamError(f"Layer weight {item!r}: {err}") from None
+        weights[term] = weights.get(term, 0.0) + weight
     return weights

@@ -24,12 +24,6 @@ Tile = tuple[int, int, int, int]  # (top, bottom, left, right) in the rolled vie
 CPU_TILE_CAP = 1024
 """Largest automatic tile on a CPU: larger tiles make steps no faster (bench/), only bigger."""
 GPU_TILE_CAP = 4096
-MARGIN_FRACTION = 0.0
-"""Context on each side of a tile, as a fraction of the tile. Measured (bench/seams.py,
-bench/speed.py): the moving grid alone leaves no seams (boundary/elsewhere Laplacian
-0.991 with no margin, 1.000 with 8 px), while every pixel of context costs time
-(tiled/untiled 1.04-1.16x with none, 1.14-1.27x with 8 px, 1.26-1.33x with 16 px). So
-none by default; the mechanism stays for networks whose borders need it."""
 MEMORY_FRACTION = 0.5
 """Share of the free memory an automatic tile may use; the rest is for the images."""
 
@@ -72,28 +66,11 @@ def gather(image: torch.Tensor, rows: list[Range], cols: list[Range]) -> torch.T
     return tile
 
 
-def scatter(
-    target: torch.Tensor, tile: torch.Tensor, rows: list[Range], cols: list[Range], accumulate: bool = False
-) -> None:
-    """Write (or add) a tile of the rolled view into `target` at its unrolled place."""
+def scatter(target: torch.Tensor, tile: torch.Tensor, rows: list[Range], cols: list[Range]) -> None:
+    """Write a tile of the rolled view into `target` at its unrolled place."""
     for y0, y1, ty in rows:
         for x0, x1, tx in cols:
-            piece = tile[..., ty : ty + y1 - y0, tx : tx + x1 - x0]
-            if accumulate:
-                target[..., y0:y1, x0:x1] += piece
-            else:
-                target[..., y0:y1, x0:x1] = piece
-
-
-def context_margin(tile_length: int, length: int) -> int:
-    """Pixels of context on each side of a tile along one axis.
-
-    None when one tile spans the axis (it would wrap onto itself); else a fraction of
-    the tile, at most what the axis has room for.
-    """
-    if tile_length >= length:
-        return 0
-    return min(int(tile_length * MARGIN_FRACTION), (length - tile_length) // 2)
+            target[..., y0:y1, x0:x1] = tile[..., ty : ty + y1 - y0, tx : tx + x1 - x0]
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -109,7 +109,7 @@ def test_contact_sheet_wraps_long_labels_and_rejects_a_wrong_label_count():
 
 def test_parse_sweep_gives_one_entry_per_line():
     entries = parse_sweep("mixed4: 1\n\n  mixed3: 1, mixed5: 0.5  \n# a note\nmixed6")
-    assert entries == [
+    assert [(label, {str(t): w for t, w in weights.items()}) for label, weights in entries] == [
         ("mixed4: 1", {"mixed4": 1.0}),
         ("mixed3: 1, mixed5: 0.5", {"mixed3": 1.0, "mixed5": 0.5}),
         ("mixed6", {"mixed6": 1.0}),

@@ -99,10 +99,10 @@ def test_octave_dream_masks_and_rgba_and_inference_mode(nodes, model, small_phot
 def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, small_photo):
     node = nodes["LayerWeights"]()
     first = node.build("blocks.6: 1.0\nblocks.8: 1.5", 2.0)[0]
-    assert first == {"blocks.6": 2.0, "blocks.8": 3.0}
+    assert {str(t): w for t, w in first.items()} == {"blocks.6": 2.0, "blocks.8": 3.0}
     frozen = dict(first)
     merged = node.build("blocks.8: 1", 1.0, layer_weights=first)[0]
-    assert merged == {"blocks.6": 2.0, "blocks.8": 4.0}
+    assert {str(t): w for t, w in merged.items()} == {"blocks.6": 2.0, "blocks.8": 4.0}
     assert first == frozen and merged is not first
     bad = node.build("mixed4: 1", 1.0)[0]
     from dream_core.errors import UnknownLayerError  # the pack's engine is this one, not a copy

@@ -73,7 +73,8 @@ def test_unknown_or_ambiguous_classes_are_explained(lite0):
 
 
 def test_channel_selections_dream_only_those_channels(lite0, small_photo):
-    assert lite0.resolve_weights({"blocks.8[5, 1-3]": 1.0, "block8[top4]": 2.0}) == {
+    resolved = lite0.resolve_weights({"blocks.8[5, 1-3]": 1.0, "block8[top4]": 2.0})
+    assert {str(term): weight for term, weight in resolved.items()} == {
         "blocks.8[1,2,3,5]": 1.0,
         "blocks.8[top4]": 2.0,
     }
@@ -145,3 +146,31 @@ def test_two_regions_each_raise_their_own_layers_inside_their_mask(lite0, small_
 
     assert gain("blocks.4", left) > 1.2 * gain("blocks.4", right)
     assert gain("blocks.10", right) > 1.2 * gain("blocks.10", left)
+
+
+def test_the_plain_and_the_region_path_share_each_loss_mode(monkeypatch):
+    from dream_core import objectives
+
+    activation = torch.randn(2, 5, 9, 11)
+    ones = torch.ones(2, 1, 3, 3)  # any size: resized to the activation
+    monkeypatch.setitem(objectives.LOSSES, "cube", objectives.LossMode("cube", lambda a: a**3, False, "a test mode"))
+    for mode in objectives.LOSSES:
+        plain = objectives.layer_loss(activation, mode, keras_border=False)
+        region = objectives.layer_loss(activation, mode, weight_map=ones)
+        assert torch.allclose(plain, region, atol=1e-5), mode
+    half = torch.zeros(2, 1, 9, 11)
+    half[..., :5] = 1.0
+    cube = objectives.layer_loss(activation, "cube", weight_map=half)
+    assert torch.allclose(cube, (activation[..., :5] ** 3).flatten(1).sum(1) / activation[0].numel(), atol=1e-5)
+
+
+def test_terms_are_parsed_once_into_typed_values():
+    from dream_core.objectives import Term, parse_layer_weights
+
+    weights = parse_layer_weights("mixed4: 1, mixed4[3, 17, 40-42]: 2, mixed5[top8], class:jellyfish: 0.5, class:107")
+    assert list(weights) == [Term("mixed4"), Term("mixed4", channels=(3, 17, 40, 41, 42)), Term("mixed5", top=8),
+                             Term("logits", class_name="jellyfish"), Term("logits", class_index=107)]  # fmt: skip
+    assert [str(term) for term in weights] == ["mixed4", "mixed4[3,17,40,41,42]", "mixed5[top8]", "class:jellyfish",
+                                               "class:107"]  # fmt: skip
+    with pytest.raises(DreamError, match="runs backwards"):
+        parse_layer_weights("mixed4[9-3]")

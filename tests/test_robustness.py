@@ -25,7 +25,7 @@ from dream_core import (
     parse_layer_weights,
 )
 from dream_core.engine import PRECISIONS
-from dream_core.objectives import LOSS_MODES
+from dream_core.objectives import LOSS_MODES, Term
 from dream_core.options import COLOR_MODES, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_the_layer_weight_parser_returns_finite_weights_or_a_clear_error(text):
     except DreamError as err:
         assert "weight" in str(err).lower()
         return
-    assert all(isinstance(k, str) and k and math.isfinite(v) for k, v in parsed.items())
+    assert all(isinstance(k, Term) and str(k) and math.isfinite(v) for k, v in parsed.items())
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,7 +98,7 @@ def test_aliases_of_a_layer_add_up_and_zeros_drop(lite0, weights):
     resolved = lite0.resolve_weights(weights)
     assert all(v != 0 for v in resolved.values())
     total = sum(v for k, v in weights.items() if lite0.resolve_layer(k).name == "blocks.3")
-    assert math.isclose(resolved.get("blocks.3", 0.0), total, abs_tol=1e-9)
+    assert math.isclose(resolved.get(Term("blocks.3"), 0.0), total, abs_tol=1e-9)
 
 
 @settings(max_examples=50, deadline=None)
@@ -109,7 +109,7 @@ def test_channel_selectors_never_escape_the_layer(lite0, selector):
     except DreamError as err:
         assert "blocks.3" in str(err) or "selector" in str(err).lower()
         return
-    (term,) = resolved
+    (term,) = map(str, resolved)
     inside = term[term.index("[") + 1 : -1]
     if not inside.startswith(("top", "bottom")):
         assert all(0 <= int(c) < 40 for c in inside.split(","))

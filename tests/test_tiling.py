@@ -77,16 +77,3 @@ def test_bf16_autocast_dreams_alike(lite0, small_photo):
     before = objective(lite0, small_photo, LAYERS).item()
     assert objective(lite0, bf16, LAYERS).item() > 1.5 * before
     assert (bf16 - fp32).abs().mean() < (fp32 - small_photo).abs().mean()
-
-
-def test_overlapping_tile_gradients_add_up_to_the_whole(lite0):
-    # With context margins, scatter adds the overlaps: a constant tile gradient of 1
-    # must give each pixel the number of tiles whose padded region covers it.
-    target = torch.zeros(1, 1, 40, 40)
-    tiles = tiling.tile_grid(40, 40, 20)
-    for top, bottom, left, right in tiles:
-        rows = tiling.wrapped_ranges(top - 2, bottom + 2, 3, 40)
-        cols = tiling.wrapped_ranges(left - 2, right + 2, 3, 40)
-        tiling.scatter(target, torch.ones(1, 1, 24, 24), rows, cols, accumulate=True)
-    assert target.sum().item() == 4 * 24 * 24
-    assert set(target.unique().tolist()) == {1.0, 2.0, 4.0}
