@@ -18,6 +18,8 @@ from .errors import DreamError
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
 from .models import (
     DEFAULT_MODEL,
+    LEARNING_PHASE_HELP,
+    LEARNING_PHASES,
     LOGITS,
     ZOO,
     FeatureModel,
@@ -83,6 +85,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
                    "$TORCH_HOME/hub/checkpoints)")
     p.add_argument("--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); "
                    "see 'layers MODEL'")
+    p.add_argument("--learning-phase", choices=LEARNING_PHASES, help=LEARNING_PHASE_HELP + " (default inference)")
     p.add_argument("--guide", type=Path, help="guide image: dream toward its features (see --guide-mix)")
     p.add_argument("--mask", type=Path, help="grey image: dream strength per pixel (white = full)")
     p.add_argument("--region", action="append", default=[], metavar="MASK=LAYERS",
@@ -154,7 +157,8 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
     _check_device(args.device)
     if str(args.device).startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
-    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device)
+    model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device,
+                               learning_phase=args.learning_phase or "inference")  # fmt: skip
     model.resolve_weights(layers)  # fail on a bad layer name before any work
     regions = []
     for spec in args.region:

@@ -406,6 +406,8 @@ class FeatureModel:
         self.net = net
         self.weights = weights
         self.class_names = class_names
+        self.learning_phase = "inference"
+        """'training': BatchNorm uses each dreamed image's statistics (see `load_feature_model`)."""
         self.layers = layer_catalogue(spec.name)
         self._by_name: dict[str, LayerInfo] = {}
         for info in self.layers:
@@ -573,11 +575,15 @@ def load_feature_model(
     device: torch.device | str = "cpu",
     seed: int = 0,
     fold_batchnorm: bool = True,
+    learning_phase: str = "inference",
 ) -> FeatureModel:
     """Build a zoo model and load its weights; the result is frozen and in eval mode.
 
     `fold_batchnorm` folds each BatchNorm into the convolution before it (the same
     arithmetic in eval mode, and steps about 1.1-1.2x faster); training needs them apart.
+    `learning_phase` (Keras' word): ``"inference"``, BatchNorm normalises with the
+    statistics learnt in training (the classic dream); ``"training"``, with each dreamed
+    image's own statistics (Keras' learning phase 1, as in the R DeepDream recipe).
 
     `weights`: ``"imagenet"`` (torchvision's file, found in or downloaded into
     `weights_dir`: one folder or a list searched in order, default torchvision's own;
@@ -586,6 +592,8 @@ def load_feature_model(
     checkpoint, e.g. a classifier fine-tuned to other classes.
     """
     spec = get_spec(name)
+    if learning_phase not in LEARNING_PHASES:
+        raise DreamError(f"learning_phase must be one of {', '.join(LEARNING_PHASES)}; got {learning_phase!r}.")
     # ComfyUI runs nodes under inference mode; parameters made there could never
     # take part in the backward pass that dreaming needs.
     with torch.inference_mode(False):
@@ -614,7 +622,31 @@ def load_feature_model(
             if meta.get("class_names"):
                 class_names = list(meta["class_names"])
         net.eval().requires_grad_(False)
-        if fold_batchnorm:
+        if learning_phase == "training":
+            _use_batch_statistics(net, spec.name)
+        elif fold_batchnorm:
             spec.fold(net)
         net.to(device=device, memory_format=torch.channels_last)
-    return FeatureModel(spec, net, label, class_names)
+    model = FeatureModel(spec, net, label, class_names)
+    model.learning_phase = learning_phase
+    return model
+
+
+LEARNING_PHASES = ("inference", "training")
+LEARNING_PHASE_HELP = (
+    "How BatchNorm normalises while dreaming (Keras' learning phase). inference: with the statistics learnt "
+    "on ImageNet, the classic look: eyes, faces and objects grow out of the picture. training: with the "
+    "dreamed picture's own statistics (the R DeepDream recipe), every channel is rescaled to this picture, "
+    "so the dream spreads as fine, even grain over the whole image with muted colours instead of objects. "
+    "Networks without BatchNorm (VGG) refuse it."
+)
+
+def _use_batch_statistics(net: nn.Module, name: str) -> None:
+    """Make every BatchNorm normalise with the current batch's statistics, never updating its own."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise DreamError(f"{name} has no BatchNorm layers, so the learning phase changes nothing; "
+                         "leave it at inference.")  # fmt: skip
+    for norm in norms:
+        norm.train()
+        norm.track_running_stats = False  # reads the batch's statistics; the learnt ones stay as they are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..dream_core import DEFAULT_MODEL, ZOO, load_feature_model, parse_layer_weights
+from ..dream_core.models import LEARNING_PHASE_HELP, LEARNING_PHASES
 from . import comfy_bridge
 
 IMAGENET = "imagenet"
@@ -50,11 +51,15 @@ class LoadFeatureModel:
                         "models/deepdream trained as this architecture (any number of classes).",
                     },
                 ),
+                "learning_phase": (
+                    list(LEARNING_PHASES),
+                    {"default": LEARNING_PHASES[0], "tooltip": LEARNING_PHASE_HELP},
+                ),
             }
         }
 
     @classmethod
-    def IS_CHANGED(cls, architecture: str, weights: str):
+    def IS_CHANGED(cls, architecture: str, weights: str, **_inputs):
         # A checkpoint replaced under the same name must be loaded again.
         if weights == IMAGENET:
             return weights
@@ -63,13 +68,14 @@ class LoadFeatureModel:
         except (OSError, FileNotFoundError):
             return float("nan")  # never equal to itself: ComfyUI re-runs and reports the error
 
-    def load(self, architecture: str, weights: str):
+    def load(self, architecture: str, weights: str, learning_phase: str = "inference"):
         comfy_bridge.raise_if_interrupted()  # a Cancel pressed while queued: do not start loading
         if weights == IMAGENET:
             folders = comfy_bridge.model_folders() or None
-            model = load_feature_model(architecture, IMAGENET, weights_dir=folders)
+            model = load_feature_model(architecture, IMAGENET, weights_dir=folders, learning_phase=learning_phase)
         else:
-            model = load_feature_model(architecture, comfy_bridge.model_file_path(weights))
+            model = load_feature_model(architecture, comfy_bridge.model_file_path(weights),
+                                       learning_phase=learning_phase)  # fmt: skip
         return (model,)
 
 

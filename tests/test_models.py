@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from dream_core import (
+    DreamError,
     UnknownLayerError,
     UnknownModelError,
     UnsafeCheckpointError,
@@ -270,3 +271,20 @@ def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cl
         assert len(folds) == 1  # its own BatchNorm folding ran when it was loaded
     finally:
         ZOO.pop("tiny_test_net", None)
+
+
+def test_the_training_learning_phase_uses_batch_statistics_and_never_changes_the_model(small_photo):
+    from torch import nn
+
+    classic = load_feature_model("efficientnet_lite0", "imagenet")
+    batch = load_feature_model("efficientnet_lite0", "imagenet", learning_phase="training")
+    norms = [m for m in batch.net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.training and not m.track_running_stats for m in norms)
+    before = {k: v.clone() for k, v in batch.net.state_dict().items()}
+    settings = DreamSettings(octaves=1, iterations=3, precision="fp32")
+    first = dream(small_photo, batch, {"blocks.8": 1.0}, settings).images
+    assert all(torch.equal(v, batch.net.state_dict()[k]) for k, v in before.items())  # learnt statistics kept
+    assert torch.equal(first, dream(small_photo, batch, {"blocks.8": 1.0}, settings).images)
+    assert (first - dream(small_photo, classic, {"blocks.8": 1.0}, settings).images).abs().mean() > 1e-3
+    with pytest.raises(DreamError, match="no BatchNorm"):
+        load_feature_model("vgg16", "random", learning_phase="training")

@@ -164,6 +164,7 @@ SETTING_FLAGS = {  # a value that must change the picture from BASE's
 OTHER_FLAGS = {
     "layers": ["--layers", "blocks.3:1"], "weights": ["--weights", "random"], "guide": ["--guide", "GUIDE"],
     "mask": ["--mask", "MASK"], "region": ["--region", "MASK=blocks.3:1"],
+    "learning_phase": ["--learning-phase", "training"],
 }  # fmt: skip
 REFUSED = {  # flags that cannot change this picture here: refused with a reason, nothing written
     "model": (["--model", "googlenet"], "googlenet"),
@@ -189,8 +190,10 @@ def _pixels(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def cached_models():
     real = cli.load_feature_model
-    cached = functools.cache(lambda name, weights, weights_dir=None, device="cpu": real(name, weights, weights_dir,
-                                                                                            device=device))
+    @functools.cache
+    def cached(name, weights, weights_dir=None, device="cpu", learning_phase="inference"):
+        return real(name, weights, weights_dir, device=device, learning_phase=learning_phase)
+
     return cached
 
 

@@ -25,7 +25,10 @@ DOCS = ROOT / "web" / "docs"
 PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
     # node: ([(picture under docs/, caption)], how it is used)
     "LoadFeatureModel": (
-        [("gallery/astronaut_dream.jpg", "EfficientNet-Lite0, the offline default, dreaming the sample photo.")],
+        [
+            ("gallery/learning_inference.jpg", "learning_phase inference: the classic dream, eyes and objects."),
+            ("gallery/learning_training.jpg", "learning_phase training: BatchNorm on the picture's own statistics."),
+        ],
         "Start every dream here. `efficientnet_lite0` works offline; the torchvision networks download their "
         "ImageNet weights once into `models/deepdream` (offline, the error names the file to put there). A "
         "checkpoint you trained with **Train Feature Model** appears in `weights`; its class names work as "
