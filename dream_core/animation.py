@@ -16,8 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, octave_shapes, resize
+from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, octave_shapes
 from .errors import DreamError
+from .imageops import resize
 from .models import FeatureModel
 
 FrameCallback = Callable[[int, torch.Tensor], None]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from . import tiling
 from .errors import DreamCancelled, DreamError
+from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
 from .models import FeatureModel, activation_bytes_per_pixel
 from .objectives import Term, dream_objective, guide_features, weighted_loss
 from .options import DreamSettings
@@ -72,13 +73,6 @@ def octave_shapes(
         if i == 0 or min(shape) >= min_size:
             shapes.append(shape)
     return shapes
-
-
-def resize(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of `[B, C, H, W]` to `shape` (no antialiasing, as Keras)."""
-    if tuple(image.shape[-2:]) == tuple(shape):
-        return image
-    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
 
 
 def objective(
@@ -134,7 +128,7 @@ class _Ascent:
         self.guide = self._guide_features(guide) if guide is not None else None
         self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
         self.should_stop: StopCallback | None = None
-        self.blur = _gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
+        self.blur = gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
         self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         device = model.device
         self.precision = resolve_precision(settings.precision, device)
@@ -207,7 +201,7 @@ class _Ascent:
         with self.autocast:
             loss, grad = self._tiles(image, tiles, shift_y, shift_x)
         if self.blur is not None:
-            grad = _blur(grad, self.blur)
+            grad = blur(grad, self.blur)
         if self.settings.normalize == "mean_abs":
             # vector_norm reduces without a full-size temporary (which matters at 8K).
             scale = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3)) / grad[0].numel()
@@ -317,8 +311,8 @@ def dream(
         # Contiguous, so that a permuted view (ComfyUI's [B, H, W, C]) dreams exactly as
         # a plain tensor would: the memory layout picks the convolution kernels.
         original = images.detach().to(model.device, torch.float32).contiguous()
-        full_mask = _prepare_mask(mask, original) if mask is not None else None
-        full_regions = [(_prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
+        full_mask = prepare_mask(mask, original) if mask is not None else None
+        full_regions = [(prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
         guide_image = _guide_tensor(guide) if guide is not None else None
         ascent = _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image) if iterations else None
         if ascent is not None:
@@ -410,98 +404,3 @@ def _guide_tensor(guide: torch.Tensor) -> torch.Tensor:
     if guide.ndim != 4 or guide.shape[1] != 3:
         raise DreamError(f"The guide must be an RGB image [1, 3, H, W]; got shape {tuple(guide.shape)}.")
     return guide.detach()
-
-
-LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-"""ITU-R BT.601 luma weights: Y = 0.299 R + 0.587 G + 0.114 B."""
-
-
-def transfer_colors(image: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """The brightness (Y) of `image` with the colour (Cb, Cr) of `original`, clamped to 0..1.
-
-    In YCbCr, Cb and Cr are B - Y and R - Y scaled; keeping the original's differences
-    and the dream's Y gives the dream's patterns in the photo's colours.
-    """
-    luma = LUMA.to(image)
-    y_dream = (image * luma).sum(dim=1, keepdim=True)
-    y_original = (original * luma).sum(dim=1, keepdim=True)
-    return (original - y_original + y_dream).clamp(0.0, 1.0)
-
-
-def _prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """A mask as `[B, 1, H, W]` on the images' device and size, values in 0..1."""
-    if mask.ndim == 2:
-        mask = mask.unsqueeze(0)
-    if mask.ndim == 4 and mask.shape[1] == 1:
-        mask = mask[:, 0]
-    if mask.ndim != 3:
-        raise DreamError(f"A mask must be [H, W] or [B, H, W]; got shape {tuple(mask.shape)}.")
-    batch = images.shape[0]
-    if mask.shape[0] not in (1, batch):
-        # ComfyUI's own nodes repeat a short mask batch; do the same, and say so.
-        log.warning("%d masks for %d images: the masks are used in turn.", mask.shape[0], batch)
-        mask = mask[torch.arange(batch) % mask.shape[0]]
-    mask = mask.to(images.device, torch.float32).unsqueeze(1)
-    mask = torch.nan_to_num(mask, nan=0.0).clamp(0.0, 1.0)
-    mask = (
-        F.interpolate(mask, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        if tuple(mask.shape[-2:]) != tuple(images.shape[-2:])
-        else mask
-    )
-    return mask.expand(batch, 1, *images.shape[-2:]).contiguous()
-
-
-def reinject_detail(
-    dreamed: torch.Tensor,
-    original: torch.Tensor,
-    shape: tuple[int, int] | None = None,
-    upscaled: torch.Tensor | None = None,
-    strength: float = 1.0,
-) -> torch.Tensor:
-    """Enlarge a dream and add back the original's detail that its size lacks.
-
-    The step between octaves, usable on its own: with `dreamed` made at size ``s``,
-    the result at size ``S`` is ``resize(dreamed, S) + strength * (resize(original, S)
-    - resize(resize(original, s), S))``. With `upscaled` (the dream enlarged by an
-    upscaler), that image replaces the bilinear ``resize(dreamed, S)`` and sets ``S``.
-    `shape` defaults to the original's size. Batches of 1 broadcast; images
-    `[B, 3, H, W]` in 0..1.
-    """
-    if upscaled is not None:
-        shape = tuple(upscaled.shape[-2:])
-        base = upscaled
-    else:
-        shape = tuple(shape or original.shape[-2:])
-        base = resize(dreamed, shape)
-    batch = max(dreamed.shape[0], original.shape[0], base.shape[0])
-    for name, tensor in (("dream", dreamed), ("original", original), ("upscaled", base)):
-        if tensor.shape[0] not in (1, batch):
-            raise DreamError(
-                f"The {name} batch has {tensor.shape[0]} images but another input has {batch}; "
-                "give batches of the same length, or a single image."
-            )
-    original = original.to(base.device, base.dtype)
-    dreamed_size = tuple(dreamed.shape[-2:])
-    lost = resize(original, shape) - resize(resize(original, dreamed_size), shape)
-    return (base + strength * lost).clamp(0.0, 1.0)
-
-
-def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
-    """A normalised 1-D Gaussian `[K]` for a separable blur (made once per dream)."""
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def _blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of `[B, C, H, W]`, reflecting at the borders."""
-    channels, radius = image.shape[1], kernel.numel() // 2
-    radius_h, radius_w = min(radius, image.shape[-2] - 1), min(radius, image.shape[-1] - 1)
-    k = kernel.to(image.dtype)
-    x = F.pad(image, (0, 0, radius_h, radius_h), mode="reflect")
-    x = F.conv2d(x, k[radius - radius_h : radius + radius_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1),
-                 groups=channels)  # fmt: skip
-    x = F.pad(x, (radius_w, radius_w, 0, 0), mode="reflect")
-    return F.conv2d(x, k[radius - radius_w : radius + radius_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1),
-                    groups=channels)  # fmt: skip

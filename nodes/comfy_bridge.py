@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import torch
 
-from ..dream_core.engine import DreamSettings
 from ..dream_core.imageio import to_pil
 from ..dream_core.memory import estimate_dream_memory
+from ..dream_core.options import DreamSettings
 from ..dream_core.weights import CHECKPOINT_SUFFIXES
 
 log = logging.getLogger(__name__)

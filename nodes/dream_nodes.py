@@ -6,8 +6,9 @@ import torch
 
 from ..dream_core import DreamSettings, dream
 from ..dream_core import options as option_table
-from ..dream_core.engine import octave_shapes, reinject_detail, resize
+from ..dream_core.engine import octave_shapes
 from ..dream_core.errors import DreamError
+from ..dream_core.imageops import reinject_detail, resize
 from . import comfy_bridge
 
 CATEGORY = "DeepDream"

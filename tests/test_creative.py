@@ -12,7 +12,7 @@ from conftest import pack_module
 
 from dream_core import DreamCancelled, DreamError, DreamSettings, UnknownLayerError, dream
 from dream_core.animation import FrameCollector, dream_frames, dream_zoom, zoom_transform
-from dream_core.engine import resize
+from dream_core.imageops import resize
 from dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

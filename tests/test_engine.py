@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dream_core import DreamCancelled, DreamError, DreamSettings, dream, objective, octave_shapes
-from dream_core.engine import resize
+from dream_core.imageops import resize
 
 FAST = DreamSettings(octaves=2, octave_scale=1.4, iterations=3, step=0.02, max_loss=0.0, jitter=8, seed=1)
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}

@@ -22,8 +22,8 @@ from dream_core import (
     layer_catalogue,
     load_feature_model,
 )
-from dream_core.engine import DreamSettings
 from dream_core.models import ZOO
+from dream_core.options import DreamSettings
 
 
 def test_inception_v3_answers_to_keras_mixed_names():

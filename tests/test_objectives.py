@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dream_core import DreamError, DreamSettings, UnknownLayerError, dream, objective
-from dream_core.engine import LUMA, transfer_colors
+from dream_core.imageops import LUMA, transfer_colors
 from dream_core.objectives import guide_features, guide_similarity, total_variation
 
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
