@@ -265,44 +265,13 @@ def dream(
     before every step, and a true answer raises `DreamCancelled`.
     """
     settings = (settings or DreamSettings()).validate()
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0 or 0 in images.shape[-2:]:
-        raise DreamError(f"Expected RGB images [B, 3, H, W] with B, H, W > 0; got shape {tuple(images.shape)}.")
-    if not images.is_floating_point():
-        raise DreamError(f"Expected float images in 0..1; got {images.dtype}. Convert with image.float() / 255.")
-    # Two reductions instead of full-size masks or copies: at 8K each copy is 0.8 GB.
-    low, high = torch.aminmax(images)
-    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
-        bad = int((~torch.isfinite(images)).sum())
-        log.warning("The image has %d NaN or infinite values; they were replaced (NaN -> 0, inf -> 1).", bad)
-        images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
-    elif low < 0 or high > 1:
-        images = images.clamp(0.0, 1.0)
-    if not layer_weights and not regions:
-        raise DreamError("No layers to dream with: give at least one layer and its weight.")
-    weights = model.resolve_weights(layer_weights)
-    region_terms = [(region_mask, model.resolve_weights(region_weights)) for region_mask, region_weights in regions]
-    region_terms = [(region_mask, terms) for region_mask, terms in region_terms if terms]
-    if not weights and not region_terms:
-        log.warning("All layer weights are zero: the image is returned unchanged.")
-    out_device = images.device
+    images = _sanitised(images)
+    weights, region_terms = _resolved_objective(model, layer_weights, regions)
     height, width = images.shape[-2:]
     if min(height, width) < model.spec.min_size:
         return _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop)
-    shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)
-    if len(shapes) < settings.octaves:
-        log.warning(
-            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
-            settings.octaves - len(shapes),
-            settings.octaves,
-            model.spec.min_size,
-            model.name,
-        )
+    shapes = _octave_plan(height, width, model, settings)
     iterations = settings.iterations if weights or region_terms else 0
-    total = len(shapes) * iterations
-    step_size = settings.step * STEP_SCALE
-
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
     with torch.inference_mode(False), torch.enable_grad():
@@ -318,56 +287,124 @@ def dream(
         if ascent is not None:
             ascent.should_stop = should_stop
         try:
-            shrunk_original = resize(original, shapes[0])
-            image = shrunk_original.clone()  # stepped in place from here on
-            octave_images: list[torch.Tensor] = []
-            done = 0
-            for index, shape in enumerate(shapes):
-                image = resize(image, shape)
-                octave_mask = resize(full_mask, shape) if full_mask is not None else None
-                if ascent is not None:
-                    ascent.region_masks = [resize(region_mask, shape) for region_mask, _ in full_regions]
-                for i in range(iterations):
-                    if should_stop is not None and should_stop():
-                        raise DreamCancelled("The dream was cancelled.")
-                    loss, grad = ascent.gradient(image)
-                    # Keras checks the loss before stepping; per image here, so a
-                    # batch gives what each image would give alone.
-                    active = loss <= settings.max_loss if settings.max_loss > 0 else None
-                    if active is not None and not bool(active.any()):
-                        done += iterations - i
-                        if on_progress is not None:
-                            on_progress(done, total, image)
-                        break
-                    # In place: at 8K every full-size temporary costs most of a gigabyte.
-                    grad.mul_(step_size)
-                    if active is not None:
-                        grad.mul_(active.view(-1, 1, 1, 1).to(grad.dtype))
-                    if octave_mask is not None:
-                        grad.mul_(octave_mask)
-                    if settings.keep_colors == "luminance":
-                        # The same change on R, G and B moves the brightness only.
-                        grad.copy_((grad * LUMA.to(grad)).sum(dim=1, keepdim=True).expand_as(grad))
-                    image.add_(grad).clamp_(0.0, 1.0)
-                    del grad
-                    done += 1
-                    if on_progress is not None:
-                        on_progress(done, total, image)
-                if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
-                    same_size_original = resize(original, shape)
-                    image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
-                    shrunk_original = same_size_original
-                last = index == len(shapes) - 1
-                if settings.keep_colors == "transfer":
-                    octave_image = transfer_colors(image, resize(original, shape))
-                else:  # earlier octaves are copied: the next octave may step the same tensor
-                    octave_image = image.detach() if last else image.detach().clone()
-                octave_images.append(octave_image.to(out_device))
+            octave_images, done = _octaves(original, shapes, iterations, ascent, settings, full_mask,
+                                           on_progress, should_stop, images.device)  # fmt: skip
         finally:
             if ascent is not None:
                 ascent.close()
-        final = octave_images[-1] if settings.keep_colors == "transfer" else image.detach().to(out_device)
-    return DreamResult(images=final, octave_images=octave_images, steps_done=done)
+    return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
+
+
+def _sanitised(images: torch.Tensor) -> torch.Tensor:
+    """The input as a checked float batch `[B, 3, H, W]` in 0..1: NaN/inf replaced (and reported)."""
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0 or 0 in images.shape[-2:]:
+        raise DreamError(f"Expected RGB images [B, 3, H, W] with B, H, W > 0; got shape {tuple(images.shape)}.")
+    if not images.is_floating_point():
+        raise DreamError(f"Expected float images in 0..1; got {images.dtype}. Convert with image.float() / 255.")
+    # Two reductions instead of full-size masks or copies: at 8K each copy is 0.8 GB.
+    low, high = torch.aminmax(images)
+    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+        bad = int((~torch.isfinite(images)).sum())
+        log.warning("The image has %d NaN or infinite values; they were replaced (NaN -> 0, inf -> 1).", bad)
+        return torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+    if low < 0 or high > 1:
+        return images.clamp(0.0, 1.0)
+    return images
+
+
+def _resolved_objective(model: FeatureModel, layer_weights, regions) -> tuple[dict, list]:
+    """The layer weights and the regions' weights checked against the model; empty regions dropped."""
+    if not layer_weights and not regions:
+        raise DreamError("No layers to dream with: give at least one layer and its weight.")
+    weights = model.resolve_weights(layer_weights)
+    region_terms = [(region_mask, model.resolve_weights(region_weights)) for region_mask, region_weights in regions]
+    region_terms = [(region_mask, terms) for region_mask, terms in region_terms if terms]
+    if not weights and not region_terms:
+        log.warning("All layer weights are zero: the image is returned unchanged.")
+    return weights, region_terms
+
+
+def _octave_plan(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> list[tuple[int, int]]:
+    """The octaves' shapes, smallest first; those the network cannot take are skipped, with a warning."""
+    shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)
+    if len(shapes) < settings.octaves:
+        log.warning(
+            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
+            settings.octaves - len(shapes), settings.octaves, model.spec.min_size, model.name,
+        )  # fmt: skip
+    return shapes
+
+
+def _octaves(
+    original: torch.Tensor,
+    shapes: list[tuple[int, int]],
+    iterations: int,
+    ascent: _Ascent | None,
+    settings: DreamSettings,
+    full_mask: torch.Tensor | None,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCallback | None,
+    out_device: torch.device,
+) -> tuple[list[torch.Tensor], int]:
+    """The octave loop: ascend at each size, smallest first, re-injecting the lost detail between sizes.
+
+    Returns the image after each octave (on `out_device`) and the steps done.
+    """
+    total = len(shapes) * iterations
+    shrunk_original = resize(original, shapes[0])
+    image = shrunk_original.clone()  # stepped in place from here on
+    octave_images: list[torch.Tensor] = []
+    done = 0
+    for index, shape in enumerate(shapes):
+        image = resize(image, shape)
+        octave_mask = resize(full_mask, shape) if full_mask is not None else None
+        if ascent is not None:
+            ascent.region_masks = [resize(region_mask, shape) for region_mask, _ in ascent.regions]
+        for i in range(iterations):
+            if should_stop is not None and should_stop():
+                raise DreamCancelled("The dream was cancelled.")
+            if not _step(image, ascent, settings, octave_mask):
+                done += iterations - i  # every image is past max_loss: the octave ends
+                if on_progress is not None:
+                    on_progress(done, total, image)
+                break
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total, image)
+        if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
+            same_size_original = resize(original, shape)
+            image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
+            shrunk_original = same_size_original
+        last = index == len(shapes) - 1
+        if settings.keep_colors == "transfer":
+            octave_image = transfer_colors(image, resize(original, shape))
+        else:  # earlier octaves are copied: the next octave may step the same tensor
+            octave_image = image.detach() if last else image.detach().clone()
+        octave_images.append(octave_image.to(out_device))
+    return octave_images, done
+
+
+def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: torch.Tensor | None) -> bool:
+    """One ascent step on `image`, in place; False (and no step) once every image's loss passed max_loss."""
+    loss, grad = ascent.gradient(image)
+    # Keras checks the loss before stepping; per image here, so a batch gives what
+    # each image would give alone.
+    active = loss <= settings.max_loss if settings.max_loss > 0 else None
+    if active is not None and not bool(active.any()):
+        return False
+    # In place: at 8K every full-size temporary costs most of a gigabyte.
+    grad.mul_(settings.step * STEP_SCALE)
+    if active is not None:
+        grad.mul_(active.view(-1, 1, 1, 1).to(grad.dtype))
+    if mask is not None:
+        grad.mul_(mask)
+    if settings.keep_colors == "luminance":
+        # The same change on R, G and B moves the brightness only.
+        grad.copy_((grad * LUMA.to(grad)).sum(dim=1, keepdim=True).expand_as(grad))
+    image.add_(grad).clamp_(0.0, 1.0)
+    return True
 
 
 MAX_ENLARGED_SIDE = 16384
