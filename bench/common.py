@@ -59,7 +59,7 @@ def naive_step_factory(model_name: str, layers: dict[str, float], size: int, dev
     engine's step is measured against it on the same model, layers and size.
     """
     from dream_core.models import get_spec, layer_catalogue
-    from dream_core.objectives import weighted_loss
+    from dream_core.objectives import parse_term, weighted_loss
 
     spec = get_spec(model_name)
     torch.manual_seed(0)
@@ -75,6 +75,7 @@ def naive_step_factory(model_name: str, layers: dict[str, float], size: int, dev
         modules[info.module_path].register_forward_hook(
             lambda _m, _i, out, name=name: features.__setitem__(name, out) and None
         )
+    terms = {parse_term(name): weight for name, weight in layers.items()}  # features are keyed by these names
     mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
     image = torch.rand(1, 3, size, size, device=device)
@@ -83,7 +84,7 @@ def naive_step_factory(model_name: str, layers: dict[str, float], size: int, dev
         nonlocal image
         img = image.detach().requires_grad_(True)
         net((img - mean) / std)
-        loss = weighted_loss(features, layers, "l2").sum()
+        loss = weighted_loss(features, terms, "l2").sum()
         net.zero_grad(set_to_none=True)
         loss.backward()
         grad = img.grad / img.grad.abs().mean().clamp_min(1e-7)

@@ -580,7 +580,7 @@ def load_feature_model(
     """Build a zoo model and load its weights; the result is frozen and in eval mode.
 
     `fold_batchnorm` folds each BatchNorm into the convolution before it (the same
-    arithmetic in eval mode, and steps about 1.1-1.2x faster); training needs them apart.
+    arithmetic in eval mode with one layer fewer per pair); training needs them apart.
     `learning_phase` (Keras' word): ``"inference"``, BatchNorm normalises with the
     statistics learnt in training (the classic dream); ``"training"``, with each dreamed
     image's own statistics (Keras' learning phase 1, as in the R DeepDream recipe).
