@@ -20,12 +20,26 @@ from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, 
 from .errors import DreamError
 from .imageops import resize
 from .models import FeatureModel
+from .options import Option
 
 FrameCallback = Callable[[int, torch.Tensor], None]
 """`on_frame(index, frame)`: called with each finished frame `[B, 3, H, W]` of an animation."""
 
 SEED_RANGE = 2**64
 """Seeds wrap around here (the largest seed ComfyUI offers is 2**64 - 1)."""
+
+
+ZOOM_OPTIONS = (
+    Option("frames", 12, "Number of frames; each is one dream.", minimum=1, maximum=1000),
+    Option("zoom", 1.05, "Zoom per frame about the centre: above 1 flies in, below 1 backs out (the edges are "
+           "mirrored in).", minimum=0.5, maximum=2.0, step=0.005),
+    Option("angle", 0.0, "Turn per frame in degrees, counter-clockwise.", minimum=-180.0, maximum=180.0, step=0.5),
+    Option("shift_x", 0.0, "Move the picture right by this many pixels per frame (negative: left).",
+           minimum=-1024.0, maximum=1024.0, step=0.5),
+    Option("shift_y", 0.0, "Move the picture down by this many pixels per frame (negative: up).",
+           minimum=-1024.0, maximum=1024.0, step=0.5),
+)  # fmt: skip
+"""The zoom's own options (beyond the dream's): one table for the DreamZoom node and the zoom command."""
 
 
 def zoom_transform(

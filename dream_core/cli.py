@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import options as option_table
-from .animation import dream_frames, dream_zoom
+from .animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from .engine import DreamSettings, dream
 from .errors import DreamError
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
@@ -236,6 +236,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoom(args: argparse.Namespace) -> int:
+    for opt in ZOOM_OPTIONS:
+        problem = opt.problem(getattr(args, opt.name))
+        if problem:
+            raise DreamError(f"{opt.flag}: {problem}.")
     image = load_image(args.input)
     job = prepare_dream(args)
     frames = dream_zoom(image, job.model, job.layers, job.settings, args.frames, args.zoom, args.angle,
@@ -343,11 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoom", help="the infinite zoom: dream, zoom in, dream again; write an animated WEBP")
     p.add_argument("input", help="image file")
     p.add_argument("-o", "--output", required=True, help="animated .webp (or a folder for PNG frames)")
-    p.add_argument("--frames", type=int, default=24, help="number of frames (default 24)")
-    p.add_argument("--zoom", type=float, default=1.05, help="zoom per frame (default 1.05)")
-    p.add_argument("--angle", type=float, default=0.0, help="rotation per frame in degrees (default 0)")
-    p.add_argument("--shift-x", type=float, default=0.0, help="shift per frame in px (default 0)")
-    p.add_argument("--shift-y", type=float, default=0.0, help="shift per frame in px (default 0)")
+    for opt in ZOOM_OPTIONS:
+        p.add_argument(opt.flag, type=opt.kind, default=opt.default, metavar=opt.name.upper(),
+                       help=f"{opt.help} (default {opt.default})")  # fmt: skip
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
     _add_dream_options(p)
     p.set_defaults(func=_cmd_zoom)

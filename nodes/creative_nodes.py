@@ -8,7 +8,7 @@ changed where the node repeats the dream many times.
 from __future__ import annotations
 
 from ..dream_core import DEFAULT_MODEL, ZOO
-from ..dream_core.animation import dream_frames, dream_zoom
+from ..dream_core.animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
 from .dream_nodes import (
@@ -83,11 +83,10 @@ class LayerSweep:
             "optional": optional_inputs("mask", "guide"),
         }
 
-    def run(self, image, feature_model, layers: str, columns: int = 0, mask=None, guide=None, **options):
+    def run(self, image, feature_model, layers: str, columns: int = 0, **inputs):
         entries = parse_sweep(layers)
         sweep = [weights for _, weights in entries]
-        dreams = run_engine(layer_sweep, image, feature_model, sweep, options, dreams=len(entries), mask=mask,
-                            guide=guide)  # fmt: skip
+        dreams = run_engine(layer_sweep, image, feature_model, sweep, inputs, dreams=len(entries))
         batch = to_bchw(image).shape[0]
         dreams = dreams.to(comfy_bridge.output_device())
         labels = [label for _ in range(batch) for label, _ in entries]
@@ -135,22 +134,11 @@ class DreamFrames:
             "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
-    def run(
-        self,
-        image,
-        feature_model,
-        every_n_steps: int = 5,
-        layer_weights=None,
-        mask=None,
-        guide=None,
-        regions=None,
-        **options,
-    ):
+    def run(self, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs):
         out = comfy_bridge.output_device()
         result, frames = run_engine(
-            dream_frames, image, feature_model, dream_layers(feature_model, layer_weights, regions), options,
-            every_n_steps, mask=mask, guide=guide, regions=regions,
-            frames_device=out,  # frames wait off the GPU
+            dream_frames, image, feature_model, dream_layers(feature_model, layer_weights, inputs.get("regions")),
+            inputs, every_n_steps, frames_device=out,  # frames wait off the GPU
         )  # fmt: skip
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
@@ -179,74 +167,17 @@ class DreamZoom:
                 "image": IMAGE_INPUT,
                 "feature_model": FEATURE_MODEL_INPUT,
                 **dream_option_inputs(octaves=2, iterations=10),
-                "frames": (
-                    "INT",
-                    {"default": 12, "min": 1, "max": 1000, "tooltip": "Number of frames; each is one dream."},
-                ),
-                "zoom": (
-                    "FLOAT",
-                    {
-                        "default": 1.05,
-                        "min": 0.5,
-                        "max": 2.0,
-                        "step": 0.005,
-                        "tooltip": "Zoom per frame about the centre: above 1 flies in, below 1 backs out "
-                        "(the edges are mirrored in).",
-                    },
-                ),
-                "angle": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": -180.0,
-                        "max": 180.0,
-                        "step": 0.5,
-                        "tooltip": "Turn per frame in degrees, counter-clockwise.",
-                    },
-                ),
-                "shift_x": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": -1024.0,
-                        "max": 1024.0,
-                        "step": 0.5,
-                        "tooltip": "Move the picture right by this many pixels per frame (negative: left).",
-                    },
-                ),
-                "shift_y": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": -1024.0,
-                        "max": 1024.0,
-                        "step": 0.5,
-                        "tooltip": "Move the picture down by this many pixels per frame (negative: up).",
-                    },
-                ),
+                **{opt.name: opt.widget() for opt in ZOOM_OPTIONS},
             },
             "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
-    def run(
-        self,
-        image,
-        feature_model,
-        frames: int = 12,
-        zoom: float = 1.05,
-        angle: float = 0.0,
-        shift_x: float = 0.0,
-        shift_y: float = 0.0,
-        layer_weights=None,
-        mask=None,
-        guide=None,
-        regions=None,
-        **options,
-    ):
+    def run(self, image, feature_model, frames: int = 12, zoom: float = 1.05, angle: float = 0.0,
+            shift_x: float = 0.0, shift_y: float = 0.0, layer_weights=None, **inputs):  # fmt: skip
         out = comfy_bridge.output_device()
         animation = run_engine(
-            dream_zoom, image, feature_model, dream_layers(feature_model, layer_weights, regions), options,
-            frames, zoom, angle, shift_x, shift_y, dreams=frames, mask=mask, guide=guide, regions=regions,
+            dream_zoom, image, feature_model, dream_layers(feature_model, layer_weights, inputs.get("regions")),
+            inputs, frames, zoom, angle, shift_x, shift_y, dreams=frames,
             frames_device=out,  # finished frames wait off the GPU
         )  # fmt: skip
         return (to_bhwc(animation).to(out),)

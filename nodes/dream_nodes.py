@@ -103,18 +103,20 @@ def total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
     return len(shapes) * settings.iterations
 
 
-def run_engine(function, image, feature_model, objective, options: dict, *args, dreams: int = 1, mask=None,
-               guide=None, regions=None, **kwargs):
+def run_engine(function, image, feature_model, objective, inputs: dict, *args, dreams: int = 1, **kwargs):
     """The one path from a dream node's inputs to an engine call on ComfyUI's device.
 
     `function(images, model, objective, settings, *args, ...)` is `dream` or one of its
     relatives (`layer_sweep`, `dream_frames`, `dream_zoom`); `objective` is the layer
     weights, or a list of them for a sweep; `options` the node's dream-option widgets;
-    `dreams` how many dreams the function makes (for the progress bar). It gets
-    ComfyUI's progress bar with preview, its Cancel, the device and memory handling,
-    and the connected mask, guide and regions.
+    `inputs` the node's dream-option widgets and whichever of mask, guide and regions
+    are connected; `dreams` how many dreams the function makes (for the progress bar).
+    It gets ComfyUI's progress bar with preview, its Cancel, and the device and memory
+    handling.
     """
-    settings = DreamSettings().with_options(**options)
+    inputs = dict(inputs)
+    mask, guide, regions = (inputs.pop(name, None) for name in ("mask", "guide", "regions"))
+    settings = DreamSettings().with_options(**inputs)
     images = to_bchw(image)
     weights = objective if isinstance(objective, list) else [objective]
     terms = dream_terms([term for layer_weights in weights for term in layer_weights], regions)
@@ -158,9 +160,9 @@ class OctaveDream:
             "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
         }
 
-    def run(self, image, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **options):
-        layers = dream_layers(feature_model, layer_weights, regions)
-        result = run_engine(dream, image, feature_model, layers, options, mask=mask, guide=guide, regions=regions)
+    def run(self, image, feature_model, layer_weights=None, **inputs):
+        layers = dream_layers(feature_model, layer_weights, inputs.get("regions"))
+        result = run_engine(dream, image, feature_model, layers, inputs)
         out = comfy_bridge.output_device()
         frames = _octave_batch(result.octave_images, tuple(result.images.shape[-2:]))
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
