@@ -51,11 +51,14 @@ class LoadFeatureModel:
                         "models/deepdream trained as this architecture (any number of classes).",
                     },
                 ),
+            },
+            # Optional, so that workflows saved before it existed still load and run unchanged.
+            "optional": {
                 "learning_phase": (
                     list(LEARNING_PHASES),
                     {"default": LEARNING_PHASES[0], "tooltip": LEARNING_PHASE_HELP},
                 ),
-            }
+            },
         }
 
     @classmethod
