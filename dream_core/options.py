@@ -142,9 +142,47 @@ class DreamSettings:
         return replace(self, **options)
 
 
-OPTIONS: tuple[Option, ...] = tuple(replace(f.metadata["option"], name=f.name) for f in fields(DreamSettings))
+def table(settings_class: type) -> tuple[Option, ...]:
+    """The options of a settings dataclass whose fields were made with `option`, in field order."""
+    return tuple(replace(f.metadata["option"], name=f.name) for f in fields(settings_class))
+
+
+OPTIONS: tuple[Option, ...] = table(DreamSettings)
 """The table, in the order of `DreamSettings`' fields."""
 OPTION_NAMES = tuple(opt.name for opt in OPTIONS)
+
+FLOW_METHODS = ("auto", "dis", "ilk", "raft")
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a clip is dreamed frame after frame: each next frame starts from the previous
+    dream's change carried along the optical flow, so the patterns stay put."""
+
+    carry: float = option(1.0, "How much of the previous frame's dream is carried over along the motion: 1 = "
+                          "all (steady patterns), 0 = none (each frame dreamed alone, the patterns boil).",
+                          minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
+    next_iterations: int = option(4, "Ascent steps for every frame after the first (the first gets the full "
+                                  "dream): what came into view grows in over the next frames.", minimum=0,
+                                  maximum=1000)  # fmt: skip
+    next_octaves: int = option(1, "Octaves for every frame after the first; 1 dreams at full size only.",
+                               minimum=1, maximum=12)  # fmt: skip
+    flow: str = option("auto", "Optical flow: dis (OpenCV, CPU, fast), ilk (scikit-image, CPU), raft (torchvision, "
+                       "GPU, downloads its weights once); auto: dis if OpenCV is installed, else ilk.",
+                       choices=FLOW_METHODS)  # fmt: skip
+    occlusion_check: bool = option(True, "Dream pixels that the motion uncovered or hid afresh (forward-backward "
+                                   "flow check) instead of carrying over a wrong pattern.")  # fmt: skip
+
+    def validate(self) -> VideoSettings:
+        """Raise a `DreamError` naming the first option out of its range."""
+        for opt in VIDEO_OPTIONS:
+            problem = opt.problem(getattr(self, opt.name))
+            if problem:
+                raise DreamError(f"Invalid video settings: {problem} (got {getattr(self, opt.name)!r}).")
+        return self
+
+
+VIDEO_OPTIONS: tuple[Option, ...] = table(VideoSettings)
 
 
 def get_option(name: str) -> Option:

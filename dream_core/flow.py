@@ -1,0 +1,121 @@
+"""Optical flow between video frames, from well-kept libraries (none is written here).
+
+`dis`: OpenCV's DIS flow (no weights, CPU, about 10 ms at 512 px); `ilk`: scikit-image's
+iterative Lucas-Kanade (no weights, CPU, slower); `raft`: torchvision's RAFT (GPU,
+its weights downloaded once like the ImageNet ones). OpenCV is used when it is already
+installed (any of its packages) and is never a requirement: installing
+`opencv-python-headless` beside a user's `opencv-python` breaks both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DreamError, WeightsNotFoundError
+
+FlowFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resolve_flow_method(method: str) -> str:
+    """The method 'auto' stands for here: dis if OpenCV can be imported, else ilk."""
+    if method != "auto":
+        return method
+    return "dis" if importlib.util.find_spec("cv2") is not None else "ilk"
+
+
+def _grey_u8(image: torch.Tensor) -> np.ndarray:
+    grey = (image[0].float().cpu() * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    return (grey.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _dis() -> FlowFunction:
+    try:
+        import cv2
+    except ImportError as error:
+        raise DreamError(
+            "flow 'dis' needs OpenCV, which is not installed. Install opencv-python-headless (or opencv-python if "
+            "other software uses it; never both), or choose flow 'ilk'."
+        ) from error
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(dis.calc(_grey_u8(a), _grey_u8(b), None)).permute(2, 0, 1).contiguous()
+
+    return flow
+
+
+def _ilk() -> FlowFunction:
+    try:
+        from skimage.registration import optical_flow_ilk
+    except ImportError as error:
+        raise DreamError("flow 'ilk' needs scikit-image: pip install scikit-image, or choose flow 'dis'.") from error
+
+    def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # scikit-image's (v, u) at the reference's pixels registers the moving image onto it:
+        # moving(x + (u, v)) = reference(x), i.e. the reference -> moving flow, as DIS gives.
+        v, u = optical_flow_ilk(_grey_u8(a).astype(np.float32) / 255, _grey_u8(b).astype(np.float32) / 255,
+                                radius=7)  # fmt: skip
+        return torch.from_numpy(np.stack([u, v])).float()
+
+    return flow
+
+
+def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> FlowFunction:
+    import torchvision
+    from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
+
+    weights = Raft_Small_Weights.C_T_V2
+    folders = [Path(weights_dir)] if isinstance(weights_dir, (str, os.PathLike)) else [
+        Path(d) for d in (weights_dir or [Path(torch.hub.get_dir()) / "checkpoints"])]  # fmt: skip
+    filename = weights.url.rsplit("/", 1)[-1]
+    found = next((folder / filename for folder in folders if (folder / filename).is_file()), None)
+    try:
+        if found is not None:
+            state = torch.load(found, map_location="cpu", weights_only=True)
+        else:
+            folders[0].mkdir(parents=True, exist_ok=True)
+            state = torch.hub.load_state_dict_from_url(weights.url, model_dir=str(folders[0]), map_location="cpu",
+                                                       weights_only=True)  # fmt: skip
+    except Exception as error:  # any network or disk failure ends in the same advice
+        raise WeightsNotFoundError(
+            f"RAFT's weights are not on disk and could not be downloaded ({type(error).__name__}). Download "
+            f"{weights.url} and put the file {filename} into the folder {folders[0]}, or choose flow 'dis' or 'ilk'."
+        ) from error
+    with torch.inference_mode(False):
+        net = raft_small(weights=None).eval().requires_grad_(False)
+        net.load_state_dict(state)
+        net.to(device)
+    del torchvision
+
+    @torch.no_grad()
+    def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        height, width = a.shape[-2:]
+        size = (max(128, (height + 7) // 8 * 8), max(128, (width + 7) // 8 * 8))  # RAFT takes multiples of 8
+        pair = [F.interpolate(x.to(device, torch.float32), size=size, mode="bilinear", align_corners=False) * 2 - 1
+                for x in (a, b)]  # fmt: skip
+        estimate = net(pair[0], pair[1], num_flow_updates=12)[-1]
+        estimate = F.interpolate(estimate, size=(height, width), mode="bilinear", align_corners=False)
+        scale = torch.tensor([width / size[1], height / size[0]], device=estimate.device).view(1, 2, 1, 1)
+        return (estimate * scale)[0].cpu()
+
+    return flow
+
+
+def flow_function(method: str, device: torch.device | str = "cpu", weights_dir=None) -> FlowFunction:
+    """`flow(a, b)`: the optical flow `[2, H, W]` (dx, dy in pixels) from frame `a` to frame `b`
+    (`[1, 3, H, W]` in 0..1): the pixel at x in `a` moves to x + flow(x) in `b`."""
+    method = resolve_flow_method(method)
+    if method == "dis":
+        return _dis()
+    if method == "ilk":
+        return _ilk()
+    if method == "raft":
+        return _raft(torch.device(device), weights_dir)
+    raise DreamError(f"Unknown flow method {method!r}; choose auto, dis, ilk or raft.")

@@ -1,0 +1,127 @@
+"""Dreaming a clip so the patterns stay put: the previous dream carried along the optical flow.
+
+Each next frame starts from the previous dream's change (dream minus frame) warped along
+the motion onto it (Ruder et al., "Artistic style transfer for videos", 2016, as the
+optical-flow DeepDream video scripts do); pixels the motion uncovered or hid, found by a
+forward-backward flow check, start from the plain frame and are dreamed afresh. The
+first frame gets the full dream, the others a few steps. Frames stream through one at a
+time: memory does not grow with the clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .engine import DreamResult, ProgressCallback, StopCallback, dream, octave_shapes
+from .errors import DreamCancelled, DreamError
+from .flow import FlowFunction, flow_function
+from .models import FeatureModel
+from .options import DreamSettings, VideoSettings
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """`image` `[B, C, H, W]` sampled at x + flow(x): what lands on each pixel (`flow` `[2, H, W]`, pixels)."""
+    height, width = image.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                            indexing="ij")  # fmt: skip
+    flow = flow.to(torch.float32).cpu()
+    grid_x = (xs + flow[0]) * (2 / max(width - 1, 1)) - 1
+    grid_y = (ys + flow[1]) * (2 / max(height - 1, 1)) - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0).to(image.device, image.dtype)
+    grid = grid.expand(image.shape[0], -1, -1, -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """`[1, 1, H, W]`: 1 where the backward flow (new -> old frame) and the forward flow (old -> new)
+    agree, 0 where a pixel was uncovered or hidden (Ruder et al.'s forward-backward check)."""
+    there = warp(forward.unsqueeze(0), backward)[0]  # the forward flow where each new pixel came from
+    mismatch = (backward + there).square().sum(0)
+    bound = 0.01 * (backward.square().sum(0) + there.square().sum(0)) + 0.5
+    return (mismatch <= bound).to(torch.float32).view(1, 1, *backward.shape[-2:])
+
+
+def frame_steps(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> int:
+    """Ascent steps of one frame's dream."""
+    return len(octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)) * (
+        settings.iterations
+    )
+
+
+def dream_video(
+    frames: Iterable[torch.Tensor],
+    model: FeatureModel,
+    layer_weights: Mapping[str, float],
+    settings: DreamSettings | None = None,
+    video: VideoSettings | None = None,
+    *,
+    frame_count: int | None = None,
+    mask: torch.Tensor | None = None,
+    guide: torch.Tensor | None = None,
+    regions: Sequence = (),
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+    flow: FlowFunction | None = None,
+    weights_dir=None,
+) -> Iterator[torch.Tensor]:
+    """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
+
+    A generator: one dreamed frame out (on the frame's device) for each frame in. The
+    first frame gets `settings`; every later one starts from the previous dream carried
+    along the flow (`video.carry`) and gets `video.next_iterations` steps over
+    `video.next_octaves` octaves; with `carry` 0 every frame is dreamed alone with
+    `settings`. `mask` `[M, H, W]` gives frame i the mask i mod M (one for all, or one
+    per frame). `on_progress(step, total, preview)` counts steps over the whole clip
+    (`frame_count` frames, if given); `should_stop` is checked within every frame.
+    """
+    settings = (settings or DreamSettings()).validate()
+    video = (video or VideoSettings()).validate()
+    later = settings.with_options(iterations=video.next_iterations, octaves=video.next_octaves)
+    if video.carry == 0:
+        later = settings
+    estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (frame, its dream's change)
+    done = 0
+    for index, frame in enumerate(frames):
+        if should_stop is not None and should_stop():
+            raise DreamCancelled("The dream was cancelled.")
+        if frame.ndim == 3:
+            frame = frame.unsqueeze(0)
+        frame = frame.float()
+        if previous is not None and frame.shape != previous[0].shape:
+            raise DreamError(f"Frame {index} is {tuple(frame.shape[-2:])}, the clip's first was "
+                             f"{tuple(previous[0].shape[-2:])}: every frame must have the same size.")  # fmt: skip
+        start, frame_settings = frame, settings if previous is None else later
+        if previous is not None and estimate is not None:
+            old_frame, old_change = previous
+            backward = estimate(frame, old_frame)
+            carried = warp(old_change, backward)
+            if video.occlusion_check:
+                carried = carried * reliable(backward, estimate(old_frame, frame)).to(carried.device)
+            start = (frame + video.carry * carried).clamp(0.0, 1.0)
+        steps = frame_steps(*frame.shape[-2:], model, frame_settings)
+        total = None
+        if frame_count is not None:
+            first = frame_steps(*frame.shape[-2:], model, settings)
+            total = first + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
+
+        def report(step: int, _total: int, image: torch.Tensor, offset: int = done, total=total, steps=steps) -> None:
+            if on_progress is not None:
+                on_progress(offset + step, total if total is not None else offset + steps, image)
+
+        frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
+        result: DreamResult = dream(start, model, layer_weights, frame_settings, mask=frame_mask, guide=guide,
+                                    regions=regions, on_progress=report, should_stop=should_stop)  # fmt: skip
+        done += steps
+        dreamed = result.images
+        previous = (frame, (dreamed - frame.to(dreamed.device)).detach())
+        yield dreamed
+
+
+def stream_batch(images: torch.Tensor, convert: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The frames of a batch one at a time, each converted on its own (no second copy of the clip)."""
+    for index in range(images.shape[0]):
+        yield convert(images[index : index + 1])
