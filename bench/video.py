@@ -32,7 +32,7 @@ from common import THREADS
 import torch
 import torch.nn.functional as F
 
-from dream_core import DreamSettings, get_preset, load_feature_model
+from dream_core import get_preset, load_feature_model
 from dream_core.imageio import load_image
 from dream_core.options import VideoSettings
 from dream_core.video import dream_video, warp
