@@ -1,0 +1,130 @@
+"""Video: warping, the flow check, streaming, and dreams that hold still along the motion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dream_core import DreamCancelled, DreamError, DreamSettings
+from dream_core.flow import flow_function, resolve_flow_method
+from dream_core.options import VideoSettings
+from dream_core.video import dream_video, reliable, warp
+
+FAST = DreamSettings(octaves=2, iterations=8, step=0.02, seed=1, precision="fp32")
+LAYERS = {"blocks.6": 1.0, "blocks.8": 1.0}
+
+
+def pan(photo: torch.Tensor, count: int, speed: int = 4, size: int = 80) -> list[torch.Tensor]:
+    """A camera moving right by `speed` px per frame: frame t's pixel x shows the photo at x + speed * t."""
+    wide = F.interpolate(photo, size=(size, size + speed * count), mode="area")
+    return [wide[..., speed * t : speed * t + size].contiguous() for t in range(count)]
+
+
+def temporal_error(dreams: list[torch.Tensor], speed: int) -> float:
+    """Mean |dream_t - dream_{t-1} moved by the known pan| over pixels seen in both frames."""
+    errors = [(dreams[t][..., : -speed] - dreams[t - 1][..., speed:]).abs().mean() for t in range(1, len(dreams))]
+    return float(sum(errors) / len(errors))
+
+
+def test_warp_moves_pixels_along_the_flow():
+    image = torch.rand(1, 3, 20, 30)
+    flow = torch.zeros(2, 20, 30)
+    flow[0] = 3.0  # each pixel takes what is 3 px to its right
+    moved = warp(image, flow)
+    assert torch.allclose(moved[..., :-3], image[..., 3:], atol=1e-5)
+
+
+def test_the_flow_check_marks_pixels_whose_flows_disagree():
+    backward = torch.zeros(2, 16, 16)
+    backward[0] = 2.0
+    forward = -backward.clone()
+    assert reliable(backward, forward).min() == 1.0
+    forward[:, 4:8, 4:8] = 5.0  # an object that moved differently: hidden or uncovered
+    marks = reliable(backward, forward)[0, 0]
+    assert marks[5, 3] == 0 and marks[12, 12] == 1
+
+
+@pytest.mark.parametrize("method", ["ilk", "dis"])
+def test_each_flow_method_finds_a_pan(small_photo, method):
+    if method == "dis":
+        pytest.importorskip("cv2")
+    frames = pan(small_photo, 2, speed=4, size=96)
+    flow = flow_function(method)(frames[0], frames[1])
+    assert flow.shape == (2, 96, 96)
+    middle = flow[:, 24:72, 24:72]
+    assert abs(float(middle[0].median()) + 4) < 0.6 and abs(float(middle[1].median())) < 0.6  # content moves left
+
+
+def test_frames_stream_through_one_at_a_time(lite0, small_photo):
+    frames = pan(small_photo, 4)
+    pulled = []
+
+    def source():
+        for frame in frames:
+            pulled.append(frame)
+            yield frame
+
+    video = dream_video(source(), lite0, LAYERS, FAST, VideoSettings(flow="ilk"))
+    first = next(video)
+    assert len(pulled) == 1 and first.shape == frames[0].shape
+    assert len(list(video)) == 3 and len(pulled) == 4
+
+
+def test_the_coherent_dream_holds_still_where_frame_by_frame_dreams_boil(lite0, small_photo):
+    frames = pan(small_photo, 5)
+    coherent = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="ilk")))
+    alone = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(carry=0.0)))
+    strength = [float((d - f).abs().mean()) for d, f in zip(coherent, frames, strict=True)]
+    assert temporal_error(coherent, 4) < 0.6 * temporal_error(alone, 4)
+    assert min(strength) > 0.6 * float((alone[0] - frames[0]).abs().mean())  # still a dream, frame after frame
+
+
+def test_carry_zero_dreams_every_frame_as_alone(lite0, small_photo):
+    from dream_core import dream
+
+    frames = pan(small_photo, 2)
+    out = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(carry=0.0)))
+    assert torch.equal(out[1], dream(frames[1], lite0, LAYERS, FAST).images)
+
+
+def test_a_mask_per_frame_or_one_for_all(lite0, small_photo):
+    frames = pan(small_photo, 2)
+    masks = torch.zeros(2, 80, 80)
+    masks[1, :, 40:] = 1.0  # frame 0 untouched, frame 1 dreams its right half
+    out = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="ilk"), mask=masks))
+    assert (out[0] - frames[0]).abs().max() < 2 / 255
+    assert (out[1][..., :30] - frames[1][..., :30]).abs().max() < 2 / 255
+    assert (out[1][..., 50:] - frames[1][..., 50:]).abs().mean() > 0.01
+
+
+def test_cancel_stops_within_a_frame_and_progress_counts_over_the_clip(lite0, small_photo):
+    frames = pan(small_photo, 3)
+    seen = []
+    with pytest.raises(DreamCancelled):
+        for _ in dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="ilk"), frame_count=3,
+                             on_progress=lambda step, total, _image: seen.append((step, total)),
+                             should_stop=lambda: len(seen) >= 18):  # fmt: skip
+            pass
+    total = 16 + 2 * 4  # the first frame's 2 octaves x 8, then 4 steps each
+    assert seen[0] == (1, total) and seen[-1][0] == 18
+
+
+def test_frames_of_different_sizes_and_unknown_flows_are_clear_errors(lite0, small_photo):
+    frames = [small_photo[..., :80, :80], small_photo[..., :64, :80]]
+    with pytest.raises(DreamError, match="same size"):
+        list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="ilk")))
+    with pytest.raises(DreamError, match="flow must be one of"):
+        VideoSettings(flow="magic").validate()
+    assert resolve_flow_method("ilk") == "ilk" and resolve_flow_method("auto") in ("dis", "ilk")
+
+
+def test_raft_offline_names_the_file_and_the_folder(monkeypatch, tmp_path):
+    from dream_core.errors import WeightsNotFoundError
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsNotFoundError, match=r"raft_small.*\.pth.*" + tmp_path.name):
+        flow_function("raft", "cpu", tmp_path)
