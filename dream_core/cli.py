@@ -1,4 +1,4 @@
-"""Command line: ``python -m dream_core dream|models|layers|presets``."""
+"""Command line: ``python -m dream_core dream|sweep|zoom|video|train|models|layers|presets``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from .options import Option
 from .presets import PRESETS, default_preset, get_preset
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
+from .video import dream_video
+from .videoio import VideoSink, VideoSource
 
 
 class ProgressBar:
@@ -63,7 +66,7 @@ class ProgressBar:
 def _preset_values(opt: Option) -> str:
     """Where presets give an option another value than the table: 'lite0: 0.015, google: 0.012'."""
     values = [f"{name}: {getattr(p.settings, opt.name)}" for name, p in PRESETS.items()
-              if getattr(p.settings, opt.name) != opt.default]  # fmt: skip
+              if getattr(p.settings, opt.name, opt.default) != opt.default]  # fmt: skip
     return ", ".join(values)
 
 
@@ -71,6 +74,17 @@ def _option_help(opt: Option) -> str:
     presets = _preset_values(opt)
     note = f"; presets set their own: {presets}" if presets else ""
     return f"{opt.help} (default {opt.default}{note})".replace("%", "%%")
+
+
+def _add_option_flags(p: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """A flag per option of a table; left out, it is None, so presets and defaults apply."""
+    for opt in options:
+        if opt.kind is bool:
+            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, default=None, help=_option_help(opt))
+        elif opt.choices:
+            p.add_argument(opt.flag, choices=opt.choices, help=_option_help(opt))
+        else:
+            p.add_argument(opt.flag, type=opt.kind, metavar=opt.name.upper(), help=_option_help(opt))
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
@@ -92,13 +106,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
                    help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
                    "repeat for several regions")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    for opt in option_table.OPTIONS:
-        if opt.kind is bool:
-            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, default=None, help=_option_help(opt))
-        elif opt.choices:
-            p.add_argument(opt.flag, choices=opt.choices, help=_option_help(opt))
-        else:
-            p.add_argument(opt.flag, type=opt.kind, metavar=opt.name.upper(), help=_option_help(opt))
+    _add_option_flags(p, option_table.OPTIONS)
     # Older spelling of --no-reinject-detail.
     p.add_argument("--no-reinject", dest="reinject_detail", action="store_const", const=False, default=None,
                    help=argparse.SUPPRESS)  # fmt: skip
@@ -255,6 +263,36 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_video(args: argparse.Namespace) -> int:
+    given = [opt.name for opt in option_table.VIDEO_OPTIONS if getattr(args, opt.name) is not None]
+    video = option_table.VideoSettings(**{name: getattr(args, name) for name in given}).validate()
+    source = VideoSource(args.input, fps=args.fps)
+    job = prepare_dream(args)
+    sink = VideoSink(args.output, source.rate, audio_from=source.path if source.has_audio else None)
+    started, written = time.monotonic(), 0
+    try:
+        frames = dream_video(source.frames(), job.model, job.layers, job.settings, video, weights_dir=args.weights_dir,
+                             **job.inputs())  # fmt: skip
+        for dreamed in frames:
+            sink.write(dreamed)
+            written += 1
+            elapsed = time.monotonic() - started
+            if source.count:
+                eta = elapsed / written * (source.count - written)
+                line = f"frame {written}/{source.count}  {elapsed:6.1f}s  eta {eta:6.1f}s"
+            else:
+                line = f"frame {written}  {elapsed:6.1f}s"
+            tty = sys.stderr.isatty()  # a terminal: one line redrawn; a log: a line per frame
+            print(("\r" if tty else "") + line, file=sys.stderr, end="" if tty else "\n")
+    finally:
+        sink.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"wrote {written} frames at {float(source.rate):g} fps to {args.output}"
+          + (" with the audio" if source.has_audio and not sink.to_folder else ""))  # fmt: skip
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, unfreeze=args.unfreeze,
                              seed=args.seed)  # fmt: skip
@@ -297,7 +335,7 @@ def _cmd_presets(_args: argparse.Namespace) -> int:
     return 0
 
 
-DREAM_COMMANDS = ("dream", "sweep", "zoom")
+DREAM_COMMANDS = ("dream", "sweep", "zoom", "video")
 
 
 def flags_markdown() -> str:
@@ -353,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
     _add_dream_options(p)
     p.set_defaults(func=_cmd_zoom)
+    p = sub.add_parser("video", help="dream a video (file or folder of frames) so its patterns follow the motion")
+    p.add_argument("input", help="video file (mp4, webm, mov, mkv, gif) or a folder of frames")
+    p.add_argument("-o", "--output", required=True, help="video file (same kinds; audio and frame rate kept) or a "
+                   "folder for PNG frames")  # fmt: skip
+    p.add_argument("--fps", type=float, help="frame rate of a folder of frames (default 24), or to override a file's")
+    _add_option_flags(p, option_table.VIDEO_OPTIONS)
+    _add_dream_options(p)
+    p.set_defaults(func=_cmd_video)
     p = sub.add_parser("train", help="fine-tune a classifier on a folder (one sub-folder per class)")
     p.add_argument("folder", help="folder with one sub-folder of pictures per class")
     p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")

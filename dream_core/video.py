@@ -37,11 +37,18 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     """`[1, 1, H, W]`: 1 where the backward flow (new -> old frame) and the forward flow (old -> new)
-    agree, 0 where a pixel was uncovered or hidden (Ruder et al.'s forward-backward check)."""
+    agree, 0 where a pixel was uncovered or hidden (Ruder et al.'s forward-backward check) or
+    came into the picture from outside it."""
+    height, width = backward.shape[-2:]
     there = warp(forward.unsqueeze(0), backward)[0]  # the forward flow where each new pixel came from
     mismatch = (backward + there).square().sum(0)
     bound = 0.01 * (backward.square().sum(0) + there.square().sum(0)) + 0.5
-    return (mismatch <= bound).to(torch.float32).view(1, 1, *backward.shape[-2:])
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                            indexing="ij")  # fmt: skip
+    source_x, source_y = xs + backward[0].cpu(), ys + backward[1].cpu()
+    # A pixel that came from outside the old frame (it entered the picture) has nothing to carry.
+    inside = (source_x >= 0) & (source_x <= width - 1) & (source_y >= 0) & (source_y <= height - 1)
+    return ((mismatch.cpu() <= bound.cpu()) & inside).to(torch.float32).view(1, 1, height, width)
 
 
 def frame_steps(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> int:

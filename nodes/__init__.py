@@ -6,6 +6,7 @@ from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 from .samples import register_sample_provider
 from .train_nodes import TrainFeatureModel
+from .video_nodes import DreamVideo
 
 register_model_folder()
 register_sample_provider()
@@ -19,6 +20,7 @@ NODE_CLASS_MAPPINGS = {
     "LayerSweep": LayerSweep,
     "DreamFrames": DreamFrames,
     "DreamZoom": DreamZoom,
+    "DreamVideo": DreamVideo,
     "TrainFeatureModel": TrainFeatureModel,
 }
 
@@ -31,5 +33,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LayerSweep": "Layer Sweep (DeepDream)",
     "DreamFrames": "Dream Frames (DeepDream)",
     "DreamZoom": "Dream Zoom (DeepDream)",
+    "DreamVideo": "Dream Video (DeepDream)",
     "TrainFeatureModel": "Train Feature Model (DeepDream)",
 }

@@ -88,8 +88,10 @@ def _random_lite0():
     return load_feature_model("efficientnet_lite0", "random")
 
 
+video_nodes = pack_module("nodes.video_nodes")
 NODE_CALLS = {  # node class, module whose engine function it calls, that function's name
     "OctaveDream": (dream_nodes, "dream"),
+    "DreamVideo": (video_nodes, "dream_video"),
     "LayerSweep": (creative_nodes, "layer_sweep"),
     "DreamFrames": (creative_nodes, "dream_frames"),
     "DreamZoom": (creative_nodes, "dream_zoom"),

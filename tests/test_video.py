@@ -39,7 +39,8 @@ def test_the_flow_check_marks_pixels_whose_flows_disagree():
     backward = torch.zeros(2, 16, 16)
     backward[0] = 2.0
     forward = -backward.clone()
-    assert reliable(backward, forward).min() == 1.0
+    agreed = reliable(backward, forward)[0, 0]
+    assert agreed[:, :14].min() == 1.0 and agreed[:, 14:].max() == 0.0  # the last 2 columns entered the picture
     forward[:, 4:8, 4:8] = 5.0  # an object that moved differently: hidden or uncovered
     marks = reliable(backward, forward)[0, 0]
     assert marks[5, 3] == 0 and marks[12, 12] == 1
@@ -128,3 +129,16 @@ def test_raft_offline_names_the_file_and_the_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsNotFoundError, match=r"raft_small.*\.pth.*" + tmp_path.name):
         flow_function("raft", "cpu", tmp_path)
+
+
+def test_the_dream_video_node_dreams_a_batch_of_frames_in_order(lite0, small_photo):
+    from conftest import pack_module
+
+    node = pack_module("nodes.video_nodes").DreamVideo
+    frames = torch.cat(pan(small_photo, 3)).permute(0, 2, 3, 1).contiguous()
+    before = frames.clone()
+    widgets = {n: spec[1]["default"] for n, spec in node.INPUT_TYPES()["required"].items() if "default" in spec[1]}
+    widgets.update(octaves=1, iterations=4, flow="ilk", precision="fp32")
+    (out,) = node().run(frames, lite0, **widgets)
+    assert out.shape == frames.shape and torch.equal(frames, before)
+    assert all(float((out[i] - frames[i]).abs().mean()) > 1e-3 for i in range(3))

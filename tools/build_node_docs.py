@@ -82,6 +82,18 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "`zoom` above 1 flies in; `angle` and the shifts turn and drift. Seeded: the same inputs give the same "
         "animation.",
     ),
+    "DreamVideo": (
+        [
+            ("gallery/video_coherent.webp", "Dream Video: the patterns move with the picture."),
+            ("gallery/video_alone.webp", "The same clip dreamed frame by frame (carry 0): the patterns boil."),
+        ],
+        "Load Video -> Get Video Components gives the frames (and the audio and frame rate for Create Video -> Save "
+        "Video afterwards). The first frame gets the full dream; every next one starts from the previous dream "
+        "moved along the optical flow and gets `next_iterations` more steps, so a long clip costs little more per "
+        "frame than a few steps. Flow `auto` uses OpenCV's DIS if OpenCV is installed, else scikit-image's; `raft` "
+        "needs a GPU and downloads its weights once. Frames are dreamed one at a time, so memory does not grow with "
+        "the clip.",
+    ),
     "TrainFeatureModel": (
         [
             ("gallery/trained_dots.jpg", "A network trained on the sample shapes, dreaming `class:dots`."),

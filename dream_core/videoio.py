@@ -1,0 +1,134 @@
+"""Video files and folders of frames, one frame at a time (PyAV), keeping frame rate and audio."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DreamError
+from .imageio import IMAGE_SUFFIXES, load_image, save_image
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
+_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9",
+           ".gif": "gif"}  # fmt: skip
+DEFAULT_FPS = 24
+
+
+def _av():
+    try:
+        import av
+    except ImportError as error:
+        raise DreamError("Video files need PyAV: pip install av (or pip install 'deepdream-nodes[video]').") from error
+    return av
+
+
+class VideoSource:
+    """The frames of a video file or of a folder of pictures, read lazily, with their frame rate."""
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        self.path = Path(path)
+        self.files: list[Path] = []
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise DreamError(f"{self.path} holds no pictures to use as frames.")
+            self.rate = Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
+            self.count: int | None = len(self.files)
+            self.has_audio = False
+            return
+        if not self.path.is_file():
+            raise DreamError(f"Input not found: {self.path}.")
+        av = _av()
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise DreamError(f"{self.path.name} has no video stream.")
+                stream = container.streams.video[0]
+                self.rate = Fraction(fps) if fps else (stream.average_rate or Fraction(DEFAULT_FPS))
+                self.count = stream.frames or None
+                self.has_audio = bool(container.streams.audio)
+        except av.error.FFmpegError as error:
+            raise DreamError(f"Cannot read the video {self.path.name}: {error}") from error
+
+    def frames(self) -> Iterator[torch.Tensor]:
+        """Each frame as `[1, 3, H, W]` in 0..1, decoded only when asked for."""
+        if self.files:
+            for file in self.files:
+                yield load_image(file)
+            return
+        av = _av()
+        with av.open(str(self.path)) as container:
+            for frame in container.decode(video=0):
+                rgb = frame.to_ndarray(format="rgb24")
+                yield torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+class VideoSink:
+    """Writes frames to a video file (codec from the suffix; the source's audio copied in) or, for a
+    path without a video suffix, to a folder of numbered PNG files."""
+
+    def __init__(self, path: str | os.PathLike, rate: Fraction, audio_from: Path | None = None) -> None:
+        self.path = Path(path)
+        self.rate = rate
+        self.audio_from = audio_from
+        self.count = 0
+        self.container = self.stream = None
+        self.audio_streams: dict = {}
+        self.to_folder = self.path.suffix.lower() not in VIDEO_SUFFIXES
+        if self.to_folder and self.path.suffix:
+            kinds = ", ".join(VIDEO_SUFFIXES)
+            raise DreamError(f"{self.path.name}: write a video ({kinds}) or a folder for PNG frames.")
+
+    def _open(self, height: int, width: int) -> None:
+        av = _av()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = self.path.suffix.lower()
+        self.container = av.open(str(self.path), "w")
+        self.stream = self.container.add_stream(_CODECS[suffix], rate=self.rate)
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "rgb8" if suffix == ".gif" else "yuv420p"
+        if self.audio_from is not None and suffix != ".gif":
+            with av.open(str(self.audio_from)) as source:
+                for audio in source.streams.audio:
+                    self.audio_streams[audio.index] = self.container.add_stream_from_template(audio)
+
+    def write(self, frame: torch.Tensor) -> None:
+        """Append one frame `[1, 3, H, W]` in 0..1."""
+        if self.to_folder:
+            save_image(frame[0], self.path / f"frame_{self.count:05d}.png")
+            self.count += 1
+            return
+        height, width = frame.shape[-2:]
+        if self.stream is None:
+            if self.path.suffix.lower() != ".gif" and (height % 2 or width % 2):
+                raise DreamError(f"Frames of {width}x{height} px cannot be encoded as {self.path.suffix} (it needs an "
+                                 "even width and height); write PNG frames to a folder instead.")  # fmt: skip
+            self._open(height, width)
+        av = _av()
+        rgb = (frame[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the source's audio in, and close the file."""
+        if self.container is None:
+            return
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        if self.audio_streams:
+            av = _av()
+            with av.open(str(self.audio_from)) as source:
+                for packet in source.demux(*[s for s in source.streams.audio if s.index in self.audio_streams]):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = self.audio_streams[packet.stream.index]
+                    self.container.mux(packet)
+        self.container.close()
+        self.container = None
