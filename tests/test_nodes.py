@@ -163,8 +163,11 @@ def test_example_workflows_use_only_existing_nodes_and_inputs(path):
             for name, spec in entry["input"].get(section, {}).items()
             if not build_workflows.is_widget(spec)
         }
+        widget_inputs = {name: spec[0] for section in ("required", "optional")
+                         for name, spec in entry["input"].get(section, {}).items()}  # fmt: skip
         for item in node["inputs"]:
-            assert link_inputs.get(item["name"]) == item["type"], f"{path.name}: {node['type']}.{item['name']}"
+            expected_type = widget_inputs.get(item["name"]) if "widget" in item else link_inputs.get(item["name"])
+            assert expected_type == item["type"], f"{path.name}: {node['type']}.{item['name']}"
         for name, spec in entry["input"].get("required", {}).items():
             if not build_workflows.is_widget(spec):
                 assert any(i["name"] == name and i["link"] for i in node["inputs"]), f"{node['type']}.{name}"

@@ -85,7 +85,7 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
     "DreamVideo": (
         [
             ("gallery/video_coherent.webp", "Dream Video: the patterns move with the picture."),
-            ("gallery/video_alone.webp", "The same clip dreamed frame by frame (carry 0): the patterns boil."),
+            ("gallery/video_frame_by_frame.webp", "The same clip dreamed frame by frame (carry 0): the patterns boil."),
         ],
         "Load Video -> Get Video Components gives the frames (and the audio and frame rate for Create Video -> Save "
         "Video afterwards). The first frame gets the full dream; every next one starts from the previous dream "

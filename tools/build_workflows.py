@@ -90,12 +90,14 @@ def widget_values(node_type: str, entry: dict, values: dict) -> list:
                 value = options["default"]
             elif isinstance(spec[0], list):
                 value = spec[0][0]
+            elif spec[0] == "COMBO":  # a file list that is empty here (e.g. LoadVideo's)
+                value = (options.get("options") or [""])[0]
             else:
                 raise KeyError(f"{node_type}.{name} has no default; give a value")
             out.append(value)
             if name in ("seed", "noise_seed") or options.get("control_after_generate"):
                 out.append("fixed")  # the frontend's control_after_generate widget
-            if options.get("image_upload"):
+            if options.get("image_upload") or options.get("video_upload"):
                 out.append("image")  # the frontend's upload button
     return out
 
@@ -116,6 +118,12 @@ class Graph:
         for section in ("required", "optional"):
             for name, spec in entry["input"].get(section, {}).items():
                 if is_widget(spec):
+                    if name in inputs:  # a widget fed by a link (its value stays in widgets_values)
+                        src, slot = inputs[name]
+                        link = len(self.links) + 1
+                        self.links.append([link, src, slot, node_id, len(node_inputs), spec[0]])
+                        self.nodes[src - 1]["outputs"][slot]["links"].append(link)
+                        node_inputs.append({"name": name, "type": spec[0], "widget": {"name": name}, "link": link})
                     continue
                 link = None
                 if name in inputs:
@@ -367,6 +375,25 @@ def train_and_dream(info: dict) -> dict:
     return g.to_json()
 
 
+VIDEO = "deepdream_samples/pan.mp4"
+
+
+def dream_video(info: dict) -> dict:
+    """(7) A bundled clip dreamed coherently, and frame by frame beside it; audio and frame rate kept."""
+    g = Graph(info)
+    clip = g.add("LoadVideo", (0, 0), {"file": VIDEO})
+    parts = g.add("GetVideoComponents", (0, 300), {}, video=(clip, 0))
+    model = g.add("LoadFeatureModel", (0, 480), {"architecture": "efficientnet_lite0"})
+    for row, (carry, prefix, title) in enumerate(((1.0, "video_coherent", "Dream Video: patterns follow the motion"),
+                                                  (0.0, "video_frame_by_frame", "Frame by frame (carry 0): boils"))):
+        dreamed = g.add("DreamVideo", (380, 560 * row), {"step": 0.015, "carry": carry}, title=title,
+                        frames=(parts, 0), feature_model=(model, 0))
+        video = g.add("CreateVideo", (760, 560 * row), {"fps": 12.0}, images=(dreamed, 0), audio=(parts, 1),
+                      fps=(parts, 2))
+        g.add("SaveVideo", (1140, 560 * row), {"filename_prefix": f"deepdream/{prefix}"}, video=(video, 0))
+    return g.to_json()
+
+
 WORKFLOWS = {
     "01_dream_sample_photo": sample_dream,
     "02_keras_inception_v3": keras_inception,
@@ -381,6 +408,7 @@ WORKFLOWS = {
     "11_infinite_zoom": dream_zoom,
     "12_two_regions": regions,
     "13_train_and_dream": train_and_dream,
+    "14_dream_a_video": dream_video,
 }
 
 

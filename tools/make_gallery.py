@@ -19,7 +19,8 @@ from PIL import Image, ImageSequence
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "web" / "docs" / "gallery"
 PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
-            "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes"]  # fmt: skip
+            "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes", "video_coherent",
+            "video_frame_by_frame"]  # fmt: skip
 
 
 def newest(folders: list[Path], prefix: str) -> Path | None:
@@ -34,6 +35,17 @@ def main() -> None:
         source = newest(folders, prefix)
         if source is None:
             print(f"missing: {prefix}")
+            continue
+        if source.suffix.lower() == ".mp4":  # a video: its frames as an animated WEBP at the clip's size
+            import av
+
+            with av.open(str(source)) as container:
+                rate = container.streams.video[0].average_rate or 12
+                frames = [frame.to_image().convert("RGB") for frame in container.decode(video=0)]
+            target = GALLERY / f"{prefix}.webp"
+            frames[0].save(target, save_all=True, append_images=frames[1:], duration=round(1000 / float(rate)),
+                           loop=0, quality=70)  # fmt: skip
+            print(f"wrote {target.relative_to(ROOT)} ({target.stat().st_size // 1024} KB)")
             continue
         with Image.open(source) as image:
             if getattr(image, "is_animated", False):

@@ -32,6 +32,7 @@ MAIN_OUTPUT = {  # where a workflow saves several pictures, the one that shows i
     "08_keep_colors_smooth": "colors_kept",
     "13_train_and_dream": "trained_dots",
     "09_layer_sweep": "sweep_sheet",
+    "14_dream_a_video": "video_coherent",
 }
 CARDS = {
     "02_keras_inception_v3": "Keras' recipe on InceptionV3\n\nNeeds torchvision's ImageNet\nweights: downloaded into\n"
@@ -41,13 +42,19 @@ CARDS = {
 
 def main_output(folder: Path, name: str) -> Path | None:
     """The workflow's main output among the files run_workflow.py downloaded."""
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".webp", ".jpg"))
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".webp", ".jpg", ".mp4"))
     preferred = [p for p in files if p.name.startswith(MAIN_OUTPUT.get(name, "\0"))]
     return (preferred or files or [None])[-1]
 
 
 def still(path: Path) -> Image.Image:
-    """The picture, or the last frame of an animation, as RGB."""
+    """The picture, the last frame of an animation, or the middle frame of a video, as RGB."""
+    if path.suffix.lower() == ".mp4":
+        import av
+
+        with av.open(str(path)) as container:
+            frames = [frame.to_image() for frame in container.decode(video=0)]
+        return frames[len(frames) // 2].convert("RGB")
     with Image.open(path) as image:
         frames = list(ImageSequence.Iterator(image)) if getattr(image, "is_animated", False) else [image]
         return frames[-1].convert("RGB")
