@@ -19,7 +19,7 @@ from dream_core.models import load_feature_model
 from dream_core.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("dream", "sweep", "zoom")
+COMMANDS = ("dream", "sweep", "zoom", "video")
 dream_nodes = pack_module("nodes.dream_nodes")
 creative_nodes = pack_module("nodes.creative_nodes")
 
@@ -69,11 +69,13 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
         raise Reached
 
     monkeypatch.setattr(cli, "load_feature_model", lambda *a, **k: _random_lite0())
-    monkeypatch.setattr(cli, {"dream": "dream", "sweep": "layer_sweep", "zoom": "dream_zoom"}[command], engine)
+    engines = {"dream": "dream", "sweep": "layer_sweep", "zoom": "dream_zoom", "video": "dream_video"}
+    monkeypatch.setattr(cli, engines[command], engine)
     value = other_value(opt)
-    out = files / f"out_{command}.png"
+    out = files / f"out_{command}.png" if command != "video" else files / "out_video"
+    source = files / "photo.png" if command != "video" else files  # a folder of frames
     args = cli.build_parser().parse_args(
-        [command, str(files / "photo.png"), "-o", str(out), "--guide", str(files / "guide.png"),
+        [command, str(source), "-o", str(out), "--guide", str(files / "guide.png"),
          "--mask", str(files / "mask.png"), *flag_args(opt, value)]
     )  # fmt: skip
     with pytest.raises(Reached):
@@ -199,7 +201,7 @@ def cached_models():
     return cached
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", ("dream", "sweep", "zoom"))
 def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, files, tmp_path, command,
                                                                    cached_models, capsys):  # fmt: skip
     monkeypatch.setattr(cli, "load_feature_model", cached_models)

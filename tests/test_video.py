@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -142,3 +144,28 @@ def test_the_dream_video_node_dreams_a_batch_of_frames_in_order(lite0, small_pho
     (out,) = node().run(frames, lite0, **widgets)
     assert out.shape == frames.shape and torch.equal(frames, before)
     assert all(float((out[i] - frames[i]).abs().mean()) > 1e-3 for i in range(3))
+
+
+def test_a_video_file_in_gives_a_video_file_out_with_its_frame_count_rate_and_audio(tmp_path):
+    import av
+
+    from dream_core.cli import main
+
+    source = Path(__file__).resolve().parents[1] / "samples" / "pan.mp4"
+    out = tmp_path / "dreamed.mp4"
+    fast = ["--octaves", "1", "--iterations", "2", "--next-iterations", "1", "--flow", "ilk"]
+    assert main(["video", str(source), "-o", str(out), *fast]) == 0
+
+    def facts(path):
+        with av.open(str(path)) as container:
+            video, audio = container.streams.video[0], container.streams.audio[0]
+            rate, sample_rate, codec = video.average_rate, audio.rate, audio.codec_context.name
+        with av.open(str(path)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        with av.open(str(path)) as container:
+            samples = sum(frame.samples for frame in container.decode(audio=0))
+        return frames, rate, sample_rate, codec, samples
+
+    assert facts(out) == facts(source)
+    assert main(["video", str(source), "-o", str(tmp_path / "frames"), *fast]) == 0
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 24
