@@ -39,6 +39,12 @@ CLICK_CARD = """(() => {
   if (card) card.querySelector('img').click();
   return !!card;
 })()"""
+SEARCH = """(() => {
+  const box = document.querySelector('[role=dialog] input[placeholder*="Search"]');
+  if (!box) return false;
+  box.value = %s; box.dispatchEvent(new Event('input', {bubbles: true}));
+  return true;
+})()"""
 GRAPH_TYPES = "window.comfyAPI.app.app.graph._nodes.map(n => n.type)"
 PREVIEWS = """window.comfyAPI.app.app.graph._nodes.filter(n => n.type === 'LoadImage')
   .map(n => ({image: n.widgets[0].value, width: (n.imgs && n.imgs[0] && n.imgs[0].naturalWidth) || 0}))"""
@@ -73,6 +79,8 @@ def main() -> int:
             print(f"no template section {args.pack!r} in the browser")
             return 1
         time.sleep(3)  # thumbnails load
+        browser.eval(SEARCH % json.dumps(args.name))  # the grid shows only some cards until scrolled
+        time.sleep(3)
         cards = browser.eval(CARDS)
         browser.screenshot(str(args.out / "browser.png"))
         shown = {card["title"]: card["loaded"] for card in cards}
