@@ -82,6 +82,15 @@ def _span(low: float | None, high: float | None) -> str:
     return f"between {low:g} and {high:g}"
 
 
+def check(settings: Any, options: tuple[Option, ...], what: str) -> Any:
+    """`settings` itself if every option's value is valid; else a `DreamError` naming the first that is not."""
+    for opt in options:
+        problem = opt.problem(getattr(settings, opt.name))
+        if problem:
+            raise DreamError(f"Invalid {what}: {problem} (got {getattr(settings, opt.name)!r}).")
+    return settings
+
+
 def option(default: Any, help: str, **limits: Any) -> Any:  # noqa: A002  (the user's word)
     """A `DreamSettings` field that carries its `Option` (the name is filled in from the field)."""
     return field(default=default, metadata={"option": Option("", default, help, **limits)})
@@ -128,11 +137,7 @@ class DreamSettings:
 
     def validate(self) -> DreamSettings:
         """Raise a `DreamError` naming the first option out of its range."""
-        for opt in OPTIONS:
-            problem = opt.problem(getattr(self, opt.name))
-            if problem:
-                raise DreamError(f"Invalid dream settings: {problem} (got {getattr(self, opt.name)!r}).")
-        return self
+        return check(self, OPTIONS, "dream settings")
 
     def with_options(self, **options: Any) -> DreamSettings:
         """A copy with the given options changed (unknown names raise)."""
@@ -175,11 +180,7 @@ class VideoSettings:
 
     def validate(self) -> VideoSettings:
         """Raise a `DreamError` naming the first option out of its range."""
-        for opt in VIDEO_OPTIONS:
-            problem = opt.problem(getattr(self, opt.name))
-            if problem:
-                raise DreamError(f"Invalid video settings: {problem} (got {getattr(self, opt.name)!r}).")
-        return self
+        return check(self, VIDEO_OPTIONS, "video settings")
 
 
 VIDEO_OPTIONS: tuple[Option, ...] = table(VideoSettings)
