@@ -24,6 +24,7 @@ from .models import (
     LOGITS,
     ZOO,
     FeatureModel,
+    describe_training,
     get_spec,
     layer_catalogue,
     load_feature_model,
@@ -180,6 +181,9 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
     else:
         layers_everywhere = layers
     print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
+    if model.training_report:
+        print(describe_training(Path(str(model.weights)).name, model.class_names or [], model.training_report),
+              file=sys.stderr)  # fmt: skip
     mask = load_mask(args.mask) if args.mask else None
     guide = load_image(args.guide) if args.guide else None
     return DreamJob(model, layers_everywhere, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
@@ -297,14 +301,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, unfreeze=args.unfreeze,
                              seed=args.seed)  # fmt: skip
     bar = ProgressBar(Path(args.folder).name)
+
+    def progress(step: int, total: int, figures: dict) -> None:
+        accuracy = f", held-out {figures['accuracy']:.0%}" if "accuracy" in figures else ""
+        bar.label = f"{Path(args.folder).name} epoch {figures['epoch']}/{figures['epochs']}, loss " \
+                    f"{figures['loss']:.3f}{accuracy}"
+        bar(step, total)
+
     result = train_classifier(args.folder, args.model, args.weights, settings, args.output,
-                              weights_dir=args.weights_dir, device=args.device,
-                              on_progress=lambda step, total, _f: bar(step, total))  # fmt: skip
+                              weights_dir=args.weights_dir, device=args.device, on_progress=progress)  # fmt: skip
     for skipped in result.skipped:
         print(f"skipped: {skipped}", file=sys.stderr)
     print(f"classes: {', '.join(result.class_names)} ({result.train_count} training pictures)")
-    print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures")
-    print(f"wrote {result.path}")
+    print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} "
+          f"of {len(result.history)} kept)")  # fmt: skip
+    shares = [f"{name} {share:.0%}" for name, share in result.per_class.items() if share == share]
+    print("per class: " + ", ".join(shares))
+    stem = result.path.with_suffix("")
+    print(f"wrote {result.path}, {stem.name}.curve.png and {stem.name}.confusion.png")
     return 0
 
 
@@ -406,9 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="starting weights: 'imagenet' or a checkpoint file")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights")
     t = TrainSettings()
-    p.add_argument("--epochs", type=int, default=t.epochs, help=f"passes over the pictures (default {t.epochs})")
+    p.add_argument("--epochs", type=int, default=t.epochs,
+                   help="passes over the pictures (default 0: chosen from the folder's size, 8 to 30)")
     p.add_argument("--learning-rate", type=float, default=t.learning_rate, help=f"default {t.learning_rate}")
-    p.add_argument("--unfreeze", type=int, default=t.unfreeze, help="last blocks trained too (default 0)")
+    p.add_argument("--unfreeze", type=int, default=t.unfreeze,
+                   help=f"last blocks trained too after the head's warm-up (default {t.unfreeze}; 0 = head only)")
     p.add_argument("--seed", type=int, default=t.seed, help=f"default {t.seed}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.set_defaults(func=_cmd_train)

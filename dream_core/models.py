@@ -408,6 +408,8 @@ class FeatureModel:
         self.class_names = class_names
         self.learning_phase = "inference"
         """'training': BatchNorm uses each dreamed image's statistics (see `load_feature_model`)."""
+        self.training_report: dict | None = None
+        """For a fine-tuned model: its held-out accuracy, overall and per class (from the file)."""
         self.layers = layer_catalogue(spec.name)
         self._by_name: dict[str, LayerInfo] = {}
         for info in self.layers:
@@ -598,6 +600,7 @@ def load_feature_model(
     # take part in the backward pass that dreaming needs.
     with torch.inference_mode(False):
         class_names: list[str] | None = None
+        report: dict | None = None
         if str(weights) == "random":
             torch.manual_seed(seed)
             net = spec.build(1000)
@@ -621,6 +624,9 @@ def load_feature_model(
                 class_names = _imagenet_classes()
             if meta.get("class_names"):
                 class_names = list(meta["class_names"])
+            if isinstance(meta.get("accuracy"), (int, float)):
+                report = {key: meta[key] for key in ("accuracy", "per_class", "best_epoch", "epochs") if key in meta}
+                log.info("%s", describe_training(Path(label).name, class_names or [], report))
         net.eval().requires_grad_(False)
         if learning_phase == "training":
             _use_batch_statistics(net, spec.name)
@@ -629,7 +635,15 @@ def load_feature_model(
         net.to(device=device, memory_format=torch.channels_last)
     model = FeatureModel(spec, net, label, class_names)
     model.learning_phase = learning_phase
+    model.training_report = report
     return model
+
+
+def describe_training(name: str, class_names: Sequence[str], report: Mapping) -> str:
+    """One line on a fine-tuned model: its classes and held-out accuracy, overall and per class."""
+    per_class = ", ".join(f"{k} {v:.0%}" for k, v in (report.get("per_class") or {}).items() if v == v)
+    return (f"{name}: trained on {', '.join(class_names)}; held-out accuracy {report['accuracy']:.1%}"
+            + (f" (per class: {per_class})" if per_class else ""))  # fmt: skip
 
 
 LEARNING_PHASES = ("inference", "training")

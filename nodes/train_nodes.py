@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
+
+import numpy as np
+import torch
 
 from ..dream_core.memory import estimate_training_memory
 from ..dream_core.models import trainable_models
 from ..dream_core.training import TrainSettings, train_classifier, training_size
 from . import comfy_bridge
 
+log = logging.getLogger(__name__)
 CATEGORY = "DeepDream"
+
+
+def pil_to_tensor(picture) -> torch.Tensor:
+    """A PIL picture as `[1, 3, H, W]` in 0..1."""
+    return torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 _DEFAULTS = TrainSettings()
 
 
@@ -24,11 +34,13 @@ class TrainFeatureModel:
     )
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("FEATURE_MODEL", "STRING")
-    RETURN_NAMES = ("feature_model", "model_file")
+    RETURN_TYPES = ("FEATURE_MODEL", "STRING", "IMAGE")
+    RETURN_NAMES = ("feature_model", "model_file", "report")
     OUTPUT_TOOLTIPS = (
         "The trained network, ready for OctaveDream (its class names work in LayerWeights as 'class: NAME').",
-        "The saved file's name in models/deepdream, with the held-out accuracy.",
+        "The saved file's name in models/deepdream, with the held-out accuracy, overall and per class.",
+        "How training went: loss and held-out accuracy per epoch, and which classes were taken for which "
+        "(also saved next to the model as NAME.curve.png and NAME.confusion.png).",
     )
 
     @classmethod
@@ -46,14 +58,16 @@ class TrainFeatureModel:
                 "weights": (["imagenet", *comfy_bridge.model_files()],
                             {"default": "imagenet", "tooltip": "Starting weights: ImageNet, or a checkpoint "
                              "from models/deepdream of this architecture."}),
-                "epochs": ("INT", {"default": d.epochs, "min": 1, "max": 500,
-                                   "tooltip": "Passes over the training pictures."}),
+                "epochs": ("INT", {"default": d.epochs, "min": 0, "max": 500,
+                                   "tooltip": "Passes over the training pictures; 0 = chosen from the folder's "
+                                   "size (8 to 30). The epoch with the best held-out accuracy is kept."}),
                 "learning_rate": ("FLOAT", {"default": d.learning_rate, "min": 1e-6, "max": 1.0, "step": 1e-4,
                                             "tooltip": "Step size of the optimiser for the new head (unfrozen "
                                             "blocks get a tenth of it)."}),
                 "unfreeze_blocks": ("INT", {"default": d.unfreeze, "min": 0, "max": 32,
-                                            "tooltip": "How many of the network's last blocks learn too. 0 = "
-                                            "only the new head (fast, enough for a few dozen pictures)."}),
+                                            "tooltip": "How many of the network's last blocks learn too, after "
+                                            "a quarter of the epochs with the new head alone, at a tenth of its "
+                                            "learning rate. 0 = only the new head."}),
                 "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Seed of the split, the augmentation and the head's start."}),
                 "save_as": ("STRING", {"default": "my_classifier",
@@ -85,19 +99,30 @@ class TrainFeatureModel:
         need = estimate_training_memory(architecture, settings.batch_size, training_size(architecture, settings))
         comfy_bridge.make_room(need, device, f"{need / 2**20:.0f} MB to train {architecture}")
         bar = comfy_bridge.progress_reporter(1)
+
+        def progress(step: int, total: int, figures: dict) -> None:
+            # The curve so far is the preview: loss and held-out accuracy, epoch by epoch.
+            curve = figures.get("curve")
+            bar(step, total, pil_to_tensor(curve) if curve is not None else None)
+            if curve is not None:
+                log.info("epoch %d/%d: loss %.3f, held-out accuracy %.1f%%", figures["epoch"], figures["epochs"],
+                         figures["loss"], 100 * figures["accuracy"])  # fmt: skip
+
         result = train_classifier(
             path, architecture, start, settings, target,
             weights_dir=comfy_bridge.model_folders() or None, device=device,
-            on_progress=lambda step, total, _figures: bar(step, total, None),
-            should_stop=comfy_bridge.raise_if_interrupted,
+            on_progress=progress, should_stop=comfy_bridge.raise_if_interrupted,
         )  # fmt: skip
         result.model.to("cpu")  # on the compute device only while it dreams
         if comfy_bridge.model_management is not None and device.type != "cpu":
             comfy_bridge.model_management.soft_empty_cache()
+        per_class = ", ".join(f"{name} {share:.0%}" for name, share in result.per_class.items() if share == share)
         summary = (
             f"{os.path.basename(target)}: classes {', '.join(result.class_names)}; held-out accuracy "
-            f"{result.accuracy:.1%} on {result.holdout_count} pictures"
+            f"{result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} of "
+            f"{len(result.history)} kept; per class: {per_class})"
         )
         if result.skipped:
             summary += f"; skipped: {'; '.join(result.skipped)}"
-        return (result.model, summary)
+        report = pil_to_tensor(result.report).permute(0, 2, 3, 1).to(comfy_bridge.output_device())
+        return (result.model, summary, report)

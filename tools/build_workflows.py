@@ -372,6 +372,8 @@ def train_and_dream(info: dict) -> dict:
                       feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
         g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"},
               images=(dream, 0))  # fmt: skip
+    g.add("SaveImage", (380, 880), {"filename_prefix": "deepdream/training_report"}, title="How training went",
+          images=(model, 2))  # fmt: skip
     return g.to_json()
 
 
