@@ -104,3 +104,51 @@ def test_training_can_be_stopped_and_saves_nothing(tmp_path):
         train_classifier(FOLDER, settings=TrainSettings(epochs=1), output=tmp_path / "x.safetensors",
                          should_stop=lambda: calls.append(1) or len(calls) > 1)  # fmt: skip
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_training_reports_each_epoch_and_writes_its_curve_and_confusion_next_to_the_model(trained, caplog):
+    assert [h["epoch"] for h in trained.history] == [1, 2, 3, 4, 5]
+    assert all(h["loss"] > 0 and 0 <= h["accuracy"] <= 1 for h in trained.history)
+    assert trained.accuracy == max(h["accuracy"] for h in trained.history)  # the best epoch is kept
+    assert trained.history[trained.best_epoch - 1]["accuracy"] == trained.accuracy
+    assert sum(map(sum, trained.confusion)) == trained.holdout_count
+    assert set(trained.per_class) == set(trained.class_names)
+    stem = trained.path.with_suffix("")
+    for suffix in (".curve.png", ".confusion.png"):
+        with Image.open(stem.with_name(stem.name + suffix)) as picture:
+            assert picture.size == (480, 480) and len(set(picture.convert("L").getdata())) > 10  # drawn, not blank
+    assert trained.report.size == (960, 480)
+    with caplog.at_level(logging.INFO):
+        loaded = load_feature_model("efficientnet_lite0", trained.path)
+    assert loaded.training_report["per_class"] == pytest.approx(trained.per_class)
+    assert f"held-out accuracy {trained.accuracy:.1%}" in caplog.text and "per class: checkers" in caplog.text
+
+
+def test_training_goes_on_from_a_fine_tuned_model_keeping_its_classes(trained, tmp_path):
+    import shutil
+
+    folder = tmp_path / "more"
+    shutil.copytree(FOLDER / "dots", folder / "dots")
+    (folder / "rings").mkdir()
+    for index, picture in enumerate(sorted((FOLDER / "dots").iterdir())[:12]):
+        with Image.open(picture) as image:  # a new class: the dots pictures inverted
+            Image.eval(image.convert("RGB"), lambda v: 255 - v).save(folder / "rings" / f"{index}.png")
+    again = train_classifier(folder, "efficientnet_lite0", trained.path, TrainSettings(epochs=1, seed=0))
+    assert again.class_names[:2] == ["dots", "rings"] and set(again.class_names) == {"dots", "rings", "checkers",
+                                                                                     "stripes"}  # fmt: skip
+    assert again.model.class_names == again.class_names
+    before = load_feature_model("efficientnet_lite0", trained.path, fold_batchnorm=False)
+    old_head = before.net._fc.weight[before.class_names.index("stripes")]
+    new_head = again.model.net._fc.weight[again.class_names.index("stripes")]
+    assert torch.allclose(old_head, new_head, atol=0.05)  # carried over (only nudged by one epoch)
+
+
+def test_the_cli_shows_epochs_and_writes_the_pictures(tmp_path, capsys):
+    from dream_core.cli import main
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", str(FOLDER), "-o", str(out), "--epochs", "2", "--unfreeze", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 2/2" in captured.err and "held-out" in captured.err
+    assert "per class: checkers" in captured.out
+    assert (tmp_path / "m.curve.png").is_file() and (tmp_path / "m.confusion.png").is_file()
