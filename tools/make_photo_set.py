@@ -1,6 +1,7 @@
 """Make a folder of real photographs for fine-tuning tests and benchmarks: one class per photo.
 
     python tools/make_photo_set.py [OUT] [--per-class 40] [--size 64]   (default OUT: bench/photos10)
+    python tools/make_photo_set.py bench/digits10 --digits                (needs scikit-learn)
 
 Each class is one public-domain photograph (the pack's samples and scikit-image's
 `skimage.data` photos; scikit-image is needed to run this script, not to use its
@@ -34,6 +35,23 @@ def photos() -> dict[str, Image.Image]:
     return out
 
 
+def write_digits(out: Path, per_class: int, size: int, rng: random.Random) -> None:
+    """Scanned handwritten digits, `per_class` of each, as `size` px pictures in out/digit_N/."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for digit in range(10):
+        scans = [image for image, label in zip(digits.images, digits.target, strict=True) if label == digit]
+        folder = out / f"digit_{digit}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, scan in enumerate(rng.sample(scans, per_class)):
+            ink = (255 - scan / 16 * 255).astype(np.uint8)
+            picture = Image.fromarray(ink).resize((size, size), Image.BICUBIC).convert("RGB")
+            picture.save(folder / f"{digit}_{index:02d}.png")
+    print(f"wrote {per_class} scanned digits of {size} px for each of 10 classes into {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "bench" / "photos10")
@@ -42,8 +60,14 @@ def main() -> None:
     parser.add_argument("--crop", type=float, nargs=2, default=(0.25, 0.67), metavar=("MIN", "MAX"),
                         help="crop side as a share of the photo's shorter side")
     parser.add_argument("--grey", action="store_true", help="grey pictures: the classes differ in texture only")
+    parser.add_argument("--digits", action="store_true",
+                        help="instead: scikit-learn's scanned handwritten digits (UCI optdigits, 8x8 scans), "
+                        "one class per digit, dark ink on white, enlarged to SIZE")  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(0)
+    if args.digits:
+        write_digits(args.out, args.per_class, args.size, rng)
+        return
     for name, photo in photos().items():
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
