@@ -52,6 +52,8 @@ class TrainSettings:
     and at most the network's own input size (224, InceptionV3 299)."""
     keep_best: bool = True
     """Keep the weights of the epoch with the best held-out accuracy, not the last."""
+    patience: int = 6
+    """Stop once the held-out accuracy has not improved for this many epochs (0 = never stop early)."""
 
 
 @dataclass
@@ -303,6 +305,11 @@ def train_classifier(
                                           "accuracy": accuracy, "curve": curve_picture(history)})  # fmt: skip
             if best is None or accuracy > best[0] or not settings.keep_best:
                 best = (accuracy, epoch + 1, {k: v.detach().clone() for k, v in net.state_dict().items()}, confusion)
+            stalled = epoch + 1 - best[1]  # epochs since the best one (kept or not)
+            perfect = best[0] == 1.0 and stalled >= 2  # every held-out picture right, twice since: no more to gain
+            if settings.patience and epoch >= warm_up and (stalled >= settings.patience or perfect):
+                log.info("no better held-out accuracy for %d epochs: stopped after epoch %d", stalled, epoch + 1)
+                break
         accuracy, best_epoch, state, confusion = best
         net.load_state_dict(state)
         net.eval().requires_grad_(False)

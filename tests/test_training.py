@@ -107,7 +107,10 @@ def test_training_can_be_stopped_and_saves_nothing(tmp_path):
 
 
 def test_training_reports_each_epoch_and_writes_its_curve_and_confusion_next_to_the_model(trained, caplog):
-    assert [h["epoch"] for h in trained.history] == [1, 2, 3, 4, 5]
+    epochs = [h["epoch"] for h in trained.history]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) <= 5
+    if len(epochs) < 5:  # stopped early: only once every held-out picture was right two epochs running
+        assert trained.accuracy == 1.0 and len(epochs) - trained.best_epoch >= 2
     assert all(h["loss"] > 0 and 0 <= h["accuracy"] <= 1 for h in trained.history)
     assert trained.accuracy == max(h["accuracy"] for h in trained.history)  # the best epoch is kept
     assert trained.history[trained.best_epoch - 1]["accuracy"] == trained.accuracy
