@@ -98,11 +98,16 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         [
             ("gallery/trained_dots.jpg", "A network trained on the sample shapes, dreaming `class:dots`."),
             ("gallery/trained_stripes.jpg", "The same network dreaming `class:stripes`."),
+            ("gallery/training_report.jpg", "The report output: loss and held-out accuracy per epoch, and the "
+             "confusion matrix."),
         ],
         "Put one sub-folder of pictures per class inside ComfyUI's `input` folder (e.g. `input/my_flowers/rose`, "
         "`input/my_flowers/tulip`) and give the folder's name. The default, `deepdream_samples/shapes`, is the "
         "pack's own set of three generated classes, copied there when you queue it. The trained model is saved "
-        "to `models/deepdream` and returned ready to dream; `model_file` reports the held-out accuracy.",
+        "to `models/deepdream` and returned ready to dream; `model_file` reports the held-out accuracy, overall and "
+        "per class, and `report` shows how training went. The defaults need no tuning: epochs follow the folder's "
+        "size, the head learns alone first, then the last blocks join, and the best held-out epoch is kept. Choose "
+        "a model you trained before as `weights` to go on with more pictures or more classes.",
     ),
 }
 
