@@ -41,8 +41,9 @@ from .videoio import VideoSink, VideoSource
 class ProgressBar:
     """A one-line text progress bar on stderr (redrawn, not scrolled)."""
 
-    def __init__(self, label: str, stream=sys.stderr, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream, width
+    def __init__(self, label: str, stream=None, width: int = 30) -> None:
+        self.label, self.width = label, width
+        self.stream = stream or sys.stderr  # looked up now, not when the module was imported
         self.start = time.monotonic()
 
     def __call__(self, done: int, total: int, _preview: torch.Tensor | None = None) -> None:
