@@ -28,6 +28,7 @@ from .models import (
     get_spec,
     layer_catalogue,
     load_feature_model,
+    per_class_text,
 )
 from .objectives import parse_layer_weights
 from .options import Option
@@ -316,8 +317,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"classes: {', '.join(result.class_names)} ({result.train_count} training pictures)")
     print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} "
           f"of {len(result.history)} kept)")  # fmt: skip
-    shares = [f"{name} {share:.0%}" for name, share in result.per_class.items() if share == share]
-    print("per class: " + ", ".join(shares))
+    print("per class: " + per_class_text(result.per_class))
     stem = result.path.with_suffix("")
     print(f"wrote {result.path}, {stem.name}.curve.png and {stem.name}.confusion.png")
     return 0

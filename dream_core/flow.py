@@ -68,7 +68,6 @@ def _ilk() -> FlowFunction:
 
 
 def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> FlowFunction:
-    import torchvision
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
     weights = Raft_Small_Weights.C_T_V2
@@ -92,7 +91,6 @@ def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | 
         net = raft_small(weights=None).eval().requires_grad_(False)
         net.load_state_dict(state)
         net.to(device)
-    del torchvision
 
     @torch.no_grad()
     def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

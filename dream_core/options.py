@@ -186,11 +186,6 @@ class VideoSettings:
 VIDEO_OPTIONS: tuple[Option, ...] = table(VideoSettings)
 
 
-def get_option(name: str) -> Option:
-    """The option called `name`."""
-    return OPTIONS[OPTION_NAMES.index(name)]
-
-
 def markdown_table(overrides: dict[str, str] | None = None) -> str:
     """The README's table of every dream option: flag, default, what it does.
 

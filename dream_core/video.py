@@ -92,6 +92,7 @@ def dream_video(
     estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
     previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (frame, its dream's change)
     done = 0
+    total = None
     for index, frame in enumerate(frames):
         if should_stop is not None and should_stop():
             raise DreamCancelled("The dream was cancelled.")
@@ -110,10 +111,8 @@ def dream_video(
                 carried = carried * reliable(backward, estimate(old_frame, frame)).to(carried.device)
             start = (frame + video.carry * carried).clamp(0.0, 1.0)
         steps = frame_steps(*frame.shape[-2:], model, frame_settings)
-        total = None
-        if frame_count is not None:
-            first = frame_steps(*frame.shape[-2:], model, settings)
-            total = first + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
+        if index == 0 and frame_count is not None:  # all frames share the first one's size
+            total = steps + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
 
         def report(step: int, _total: int, image: torch.Tensor, offset: int = done, total=total, steps=steps) -> None:
             if on_progress is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..dream_core.memory import estimate_training_memory
-from ..dream_core.models import trainable_models
+from ..dream_core.models import per_class_text, trainable_models
 from ..dream_core.training import TrainSettings, train_classifier, training_size
 from . import comfy_bridge
 
@@ -116,7 +116,7 @@ class TrainFeatureModel:
         result.model.to("cpu")  # on the compute device only while it dreams
         if comfy_bridge.model_management is not None and device.type != "cpu":
             comfy_bridge.model_management.soft_empty_cache()
-        per_class = ", ".join(f"{name} {share:.0%}" for name, share in result.per_class.items() if share == share)
+        per_class = per_class_text(result.per_class)
         summary = (
             f"{os.path.basename(target)}: classes {', '.join(result.class_names)}; held-out accuracy "
             f"{result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} of "

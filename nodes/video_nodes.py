@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..dream_core.options import VIDEO_OPTIONS, DreamSettings, VideoSettings
-from ..dream_core.video import dream_video, frame_steps, stream_batch
+from ..dream_core.video import dream_video, stream_batch
 from . import comfy_bridge
 from .dream_nodes import (
     FEATURE_MODEL_INPUT,
+    dream_inputs,
     dream_layers,
     dream_option_inputs,
     dream_terms,
@@ -66,20 +67,12 @@ class DreamVideo:
             device,
             settings,
         ):
-            later = settings.with_options(iterations=video.next_iterations, octaves=video.next_octaves)
-            steps = frame_steps(*first.shape[-2:], feature_model, settings)
-            if video.carry > 0:
-                steps += (count - 1) * frame_steps(*first.shape[-2:], feature_model, later)
-            else:
-                steps *= count
-            progress = comfy_bridge.progress_reporter(steps)
+            progress = comfy_bridge.progress_reporter(count)  # dream_video reports the clip's total steps
             source = stream_batch(frames, lambda frame: to_bchw(frame).to(device))
             dreams = dream_video(
                 source, feature_model, layers, settings, video, frame_count=count,
                 mask=mask,  # each frame's mask goes to the device with that frame only
-                guide=to_bchw(guide)[:1].to(device) if guide is not None else None,
-                regions=[(region_mask.to(device), weights) for region_mask, weights in regions or ()],
-                on_progress=lambda done, _total, image: progress(done, steps, image),
+                **dream_inputs(device, guide=guide, regions=regions), on_progress=progress,
                 should_stop=comfy_bridge.raise_if_interrupted, weights_dir=comfy_bridge.model_folders() or None,
             )  # fmt: skip
             for index, dreamed in enumerate(dreams):
