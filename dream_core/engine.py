@@ -81,6 +81,7 @@ def objective(
     """The dream objective of each image `[B]` (no gradient)."""
     weights = model.resolve_weights(layer_weights)
     with torch.inference_mode(False), torch.no_grad(), model.tap(weights) as tap:
+        model.make_autograd_safe()
         return weighted_loss(tap(images.to(model.device)), weights, loss).cpu()
 
 
@@ -276,6 +277,7 @@ def dream(
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
     with torch.inference_mode(False), torch.enable_grad():
+        model.make_autograd_safe()  # whoever last moved it may have done so under inference mode
         # No copy when the images are already float32 on the device: `original` is
         # only read, and the dreamed image is a copy made below.
         # Contiguous, so that a permuted view (ComfyUI's [B, H, W, C]) dreams exactly as

@@ -502,9 +502,36 @@ class FeatureModel:
         return LayerTap(self, [self.resolve_layer(parse_term(t).layer) for t in terms])
 
     def to(self, device: torch.device | str) -> FeatureModel:
-        """Move the network to `device` (in place) and return self."""
-        self.net.to(device)
+        """Move the network to `device` (in place) and return self.
+
+        The move happens with inference mode off, whatever mode the caller is in: on a
+        GPU the move makes new tensors, and ones made under inference mode could never
+        take part in the backward pass a dream needs.
+        """
+        with torch.inference_mode(False):
+            self.net.to(device)
         return self
+
+    def make_autograd_safe(self) -> int:
+        """Replace any inference tensor in the network by a normal copy; returns how many.
+
+        Whoever moved the network (ComfyUI's model management offloading it, another
+        pack calling ``.to``) may have done it under ``torch.inference_mode()``, which on
+        a GPU leaves parameters that autograd refuses to save. Checking is a flag read
+        per tensor; the copy is made only for tensors that need it.
+        """
+        replaced = 0
+        with torch.inference_mode(False):
+            for module in self.net.modules():
+                for name, param in module._parameters.items():
+                    if param is not None and param.is_inference():
+                        module._parameters[name] = nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+                        replaced += 1
+                for name, buffer in module._buffers.items():
+                    if buffer is not None and buffer.is_inference():
+                        module._buffers[name] = buffer.clone()
+                        replaced += 1
+        return replaced
 
 
 class LayerTap:

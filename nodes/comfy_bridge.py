@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
@@ -25,10 +26,12 @@ try:  # inside ComfyUI
     import comfy.model_management as model_management
     import comfy.utils as comfy_utils
     import folder_paths
+    from comfy.model_patcher import ModelPatcher
 except ImportError:  # plain Python: tests, scripts
     model_management = None
     comfy_utils = None
     folder_paths = None
+    ModelPatcher = None
 
 MODEL_FOLDER = "deepdream"
 PREVIEW_SIZE = 512
@@ -128,33 +131,65 @@ def host_tile_cap() -> int | None:
     return TILE_CAPS.get(getattr(state, "name", ""))
 
 
+_patchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The ModelPatcher through which ComfyUI's model management holds each feature model (one per model,
+alive as long as the model is: ComfyUI only keeps a weak reference to it)."""
+
+
+def offload_device() -> torch.device:
+    """Where ComfyUI keeps models it is not using (the CPU, unless it runs with --gpu-only)."""
+    return model_management.unet_offload_device() if model_management is not None else torch.device("cpu")
+
+
+def load_feature_model_onto(model, device: torch.device, memory_required: int) -> None:
+    """Put the feature model on `device` through ComfyUI's model management.
+
+    As ComfyUI's own training node does: a `ModelPatcher` over the network, loaded with
+    `load_models_gpu` inside `inference_mode(False)` (a move made under inference mode
+    would leave tensors autograd refuses), with the dream's own memory as
+    `memory_required`, so other models are offloaded first. The network then stays on
+    the device between runs while there is room, is offloaded when another model needs
+    the room, and Unload Models frees it; nothing is copied when it is already there.
+    Outside ComfyUI the model is simply moved.
+    """
+    if model_management is None or ModelPatcher is None:
+        model.to(device)
+        return
+    patcher = _patchers.get(model)
+    if patcher is None or patcher.load_device != device:
+        patcher = ModelPatcher(model.net, load_device=device, offload_device=offload_device())
+        _patchers[model] = patcher
+    with torch.inference_mode(False):
+        model_management.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
+
+
 @contextlib.contextmanager
 def dream_device(
     model, image_shape: tuple[int, ...], terms: Iterable[str], settings: DreamSettings
 ) -> Iterator[tuple[torch.device, DreamSettings]]:
-    """Run a dream on ComfyUI's device: make room there, move the model, move it back after.
+    """Run a dream on ComfyUI's device, the model held there by ComfyUI's model management.
 
-    Before the weights and the dream's activations go onto the device, ComfyUI's model
-    management is asked for that much memory, so it offloads other models (a
-    checkpoint, an upscaler) first, as its own upscale node does. Under --lowvram /
-    --novram automatic tiles are capped. Yields the device and the settings to dream
-    with; afterwards the model is back where it was, so unloading models in ComfyUI
-    leaves none of its weights on the GPU.
+    The dream's own memory (activations of the largest tile, the images) is what
+    `load_models_gpu` is asked to leave free, so it offloads other models (a checkpoint,
+    an upscaler) first. Under --lowvram / --novram automatic tiles are capped. Yields
+    the device and the settings to dream with. The model stays loaded afterwards: the
+    next run finds it there, and ComfyUI offloads it when it needs the room.
     """
     device = compute_device()
     cap = host_tile_cap()
     if cap and settings.tile_size == 0:
         settings = replace(settings, tile_size=cap)
     estimate = estimate_dream_memory(model, terms, settings, image_shape, device, cap)
-    make_room(estimate.total, device, estimate.describe())
-    home = model.device
-    model.to(device)
-    try:
-        yield device, settings
-    finally:
-        model.to(home)
-        if model_management is not None and device != home:
-            model_management.soft_empty_cache()
+    log.info("DeepDream: %s on %s.", estimate.describe(), device)
+    load_feature_model_onto(model, device, estimate.activations + estimate.images)
+    yield device, settings
+
+
+def park(model) -> None:
+    """Move a model that was used outside model management (training) to where ComfyUI keeps idle models."""
+    model.to(offload_device())
+    if model_management is not None:
+        model_management.soft_empty_cache()
 
 
 def input_subfolder(name: str) -> str:

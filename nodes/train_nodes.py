@@ -113,9 +113,7 @@ class TrainFeatureModel:
             weights_dir=comfy_bridge.model_folders() or None, device=device,
             on_progress=progress, should_stop=comfy_bridge.raise_if_interrupted,
         )  # fmt: skip
-        result.model.to("cpu")  # on the compute device only while it dreams
-        if comfy_bridge.model_management is not None and device.type != "cpu":
-            comfy_bridge.model_management.soft_empty_cache()
+        comfy_bridge.park(result.model)  # a dream loads it again through model management
         per_class = per_class_text(result.per_class)
         summary = (
             f"{os.path.basename(target)}: classes {', '.join(result.class_names)}; held-out accuracy "

@@ -43,3 +43,26 @@ def astronaut() -> torch.Tensor:
 def small_photo(astronaut) -> torch.Tensor:
     """The sample photo at 128 px with an odd width, for fast tests."""
     return torch.nn.functional.interpolate(astronaut, size=(128, 121), mode="area")
+
+
+def _copying_module_to(original_to):
+    """`Module.to` as on a GPU host: naming a device makes new tensors, in the caller's autograd mode."""
+
+    def to(self, *args, **kwargs):
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        result = original_to(self, *args, **kwargs)
+        if device is not None:
+            result._apply(lambda t: t.clone(memory_format=torch.preserve_format))
+        return result
+
+    return to
+
+
+@pytest.fixture(autouse=True)
+def gpu_like_device_moves(monkeypatch):
+    """Every test runs with device moves that copy, as they do on a CUDA host (../shared/tools/cuda_like).
+
+    On a CPU `module.to("cpu")` copies nothing, so a move made under ComfyUI's inference
+    mode would look harmless here and break every dream on a GPU.
+    """
+    monkeypatch.setattr(torch.nn.Module, "to", _copying_module_to(torch.nn.Module.to))

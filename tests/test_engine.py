@@ -196,3 +196,17 @@ def test_a_short_mask_batch_is_used_in_turn(lite0, small_photo, caplog):
     assert "used in turn" in caplog.text
     assert (out[0] - small_photo[0]).abs().max() < 1 / 255 and (out[2] - small_photo[0]).abs().max() < 1 / 255
     assert (out[1] - small_photo[0]).abs().mean() > 0.005
+
+
+def test_a_model_moved_under_inference_mode_by_someone_else_still_dreams(small_photo):
+    # ComfyUI's model management may offload or reload the network inside a node's
+    # inference mode; on a GPU that leaves inference tensors as parameters.
+    from dream_core import load_feature_model
+
+    model = load_feature_model("efficientnet_lite0", "imagenet")
+    with torch.inference_mode():
+        model.net.to("cpu")  # copies, as a GPU move does (the autouse fixture)
+        assert all(p.is_inference() for p in model.net.parameters())
+        result = dream(small_photo, model, LAYERS, FAST.with_options(precision="fp32"))
+    assert (result.images - small_photo).abs().mean() > 0.005
+    assert not any(t.is_inference() for t in model.net.state_dict().values())

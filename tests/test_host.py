@@ -139,8 +139,25 @@ class StandInModelManagement:
     def soft_empty_cache(self, force=False):
         self.calls.append(("soft_empty_cache",))
 
+    def unet_offload_device(self):
+        return torch.device("cpu")
+
+    def load_models_gpu(self, models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                        force_full_load=False):  # fmt: skip
+        self.calls.append(("load_models_gpu", tuple(models), int(memory_required), force_full_load,
+                           torch.is_inference_mode_enabled()))  # fmt: skip
+        for patcher in models:  # as ComfyUI's ModelPatcher.load does: the module moved as a whole
+            patcher.model.to(patcher.load_device)
+
     def throw_exception_if_processing_interrupted(self):
         pass
+
+
+class StandInModelPatcher:
+    """comfy.model_patcher.ModelPatcher's constructor, as the pack calls it."""
+
+    def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+        self.model, self.load_device, self.offload_device = model, load_device, offload_device
 
 
 @pytest.fixture(scope="module")
@@ -194,28 +211,28 @@ def test_the_estimate_covers_what_autograd_really_keeps(random_lite0):
     assert kept <= estimate.activations <= 6 * kept, (kept, estimate.activations)
 
 
-def test_octave_dream_asks_comfyui_for_the_memory_before_the_model_moves_and_puts_it_back(
+def test_comfyuis_model_management_holds_the_model_loaded_with_the_dreams_memory(
     monkeypatch, random_lite0, small_photo
 ):
     stand_in = StandInModelManagement()
     monkeypatch.setattr(comfy_bridge, "model_management", stand_in)
-    moves = []
-    original_to = random_lite0.to
-
-    def to(device):
-        moves.append((len(stand_in.calls), torch.device(device)))
-        return original_to(device)
-
-    monkeypatch.setattr(random_lite0, "to", to)
+    monkeypatch.setattr(comfy_bridge, "ModelPatcher", StandInModelPatcher)
     image = small_photo.permute(0, 2, 3, 1)
     settings = {"octaves": 1, "iterations": 1, "precision": "fp32"}
-    dream_nodes.OctaveDream().run(image, random_lite0, {"blocks.8": 1.0}, **settings)
-    frees = [call for call in stand_in.calls if call[0] == "free_memory"]
+    with torch.inference_mode():  # as ComfyUI runs nodes
+        for _ in range(2):
+            dream_nodes.OctaveDream().run(image, random_lite0, {"blocks.8": 1.0}, **settings)
+    loads = [call for call in stand_in.calls if call[0] == "load_models_gpu"]
     expected = estimate_dream_memory(random_lite0, ["blocks.8"], DreamSettings(**settings), tuple(small_photo.shape),
                                      torch.device("cpu"))  # fmt: skip
-    assert frees == [("free_memory", expected.total, torch.device("cpu"))]
-    assert moves[0][0] == 1  # moved to the device only after asking for room
-    assert moves[-1][1] == torch.device("cpu") and random_lite0.device == torch.device("cpu")
+    assert len(loads) == 2 and loads[0][1] == loads[1][1]  # one patcher for the model, reused
+    (patcher,) = loads[0][1]
+    assert patcher.model is random_lite0.net and patcher.load_device == torch.device("cpu")
+    # The dream's own memory is asked for (ComfyUI adds the weights), the whole model loaded,
+    # outside inference mode; nobody moves it back afterwards.
+    assert loads[0][2:] == (expected.activations + expected.images, True, False)
+    assert [call[0] for call in stand_in.calls] == ["load_models_gpu", "load_models_gpu"]
+    assert not any(t.is_inference() for t in random_lite0.net.state_dict().values())
 
 
 @pytest.mark.parametrize(("vram_state", "tile"), [("NORMAL_VRAM", 0), ("LOW_VRAM", 1024), ("NO_VRAM", 512)])

@@ -221,3 +221,20 @@ def test_changed_files_and_folders_make_comfyui_run_the_loaders_again(nodes, tmp
     assert before == nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1)
     (tmp_path / "a" / "2.png").write_bytes(b"y")
     assert nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1) != before
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_every_dreaming_node_runs_under_inference_mode_where_device_moves_copy(nodes, small_photo, precision):
+    # As on a GPU host: ComfyUI's inference mode around the node, and moves that make new
+    # tensors (the autouse fixture). The model in the cache must stay usable after.
+    image = _image_bhwc(small_photo)
+    fast = dict(octaves=1, iterations=2, precision=precision)
+    with torch.inference_mode():
+        model = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
+        for _ in range(2):  # a second run finds the model where the first left it
+            out = nodes["OctaveDream"]().run(image, model, **fast)[0]
+            assert (out - image).abs().mean() > 0.002
+        frames = nodes["DreamVideo"]().run(torch.cat([image, image]), model, **fast)[0]
+        assert frames.shape == (2, *image.shape[1:])
+        nodes["LayerSweep"]().run(image, model, "blocks.6: 1", **fast)
+    assert not any(t.is_inference() for t in model.net.state_dict().values())
