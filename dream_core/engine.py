@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -120,6 +121,7 @@ class _Ascent:
         batch: int,
         regions: list[tuple[torch.Tensor, dict[Term, float]]] | None = None,
         guide: torch.Tensor | None = None,
+        should_stop: StopCallback | None = None,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -129,9 +131,14 @@ class _Ascent:
         self.settings = settings
         self.guide = self._guide_features(guide) if guide is not None else None
         self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
-        self.should_stop: StopCallback | None = None
+        self.should_stop = should_stop
+        self.active: torch.Tensor | None = None  # per image, with max_loss: 1 until its loss passed it
+        self._climbing = _HostFlag(model.device)
         self.blur = gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
-        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        # Python's generator, not torch's: drawing a shift must not build or read a tensor (a
+        # device sync on a GPU), and the same seed gives the same shifts on every device.
+        self.rng = random.Random(settings.seed)
+        self.luma = LUMA.to(model.device)
         device = model.device
         self.precision = resolve_precision(settings.precision, device)
         self.autocast = (
@@ -147,7 +154,7 @@ class _Ascent:
         self._warned_oom = False
 
     def _randint(self, low: int, high: int) -> int:
-        return int(torch.randint(low, high + 1, (1,), generator=self.generator))
+        return self.rng.randint(low, high)
 
     def _guide_features(self, guide: torch.Tensor) -> dict[str, torch.Tensor]:
         # Computed once, with the guide no larger than 512 px: the match is per
@@ -188,12 +195,13 @@ class _Ascent:
             except Exception as error:  # only out-of-memory is handled here
                 if not tiling.is_out_of_memory(error) or self.tile_size <= 2 * self.model.spec.min_size:
                     raise
-                self.tile_size = max(self.tile_size // 2 // 32 * 32, self.model.spec.min_size)
-                if not self._warned_oom:
-                    log.warning("Out of memory: retrying with %d px tiles.", self.tile_size)
-                    self._warned_oom = True
-                if self.model.device.type == "cuda":
-                    torch.cuda.empty_cache()
+            # Outside the except block: the failed step's tensors, which its traceback held,
+            # are gone now, so the cache can hand their memory back before the retry.
+            self.tile_size = max(self.tile_size // 2 // 32 * 32, self.model.spec.min_size)
+            if not self._warned_oom:
+                log.warning("Out of memory: retrying with %d px tiles.", self.tile_size)
+                self._warned_oom = True
+            tiling.release_cached_memory(self.model.device)
 
     def _tiled_gradient(
         self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
@@ -233,8 +241,60 @@ class _Ascent:
             loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
         return loss, grad
 
+    def start_octave(self, shape: tuple[int, int]) -> None:
+        """Ready the ascent for an octave of `shape`: the regions' masks at that size, every image climbing."""
+        self.region_masks = [resize(region_mask, shape) for region_mask, _ in self.regions]
+        self.active = None
+        self._climbing.reset()
+
+    def within_max_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """`[B, 1, 1, 1]`: 1 for the images whose loss has stayed within max_loss this octave, else 0.
+
+        Keras ends an octave once its loss passes max_loss; per image here (so a batch gives
+        what each image would alone), and an image that passed it stays stopped. Whether
+        any image still climbs is copied to the host without waiting (`octave_over`).
+        """
+        within = (loss <= self.settings.max_loss).view(-1, 1, 1, 1).to(loss.dtype)
+        self.active = within if self.active is None else self.active * within
+        self._climbing.record(self.active.amax() > 0)
+        return self.active
+
+    def octave_over(self) -> bool:
+        """True once every image of the batch passed max_loss (on a GPU known a step late: never waited for)."""
+        return self._climbing.is_false()
+
     def close(self) -> None:
         self.tap.close()
+
+
+class _HostFlag:
+    """A boolean the device computes and the host reads when it has arrived, never waiting for it.
+
+    On a GPU the value is copied into pinned memory without blocking, and read only once
+    its copy is done (an event query does not wait); until then it reads as its last
+    value. On the CPU the copy is immediate. Reading host memory through numpy is no
+    device operation at all.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.host = torch.ones((), dtype=torch.bool, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+        self.last = True
+
+    def reset(self) -> None:
+        self.host.fill_(True)
+        self.last = True
+
+    def record(self, value: torch.Tensor) -> None:
+        self.host.copy_(value, non_blocking=self.cuda)
+        if self.event is not None:
+            self.event.record()
+
+    def is_false(self) -> bool:
+        if self.event is None or self.event.query():
+            self.last = bool(self.host.numpy())
+        return not self.last
 
 
 def dream(
@@ -286,9 +346,11 @@ def dream(
         full_mask = prepare_mask(mask, original) if mask is not None else None
         full_regions = [(prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
         guide_image = _guide_tensor(guide) if guide is not None else None
-        ascent = _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image) if iterations else None
-        if ascent is not None:
-            ascent.should_stop = should_stop
+        ascent = (
+            _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image, should_stop)
+            if iterations
+            else None
+        )
         try:
             octave_images, done = _octaves(original, shapes, iterations, ascent, settings, full_mask,
                                            on_progress, should_stop, images.device)  # fmt: skip
@@ -364,18 +426,17 @@ def _octaves(
         image = resize(image, shape)
         octave_mask = resize(full_mask, shape) if full_mask is not None else None
         if ascent is not None:
-            ascent.region_masks = [resize(region_mask, shape) for region_mask, _ in ascent.regions]
+            ascent.start_octave(shape)
         for i in range(iterations):
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
-            if not _step(image, ascent, settings, octave_mask):
-                done += iterations - i  # every image is past max_loss: the octave ends
-                if on_progress is not None:
-                    on_progress(done, total, image)
-                break
-            done += 1
+            _step(image, ascent, settings, octave_mask)
+            octave_over = settings.max_loss > 0 and ascent.octave_over()  # every image past max_loss
+            done += iterations - i if octave_over else 1
             if on_progress is not None:
                 on_progress(done, total, image)
+            if octave_over:
+                break
         if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
             same_size_original = resize(original, shape)
             image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
@@ -389,25 +450,19 @@ def _octaves(
     return octave_images, done
 
 
-def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: torch.Tensor | None) -> bool:
-    """One ascent step on `image`, in place; False (and no step) once every image's loss passed max_loss."""
+def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: torch.Tensor | None) -> None:
+    """One ascent step on `image`, in place; images past max_loss (checked before stepping, as Keras) stay."""
     loss, grad = ascent.gradient(image)
-    # Keras checks the loss before stepping; per image here, so a batch gives what
-    # each image would give alone.
-    active = loss <= settings.max_loss if settings.max_loss > 0 else None
-    if active is not None and not bool(active.any()):
-        return False
     # In place: at 8K every full-size temporary costs most of a gigabyte.
     grad.mul_(settings.step * STEP_SCALE)
-    if active is not None:
-        grad.mul_(active.view(-1, 1, 1, 1).to(grad.dtype))
+    if settings.max_loss > 0:
+        grad.mul_(ascent.within_max_loss(loss))
     if mask is not None:
         grad.mul_(mask)
     if settings.keep_colors == "luminance":
         # The same change on R, G and B moves the brightness only.
-        grad.copy_((grad * LUMA.to(grad)).sum(dim=1, keepdim=True).expand_as(grad))
+        grad.copy_((grad * ascent.luma).sum(dim=1, keepdim=True).expand_as(grad))
     image.add_(grad).clamp_(0.0, 1.0)
-    return True
 
 
 MAX_ENLARGED_SIDE = 16384

@@ -149,9 +149,16 @@ def check_channels(term: Term, channels: int, where: str) -> None:
                          f"{abs(term.top)}.")  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
+def _channel_index(channels: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    # Made once per channel list and device: a tensor built from a Python list each step
+    # would be a host-to-device copy every step.
+    return torch.tensor(channels, dtype=torch.long, device=device)
+
+
 def _select(activation: torch.Tensor, term: Term) -> torch.Tensor:
     if term.channels:
-        return activation[:, list(term.channels)]
+        return activation.index_select(1, _channel_index(term.channels, activation.device))
     # The strongest / weakest channels on the current image, chosen afresh each step.
     strength = activation.detach().flatten(2).mean(2)
     index = strength.topk(abs(term.top), dim=1, largest=term.top > 0).indices

