@@ -24,7 +24,11 @@ KERAS_LAYERS = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
 
 
 def engine_step_factory(model, layers, size, device, tile_size=0, jitter=32, precision="fp32"):
-    """The engine's own step (`_Ascent.gradient` + in-place update), as `dream` runs it."""
+    """The engine's own step (`_Ascent.gradient` + in-place update), as `dream` runs it.
+
+    `model` must be computing in `precision` already (`FeatureModel.computing_in`, entered
+    once, as a dream does): one model per precision.
+    """
     weights = model.resolve_weights(layers)
     settings = DreamSettings(tile_size=tile_size, jitter=jitter, precision=precision)
     ascent = _Ascent(model, weights, settings, batch=1)
@@ -81,17 +85,22 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     layers = KERAS_LAYERS if args.model == "inception_v3" else None
-    model = load_feature_model(args.model, "random", device=device)
+    auto = resolve_precision("auto", device)
+    # One model per precision, each cast once for the whole run, as a dream casts once.
+    models = {}
+    for precision in dict.fromkeys(["fp32", auto]):
+        models[precision] = load_feature_model(args.model, "random", device=device)
+        models[precision].computing_in(PRECISIONS[precision]).__enter__()
+    model = models["fp32"]
     layers = layers or dict(model.spec.default_layers)
     print(f"device {device}, threads {torch.get_num_threads()}, model {args.model}, layers {layers}, "
           f"{args.size} px, {args.rounds} rounds (medians)")  # fmt: skip
 
-    auto = resolve_precision("auto", device)
     naive = naive_step_factory(args.model, layers, args.size, device)
     contenders = {"naive": naive}
     closers = []
     for precision in dict.fromkeys(["fp32", auto]):
-        engine, ascent = engine_step_factory(model, layers, args.size, device, precision=precision)
+        engine, ascent = engine_step_factory(models[precision], layers, args.size, device, precision=precision)
         bare, tap = bare_step_factory(model, layers, args.size, device, precision=precision)
         contenders[f"engine {precision}"] = engine
         contenders[f"bare {precision}"] = bare
@@ -116,8 +125,9 @@ def main() -> None:
 
     size = args.tiled_size
     for precision in dict.fromkeys(["fp32", auto]):
-        untiled, a1 = engine_step_factory(model, layers, size, device, tile_size=size, precision=precision)
-        tiled, a2 = engine_step_factory(model, layers, size, device, tile_size=args.tile, precision=precision)
+        net = models[precision]
+        untiled, a1 = engine_step_factory(net, layers, size, device, tile_size=size, precision=precision)
+        tiled, a2 = engine_step_factory(net, layers, size, device, tile_size=args.tile, precision=precision)
         t2 = race({"untiled": untiled, "tiled": tiled}, args.rounds, warmup=2)
         a1.close()
         a2.close()

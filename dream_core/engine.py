@@ -24,7 +24,7 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -34,7 +34,7 @@ from . import tiling
 from .errors import DreamCancelled, DreamError
 from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
 from .models import FeatureModel, activation_bytes_per_pixel
-from .objectives import Term, dream_objective, guide_features, weighted_loss
+from .objectives import Term, dream_objective, gradient_scale, guide_features, weighted_loss
 from .options import DreamSettings
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,32 @@ def cpu_has_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision 'auto' stands for on `device`; other values pass through.
 
-    bf16 where it was measured to pay (CPUs with bf16 units: bench/speed.py's engine
-    step is 1.3-1.5x faster than in fp32, naive/engine 3.06-3.33x against 2.00-2.39x;
-    dreams alike but not pixel-equal); fp32 elsewhere, GPUs included (not measured
-    there yet), where the reduced precisions stay an explicit choice.
+    bf16 on NVIDIA GPUs that have bf16 units (compute capability 8.0+: Ampere and later)
+    and on CPUs that have them (bench/speed.py's engine step 1.3-1.5x faster than in
+    fp32 here; dreams alike but not pixel-equal); fp16 on older CUDA GPUs, whose fp16
+    units are their fast path (the loss is scaled so no gradient underflows); fp32
+    elsewhere (Apple, AMD through other backends, CPUs without bf16 units).
     """
     if precision != "auto":
         return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
     return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest kernels for each shape once: a dream repeats its few shapes
+    (octaves, tiles, video frames) hundreds of times. The host's setting is put back after."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 class _Ascent:
@@ -140,12 +158,12 @@ class _Ascent:
         self.rng = random.Random(settings.seed)
         self.luma = LUMA.to(model.device)
         device = model.device
-        self.precision = resolve_precision(settings.precision, device)
-        self.autocast = (
-            torch.autocast(device.type, dtype=PRECISIONS[self.precision])
-            if self.precision != "fp32"
-            else contextlib.nullcontext()
-        )
+        # fp16 has too little range below 1 for the gradient of a mean over a big activation
+        # (31% of it flushed to zero was measured with Lite0): the climbed objective is scaled
+        # up, by one factor per step, which the gradient's normalisation then divides out.
+        self.scale_loss = model.compute_dtype == torch.float16
+        self._all_terms = {**weights, **{t: w for _, region_weights in self.regions for t, w in region_weights.items()}}
+        self._step_scale: float | None = None
         if settings.tile_size > 0:
             self.tile_size = max(settings.tile_size, model.spec.min_size)
         else:
@@ -169,13 +187,18 @@ class _Ascent:
     def _tile_loss(self, tile: torch.Tensor, whole: bool, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
         settings = self.settings
-        features = self.tap(tile)  # under the caller's autocast scope
+        features = self.tap(tile)  # in the model's compute dtype (see FeatureModel.computing_in)
         value, climbed = dream_objective(
             features, tile, self.weights, settings.loss, keras_border=whole,
             regions=[(mask, weights) for mask, (_, weights) in zip(region_tiles, self.regions, strict=True)],
             guide=self.guide, guide_mix=settings.guide_mix, tv_weight=settings.tv_weight,
         )  # fmt: skip
-        (grad,) = torch.autograd.grad(climbed.sum(), tile)
+        climbed = climbed.sum()
+        if self.scale_loss:
+            if self._step_scale is None:  # the step's first tile sets it, so every tile's gradient matches
+                self._step_scale = gradient_scale(features, self._all_terms)
+            climbed = climbed * self._step_scale
+        (grad,) = torch.autograd.grad(climbed, tile)
         return value, grad
 
     def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,10 +229,9 @@ class _Ascent:
     def _tiled_gradient(
         self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Reduced precision for the network's passes only; the gradient arithmetic
-        # below stays in float32.
-        with self.autocast:
-            loss, grad = self._tiles(image, tiles, shift_y, shift_x)
+        # The network runs in its compute dtype; the gradient arrives in the image's float32.
+        self._step_scale = None
+        loss, grad = self._tiles(image, tiles, shift_y, shift_x)
         if self.blur is not None:
             grad = blur(grad, self.blur)
         if self.settings.normalize == "mean_abs":
@@ -336,7 +358,8 @@ def dream(
     iterations = settings.iterations if weights or region_terms else 0
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
-    with torch.inference_mode(False), torch.enable_grad():
+    dtype = PRECISIONS[resolve_precision(settings.precision, model.device)]
+    with torch.inference_mode(False), torch.enable_grad(), _cudnn_benchmark(model.device):
         model.make_autograd_safe()  # whoever last moved it may have done so under inference mode
         # No copy when the images are already float32 on the device: `original` is
         # only read, and the dreamed image is a copy made below.
@@ -346,17 +369,18 @@ def dream(
         full_mask = prepare_mask(mask, original) if mask is not None else None
         full_regions = [(prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
         guide_image = _guide_tensor(guide) if guide is not None else None
-        ascent = (
-            _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image, should_stop)
-            if iterations
-            else None
-        )
-        try:
-            octave_images, done = _octaves(original, shapes, iterations, ascent, settings, full_mask,
-                                           on_progress, should_stop, images.device)  # fmt: skip
-        finally:
-            if ascent is not None:
-                ascent.close()
+        with model.computing_in(dtype):
+            ascent = (
+                _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image, should_stop)
+                if iterations
+                else None
+            )
+            try:
+                octave_images, done = _octaves(original, shapes, iterations, ascent, settings, full_mask,
+                                               on_progress, should_stop, images.device)  # fmt: skip
+            finally:
+                if ascent is not None:
+                    ascent.close()
     return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
 
 

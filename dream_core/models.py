@@ -8,11 +8,12 @@ and a weights choice into a frozen `FeatureModel`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -410,6 +411,8 @@ class FeatureModel:
         """'training': BatchNorm uses each dreamed image's statistics (see `load_feature_model`)."""
         self.training_report: dict | None = None
         """For a fine-tuned model: its held-out accuracy, overall and per class (from the file)."""
+        self.compute_dtype = torch.float32
+        """The dtype the network computes in now (see `computing_in`)."""
         self.layers = layer_catalogue(spec.name)
         self._by_name: dict[str, LayerInfo] = {}
         for info in self.layers:
@@ -512,6 +515,38 @@ class FeatureModel:
             self.net.to(device)
         return self
 
+    @contextlib.contextmanager
+    def computing_in(self, dtype: torch.dtype) -> Iterator[FeatureModel]:
+        """Run the network in `dtype` for the duration: its weights cast once, the originals put back after.
+
+        Autocast would cast every frozen weight again at every forward pass (it caches
+        only weights that require grad); here a dream casts them once, taps feed the
+        network its own dtype, and the float32 originals stay untouched, so no precision
+        is lost between dreams.
+        """
+        if dtype == self.compute_dtype:
+            yield self
+            return
+        originals: list[tuple[dict, str, torch.Tensor]] = []
+        previous = self.compute_dtype
+        try:
+            with torch.inference_mode(False):
+                for module in self.net.modules():
+                    for table in (module._parameters, module._buffers):
+                        for name, tensor in table.items():
+                            if tensor is None or not tensor.is_floating_point():
+                                continue
+                            originals.append((table, name, tensor))
+                            cast = tensor.detach().to(dtype)
+                            is_parameter = table is module._parameters
+                            table[name] = nn.Parameter(cast, requires_grad=False) if is_parameter else cast
+            self.compute_dtype = dtype
+            yield self
+        finally:
+            for table, name, tensor in originals:
+                table[name] = tensor
+            self.compute_dtype = previous
+
     def make_autograd_safe(self) -> int:
         """Replace any inference tensor in the network by a normal copy; returns how many.
 
@@ -567,7 +602,8 @@ class LayerTap:
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Activations `{layer: [B, C, h, w]}` of a `[B, 3, H, W]` image in 0..1."""
-        x = ((image - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        x = ((image - self._mean) / self._std).to(self.model.compute_dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
         self._out = {}
         self._active = True
         try:

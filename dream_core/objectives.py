@@ -200,7 +200,8 @@ def weighted_loss(
     """
     total = None
     for term, weight in layer_weights.items():
-        activation = features[term.layer]
+        # Summed in float32 whatever the network computes in: fp16 squares overflow past 256.
+        activation = features[term.layer].float()
         if term.is_class:
             term_loss = activation[:, term.class_index].float()
         else:
@@ -243,6 +244,27 @@ def dream_objective(
         value = value + weighted_loss(features, region_weights, mode, keras_border=False, spatial=mask).float()
     climbed = value - tv_weight * total_variation(image) if tv_weight > 0 else value
     return value.detach(), climbed
+
+
+def gradient_scale(features: Mapping[str, torch.Tensor], layer_weights: Mapping[Term, float]) -> float:
+    """A factor for the climbed objective that brings the gradient entering the network to the
+    activations' own size: 1 / the largest per-element coefficient (weight / elements averaged over).
+
+    A term's loss is a mean over its activation, so its gradient is the activation divided
+    by its size: 1e-5 of it for a mid layer of a 512 px picture, under fp16's normal range.
+    Computed from shapes only (no device value is read).
+    """
+    largest = 0.0
+    for term, weight in layer_weights.items():
+        # Summed in float32 whatever the network computes in: fp16 squares overflow past 256.
+        activation = features[term.layer].float()
+        if term.is_class:
+            size = 1
+        else:
+            channels = len(term.channels) or abs(term.top) or activation.shape[1]
+            size = channels * activation[0, 0].numel()
+        largest = max(largest, abs(weight) / size)
+    return 1.0 / largest if largest > 0 else 1.0
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
