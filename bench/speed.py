@@ -11,13 +11,15 @@ Weights are random (speed does not depend on them), so this runs offline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from common import naive_step_factory, print_ratio, race
 
 import torch
 
 from dream_core import DreamSettings, load_feature_model
-from dream_core.engine import PRECISIONS, STEP_SCALE, _Ascent, resolve_precision
+from dream_core.devices import PRECISIONS, resolve_precision
+from dream_core.engine import STEP_SCALE, _Ascent
 from dream_core.objectives import weighted_loss
 
 KERAS_LAYERS = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
@@ -87,10 +89,10 @@ def main() -> None:
     layers = KERAS_LAYERS if args.model == "inception_v3" else None
     auto = resolve_precision("auto", device)
     # One model per precision, each cast once for the whole run, as a dream casts once.
-    models = {}
+    models, casts = {}, contextlib.ExitStack()  # the casts stay on until the end of the run
     for precision in dict.fromkeys(["fp32", auto]):
         models[precision] = load_feature_model(args.model, "random", device=device)
-        models[precision].computing_in(PRECISIONS[precision]).__enter__()
+        casts.enter_context(models[precision].computing_in(PRECISIONS[precision]))
     model = models["fp32"]
     layers = layers or dict(model.spec.default_layers)
     print(f"device {device}, threads {torch.get_num_threads()}, model {args.model}, layers {layers}, "

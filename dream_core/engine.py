@@ -19,30 +19,26 @@ builds up.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from . import tiling
+from .devices import compute_dtype, cudnn_benchmark, release_cached_memory
 from .errors import DreamCancelled, DreamError
 from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
-from .models import FeatureModel, activation_bytes_per_pixel
+from .memory import plan_tile_side, step_bytes_per_pixel
+from .models import FeatureModel
 from .objectives import Term, dream_objective, gradient_scale, guide_features, weighted_loss
 from .options import DreamSettings
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Autograd keeps about the forward activations once more for the backward pass, and
-# the gradients being propagated need room too (calibrated in bench/memory.py).
-BACKWARD_FACTOR = 2.0
 GUIDE_MAX_SIDE = 512
 # Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
 STEP_SCALE = 0.5
@@ -86,48 +82,6 @@ def objective(
         return weighted_loss(tap(images.to(model.device)), weights, loss).cpu()
 
 
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 dot-product units (AVX512-BF16 or AMX), per /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision 'auto' stands for on `device`; other values pass through.
-
-    bf16 on NVIDIA GPUs that have bf16 units (compute capability 8.0+: Ampere and later)
-    and on CPUs that have them (bench/speed.py's engine step 1.3-1.5x faster than in
-    fp32 here; dreams alike but not pixel-equal); fp16 on older CUDA GPUs, whose fp16
-    units are their fast path (the loss is scaled so no gradient underflows); fp32
-    elsewhere (Apple, AMD through other backends, CPUs without bf16 units).
-    """
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    """cuDNN picks the fastest kernels for each shape once: a dream repeats its few shapes
-    (octaves, tiles, video frames) hundreds of times. The host's setting is put back after."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
-
-
 class _Ascent:
     """The state made once per dream and used by every step."""
 
@@ -167,8 +121,9 @@ class _Ascent:
         if settings.tile_size > 0:
             self.tile_size = max(settings.tile_size, model.spec.min_size)
         else:
-            per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(layers))
-            self.tile_size = tiling.auto_tile_size(per_pixel * BACKWARD_FACTOR, batch, device, model.spec.min_size)
+            per_pixel = step_bytes_per_pixel(model.name, model.deepest_layer(layers), model.compute_dtype,
+                                             model.learning_phase)  # fmt: skip
+            self.tile_size = plan_tile_side(per_pixel, batch, device, model.spec.min_size)
         self._warned_oom = False
 
     def _randint(self, low: int, high: int) -> int:
@@ -224,7 +179,7 @@ class _Ascent:
             if not self._warned_oom:
                 log.warning("Out of memory: retrying with %d px tiles.", self.tile_size)
                 self._warned_oom = True
-            tiling.release_cached_memory(self.model.device)
+            release_cached_memory(self.model.device)
 
     def _tiled_gradient(
         self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
@@ -358,8 +313,8 @@ def dream(
     iterations = settings.iterations if weights or region_terms else 0
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
-    dtype = PRECISIONS[resolve_precision(settings.precision, model.device)]
-    with torch.inference_mode(False), torch.enable_grad(), _cudnn_benchmark(model.device):
+    dtype = compute_dtype(settings.precision, model.device)
+    with torch.inference_mode(False), torch.enable_grad(), cudnn_benchmark(model.device):
         model.make_autograd_safe()  # whoever last moved it may have done so under inference mode
         # No copy when the images are already float32 on the device: `original` is
         # only read, and the dreamed image is a copy made below.

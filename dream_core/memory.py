@@ -1,28 +1,146 @@
-"""How much device memory a dream needs, so a host can make room before it starts.
+"""How much device memory a dream needs, measured, so a host can make room before it starts.
 
 A host that shares the device with other models (ComfyUI) asks its memory manager for
-`estimate_dream_memory(...).total` bytes before it moves the feature model there; the
-manager then offloads other models first instead of the dream running out of memory.
-The estimate follows what the engine keeps: the weights, autograd's activations for
-the largest gradient tile (the same per-pixel figure the tiler uses), and the images.
+`estimate_dream_memory(...).total` bytes; the manager then offloads other models first
+instead of the dream running out of memory. The figures are measured, not guessed:
+one ascent step of the network is run on the meta device (no weights, no memory,
+milliseconds) while `LiveTensorBytes` follows every tensor it makes and frees, and the
+peak per input pixel is what a step of that network holds, at any size (activations
+grow with the area). The same figure sizes the engine's tiles (`plan_tile_side`), so
+the estimate and the dream agree.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from . import tiling
-from .engine import BACKWARD_FACTOR, DreamSettings, resolve_precision
+from .devices import compute_dtype, free_memory, total_memory
 from .models import FeatureModel, activation_bytes_per_pixel, get_spec, layer_catalogue
+from .objectives import Term, weighted_loss
+from .options import DreamSettings
 
-IMAGE_COPIES = 6
-"""Full-size float32 images a dream keeps at once: the original, the dream, its
-gradient, the previous octave's shrunk original and the mask/blur scratch."""
-REDUCED_PRECISION_SHARE = 0.5
-"""Activations under bf16/fp16 autocast take about half the float32 bytes."""
+IMAGE_COPIES = 5
+"""Full-size float32 images a dream holds at its peak besides a step's own tensors: the
+input on the device, the original, the dream, its gradient and the octaves' shrunk
+originals and results (measured with `LiveTensorBytes`: 4.0 with one octave to 5.3 with
+three octaves and a mask, the input counted)."""
+
+STEP_MARGIN = 1.1
+"""Added to a step's measured bytes: padding costs a little more per pixel at small sizes (1.5% for
+Lite0 at 192 px against 224), and a GPU's allocator rounds blocks up and lends cuDNN workspaces."""
+
+CPU_TILE_CAP = 1024
+"""Largest automatic tile on a CPU: larger tiles make steps no faster (bench/), only bigger."""
+GPU_TILE_CAP = 4096
+GPU_TILE_SHARE = 0.25
+"""Share of a GPU's memory a tile's step may hold: 2048 px tiles run as fast as larger ones,
+and an 8K dream must not ask the host to empty the card."""
+CPU_FREE_SHARE = 0.5
+GPU_FREE_SHARE = 0.8
+"""Share of the memory free at dream time a tile may use (a GPU host has just made room)."""
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Follows the bytes of every tensor made on `device` while it is active, until each is freed: `peak`.
+
+    Works on any device, the meta device included (where nothing is allocated, so a
+    network's footprint is measured for free). Views share their storage and count once;
+    tensors made before it started (weights, inputs) are not counted.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.now = 0
+        self.peak = 0
+        self._live: dict[int, int] = {}
+
+    def _free(self, key: int) -> None:
+        self.now -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if any(result.alias_info is not None for result in func._schema.returns):
+            return out  # a view or an in-place result: no new memory
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and tensor.device == self.device:
+                storage = tensor.untyped_storage()
+                key = id(storage)
+                if key not in self._live:
+                    self._live[key] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._free, key)
+        return out
+
+
+@functools.cache
+def step_bytes_per_pixel(model_name: str, deepest_layer: str, dtype: torch.dtype = torch.float32,
+                         learning_phase: str = "inference") -> float:  # fmt: skip
+    """Bytes one input pixel costs at the peak of one ascent step through `deepest_layer`.
+
+    Measured by running the step (tap, loss, gradient to the input) on the meta device
+    with the network as a dream runs it (BatchNorm folded, or on the batch's statistics
+    in the 'training' learning phase; computing in `dtype`), at the network's probe size,
+    plus `STEP_MARGIN`.
+    """
+    spec = get_spec(model_name)
+    with torch.inference_mode(False):  # hosts call this under inference mode: the meta net must take a backward
+        return _measure_step(spec, deepest_layer, dtype, learning_phase)
+
+
+def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: str) -> float:
+    with torch.device("meta"):
+        net = spec.build(1000).eval().requires_grad_(False)
+    if learning_phase == "training":
+        for norm in (m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+            norm.train()
+            norm.track_running_stats = False
+    else:
+        spec.fold(net)
+    model = FeatureModel(spec, net, "meta")
+    size = spec.probe_size
+    term = Term(deepest_layer)
+    with torch.enable_grad(), model.computing_in(dtype), model.tap([term]) as tap:
+        tracker = LiveTensorBytes("meta")
+        with tracker:
+            tile = torch.zeros(1, 3, size, size, device="meta", requires_grad=True)
+            loss = weighted_loss(tap(tile), {term: 1.0}).sum()
+            torch.autograd.grad(loss, tile)
+    return STEP_MARGIN * tracker.peak / (size * size)
+
+
+def tile_budget(device: torch.device, planning: bool = False) -> float:
+    """Bytes a tile's step may hold on `device`.
+
+    GPU: a quarter of the card, and at dream time no more than 80% of what is free
+    (`planning`: before the host made room, the card's share alone). CPU: half of what
+    is free.
+    """
+    if device.type == "cuda":
+        share = GPU_TILE_SHARE * total_memory(device)
+        return share if planning else min(share, GPU_FREE_SHARE * free_memory(device))
+    return CPU_FREE_SHARE * free_memory(device)
+
+
+def plan_tile_side(per_pixel: float, batch: int, device: torch.device, minimum: int,
+                   tile_cap: int | None = None, planning: bool = False) -> int:  # fmt: skip
+    """The largest tile side (a multiple of 32, at least `minimum`) whose step fits `tile_budget`.
+
+    Capped where larger tiles stop paying off (`tile_cap`, else 1024 px on a CPU and
+    4096 px on a GPU). The engine and the memory estimate both size tiles here.
+    """
+    side = int(math.sqrt(tile_budget(device, planning) / max(per_pixel * batch, 1.0)))
+    cap = tile_cap or (GPU_TILE_CAP if device.type == "cuda" else CPU_TILE_CAP)
+    return max(min(side, cap) // 32 * 32, minimum)
 
 
 @dataclass(frozen=True)
@@ -53,12 +171,6 @@ def model_bytes(model: FeatureModel) -> int:
     return sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
 
 
-def tile_side(settings: DreamSettings, device: torch.device, tile_cap: int | None = None) -> int:
-    """The largest tile side a dream may use: the chosen `tile_size`, else the device's cap."""
-    cap = tile_cap or (tiling.GPU_TILE_CAP if device.type == "cuda" else tiling.CPU_TILE_CAP)
-    return min(settings.tile_size, cap) if settings.tile_size > 0 else cap
-
-
 def estimate_dream_memory(
     model: FeatureModel,
     terms: Iterable[str],
@@ -70,25 +182,32 @@ def estimate_dream_memory(
     """Device bytes to dream images of `image_shape` (`[B, 3, H, W]`) with these terms.
 
     `terms` are layer-weight terms (`layer`, `layer[3,17]`, `class:NAME`); an unknown
-    one raises the same error the dream would. Activations are sized for the largest
-    tile (`tile_size`, or `tile_cap`, or the device's automatic cap) at the full size,
-    the largest octave; the dream itself shrinks its tiles to the memory it finds.
+    one raises the same error the dream would. Activations are a step's measured bytes
+    per pixel (`step_bytes_per_pixel`, in the dream's precision) for the largest tile
+    the dream will use at the full size: `tile_size`, else what `plan_tile_side`
+    allows on this device. Reduced precisions add the weights' cast copy.
     """
     batch, height, width = int(image_shape[0]), int(image_shape[-2]), int(image_shape[-1])
-    side = max(tile_side(settings, device, tile_cap), model.spec.min_size)
+    dtype = compute_dtype(settings.precision, device)
     canonical = list(model.resolve_weights(dict.fromkeys(terms, 1.0)))  # class:NAME -> logits[i], aliases
-    activations = 0
+    weights = model_bytes(model)
+    if dtype != torch.float32:
+        weights += weights * torch.finfo(dtype).bits // 32  # the copy cast once per dream
+    activations, side = 0, settings.tile_size or tile_cap or 0
     if canonical:
-        per_pixel = activation_bytes_per_pixel(model.name, model.deepest_layer(canonical)) * BACKWARD_FACTOR
-        if resolve_precision(settings.precision, device) != "fp32":
-            per_pixel *= REDUCED_PRECISION_SHARE
+        per_pixel = step_bytes_per_pixel(model.name, model.deepest_layer(canonical), dtype, model.learning_phase)
+        if not settings.tile_size:
+            side = plan_tile_side(per_pixel, batch, device, model.spec.min_size, tile_cap, planning=True)
+        side = max(side, model.spec.min_size)
         activations = int(per_pixel * batch * min(height, side) * min(width, side))
     images = IMAGE_COPIES * batch * 3 * height * width * 4
-    return MemoryEstimate(weights=model_bytes(model), activations=activations, images=images, tile_size=side)
+    return MemoryEstimate(weights=weights, activations=activations, images=images, tile_size=side)
 
 
 OPTIMISER_COPIES = 4
 """A trained weight is held four times: the weight, its gradient and Adam's two moments."""
+TRAINING_BACKWARD_FACTOR = 2.0
+"""Training keeps every activation for the weights' gradients, and their gradients too."""
 
 
 def estimate_training_memory(architecture: str, batch_size: int, image_size: int) -> int:
@@ -103,5 +222,5 @@ def estimate_training_memory(architecture: str, batch_size: int, image_size: int
         net = spec.build(1000)
     weights = sum(p.numel() * p.element_size() for p in net.parameters())
     deepest = layer_catalogue(architecture)[-1].name
-    per_pixel = activation_bytes_per_pixel(architecture, deepest) * BACKWARD_FACTOR
+    per_pixel = activation_bytes_per_pixel(architecture, deepest) * TRAINING_BACKWARD_FACTOR
     return int(OPTIMISER_COPIES * weights + per_pixel * batch_size * image_size * image_size)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import torch
 
@@ -21,11 +20,6 @@ log = logging.getLogger(__name__)
 Range = tuple[int, int, int]  # (source start, source stop, offset inside the tile)
 Tile = tuple[int, int, int, int]  # (top, bottom, left, right) in the rolled view
 
-CPU_TILE_CAP = 1024
-"""Largest automatic tile on a CPU: larger tiles make steps no faster (bench/), only bigger."""
-GPU_TILE_CAP = 4096
-MEMORY_FRACTION = 0.5
-"""Share of the free memory an automatic tile may use; the rest is for the images."""
 
 
 def tile_grid(height: int, width: int, tile_size: int) -> list[Tile]:
@@ -89,40 +83,3 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return isinstance(error, RuntimeError) and any(words in text for words in OUT_OF_MEMORY_TEXTS)
-
-
-def release_cached_memory(device: torch.device) -> None:
-    """Hand the allocator's cached, unused blocks back to the device (CUDA), e.g. after an out-of-memory."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free for this process on `device` (CUDA: the driver's figure; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
-
-def auto_tile_size(bytes_per_pixel: float, batch: int, device: torch.device, minimum: int) -> int:
-    """The largest tile side whose forward and backward fit the device's free memory.
-
-    `bytes_per_pixel` is what one input pixel costs through the truncated network
-    (activations kept for the backward pass and their gradients). Capped where larger
-    tiles stop paying off, and never below the network's minimum input.
-    """
-    budget = free_memory(device) * MEMORY_FRACTION
-    side = int(math.sqrt(budget / max(bytes_per_pixel * batch, 1.0)))
-    cap = GPU_TILE_CAP if device.type == "cuda" else CPU_TILE_CAP
-    side = min(side, cap) // 32 * 32
-    return max(side, minimum)

@@ -227,6 +227,9 @@ def test_changed_files_and_folders_make_comfyui_run_the_loaders_again(nodes, tmp
 def test_every_dreaming_node_runs_under_inference_mode_where_device_moves_copy(nodes, small_photo, precision):
     # As on a GPU host: ComfyUI's inference mode around the node, and moves that make new
     # tensors (the autouse fixture). The model in the cache must stay usable after.
+    from dream_core.memory import step_bytes_per_pixel
+
+    step_bytes_per_pixel.cache_clear()  # measured afresh here, under inference mode as in ComfyUI
     image = _image_bhwc(small_photo)
     fast = dict(octaves=1, iterations=2, precision=precision)
     with torch.inference_mode():

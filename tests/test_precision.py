@@ -7,9 +7,10 @@ import pytest
 import torch
 from test_syncs import SyncCounter
 
-from dream_core import DreamSettings, dream
+from dream_core import DreamSettings, devices, dream
 from dream_core import engine as engine_module
-from dream_core.engine import PRECISIONS, _Ascent, resolve_precision
+from dream_core.devices import PRECISIONS, resolve_precision
+from dream_core.engine import _Ascent
 
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
 
@@ -89,9 +90,9 @@ def test_auto_precision_is_bf16_on_recent_gpus_and_fp16_on_older_ones(monkeypatc
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert resolve_precision("auto", cuda) == expected
         assert resolve_precision("fp32", cuda) == "fp32"
-    monkeypatch.setattr(engine_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    monkeypatch.setattr(engine_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
     assert resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 

@@ -24,7 +24,7 @@ from dream_core import (
     load_feature_model,
     parse_layer_weights,
 )
-from dream_core.engine import PRECISIONS
+from dream_core.devices import PRECISIONS
 from dream_core.objectives import LOSS_MODES, Term
 from dream_core.options import COLOR_MODES, NORMALIZATIONS
 

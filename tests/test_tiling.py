@@ -110,7 +110,7 @@ def test_gpu_allocation_failures_retry_after_the_failed_steps_tensors_are_releas
         return real(self, tile, *args)
 
     monkeypatch.setattr(engine._Ascent, "_tile_loss", fail_on_big_tiles)
-    monkeypatch.setattr(tiling, "release_cached_memory", release)
+    monkeypatch.setattr(engine, "release_cached_memory", release)
     out = dream(small_photo, lite0, LAYERS, FAST.with_options(tile_size=256, iterations=2)).images
     assert failed and released == [True] * len(failed)
     assert (out - small_photo).abs().mean() > 0.002
