@@ -11,6 +11,7 @@ time: memory does not grow with the clip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -19,18 +20,27 @@ from .engine import DreamResult, ProgressCallback, StopCallback, dream, octave_s
 from .errors import DreamCancelled, DreamError
 from .flow import FlowFunction, flow_function
 from .models import FeatureModel
-from .options import DreamSettings, VideoSettings
+from .options import SEED_MAX, DreamSettings, VideoSettings
+
+
+def _pixel_coordinates(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices `[H, 1]`, `[1, W]` as floats, made on `device` (broadcast, never a full grid)."""
+    ys = torch.arange(height, dtype=torch.float32, device=device).view(-1, 1)
+    xs = torch.arange(width, dtype=torch.float32, device=device).view(1, -1)
+    return ys, xs
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """`image` `[B, C, H, W]` sampled at x + flow(x): what lands on each pixel (`flow` `[2, H, W]`, pixels)."""
+    """`image` `[B, C, H, W]` sampled at x + flow(x): what lands on each pixel (`flow` `[2, H, W]`, pixels).
+
+    Runs on the image's device (the flow is moved there once); nothing goes through the host.
+    """
     height, width = image.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                            indexing="ij")  # fmt: skip
-    flow = flow.to(torch.float32).cpu()
+    flow = flow.to(image.device, torch.float32)
+    ys, xs = _pixel_coordinates(height, width, image.device)
     grid_x = (xs + flow[0]) * (2 / max(width - 1, 1)) - 1
     grid_y = (ys + flow[1]) * (2 / max(height - 1, 1)) - 1
-    grid = torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0).to(image.device, image.dtype)
+    grid = torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0).to(image.dtype)
     grid = grid.expand(image.shape[0], -1, -1, -1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
@@ -38,17 +48,24 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     """`[1, 1, H, W]`: 1 where the backward flow (new -> old frame) and the forward flow (old -> new)
     agree, 0 where a pixel was uncovered or hidden (Ruder et al.'s forward-backward check) or
-    came into the picture from outside it."""
+    came into the picture from outside it. On the backward flow's device."""
     height, width = backward.shape[-2:]
+    backward = backward.float()
+    forward = forward.to(backward.device, torch.float32)
     there = warp(forward.unsqueeze(0), backward)[0]  # the forward flow where each new pixel came from
     mismatch = (backward + there).square().sum(0)
     bound = 0.01 * (backward.square().sum(0) + there.square().sum(0)) + 0.5
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                            indexing="ij")  # fmt: skip
-    source_x, source_y = xs + backward[0].cpu(), ys + backward[1].cpu()
+    ys, xs = _pixel_coordinates(height, width, backward.device)
+    source_x, source_y = xs + backward[0], ys + backward[1]
     # A pixel that came from outside the old frame (it entered the picture) has nothing to carry.
     inside = (source_x >= 0) & (source_x <= width - 1) & (source_y >= 0) & (source_y <= height - 1)
-    return ((mismatch.cpu() <= bound.cpu()) & inside).to(torch.float32).view(1, 1, height, width)
+    return ((mismatch <= bound) & inside).to(torch.float32).view(1, 1, height, width)
+
+
+def frame_seed(seed: int, index: int) -> int:
+    """The jitter seed of frame `index`: a fresh jitter every frame (one seed for all would put the
+    same shifts under every frame), the same clip and seed giving the same frames."""
+    return (seed + index) % (SEED_MAX + 1)
 
 
 def frame_steps(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> int:
@@ -90,41 +107,83 @@ def dream_video(
     if video.carry == 0:
         later = settings
     estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
-    previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (frame, its dream's change)
+    previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
     done = 0
     total = None
-    for index, frame in enumerate(frames):
-        if should_stop is not None and should_stop():
-            raise DreamCancelled("The dream was cancelled.")
-        if frame.ndim == 3:
-            frame = frame.unsqueeze(0)
-        frame = frame.float()
-        if previous is not None and frame.shape != previous[0].shape:
-            raise DreamError(f"Frame {index} is {tuple(frame.shape[-2:])}, the clip's first was "
-                             f"{tuple(previous[0].shape[-2:])}: every frame must have the same size.")  # fmt: skip
-        start, frame_settings = frame, settings if previous is None else later
-        if previous is not None and estimate is not None:
-            old_frame, old_change = previous
-            backward = estimate(frame, old_frame)
-            carried = warp(old_change, backward)
-            if video.occlusion_check:
-                carried = carried * reliable(backward, estimate(old_frame, frame)).to(carried.device)
-            start = (frame + video.carry * carried).clamp(0.0, 1.0)
-        steps = frame_steps(*frame.shape[-2:], model, frame_settings)
-        if index == 0 and frame_count is not None:  # all frames share the first one's size
-            total = steps + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
+    with _FlowAhead(frames, estimate, video.occlusion_check) as clip:
+        for index, (frame, flows) in enumerate(clip):
+            if should_stop is not None and should_stop():
+                raise DreamCancelled("The dream was cancelled.")
+            start, frame_settings = frame, settings if previous is None else later
+            frame_settings = frame_settings.with_options(seed=frame_seed(settings.seed, index))
+            if previous is not None and flows is not None:
+                backward, forward = flows.result()  # computed while the previous frame dreamed
+                carried = warp(previous, backward)
+                if forward is not None:
+                    carried = carried * reliable(backward.to(carried.device), forward)
+                start = (frame + video.carry * carried).clamp(0.0, 1.0)
+            steps = frame_steps(*frame.shape[-2:], model, frame_settings)
+            if index == 0 and frame_count is not None:  # all frames share the first one's size
+                total = steps + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
 
-        def report(step: int, _total: int, image: torch.Tensor, offset: int = done, total=total, steps=steps) -> None:
-            if on_progress is not None:
-                on_progress(offset + step, total if total is not None else offset + steps, image)
+            def report(step: int, _total: int, image: torch.Tensor, offset=done, total=total, steps=steps) -> None:
+                if on_progress is not None:
+                    on_progress(offset + step, total if total is not None else offset + steps, image)
 
-        frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
-        result: DreamResult = dream(start, model, layer_weights, frame_settings, mask=frame_mask, guide=guide,
-                                    regions=regions, on_progress=report, should_stop=should_stop)  # fmt: skip
-        done += steps
-        dreamed = result.images
-        previous = (frame, (dreamed - frame.to(dreamed.device)).detach())
-        yield dreamed
+            frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
+            result: DreamResult = dream(start, model, layer_weights, frame_settings, mask=frame_mask, guide=guide,
+                                        regions=regions, on_progress=report, should_stop=should_stop)  # fmt: skip
+            done += steps
+            dreamed = result.images
+            previous = (dreamed - frame.to(dreamed.device)).detach()
+            yield dreamed
+
+
+class _FlowAhead:
+    """The clip's frames, each with its flows to the frame before, computed one frame ahead.
+
+    Reading a frame starts its flows (backward, and forward for the occlusion check) in
+    a worker thread, and the clip is read one frame ahead, so the next frame's flows are
+    computed while the current frame dreams (DIS and ILK run on the CPU and release the
+    GIL; RAFT queues its work on the device). Frames come out as float `[1, 3, H, W]`.
+    """
+
+    def __init__(self, frames: Iterable[torch.Tensor], estimate: FlowFunction | None, check: bool) -> None:
+        self.frames = iter(frames)
+        self.estimate = estimate
+        self.check = check
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepdream-flow") if estimate else None
+
+    def _flows(self, frame: torch.Tensor, old_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        backward = self.estimate(frame, old_frame)
+        return backward, (self.estimate(old_frame, frame) if self.check else None)
+
+    def _read(self) -> Iterator[tuple[torch.Tensor, Future | None]]:
+        previous = None
+        for index, frame in enumerate(self.frames):
+            if frame.ndim == 3:
+                frame = frame.unsqueeze(0)
+            frame = frame.float()
+            if previous is not None and frame.shape != previous.shape:
+                raise DreamError(f"Frame {index} is {tuple(frame.shape[-2:])}, the clip's first was "
+                                 f"{tuple(previous.shape[-2:])}: every frame must have the same size.")  # fmt: skip
+            flows = self.pool.submit(self._flows, frame, previous) if self.pool and previous is not None else None
+            yield frame, flows
+            previous = frame
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, Future | None]]:
+        reader = self._read()
+        ahead = next(reader, None)
+        while ahead is not None:
+            current, ahead = ahead, next(reader, None)  # reading the next frame starts its flows
+            yield current
+
+    def __enter__(self) -> _FlowAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stream_batch(images: torch.Tensor, convert: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[torch.Tensor]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dream_core import DreamCancelled, DreamError, DreamSettings
 from dream_core.flow import flow_function, resolve_flow_method
 from dream_core.options import VideoSettings
-from dream_core.video import dream_video, reliable, warp
+from dream_core.video import dream_video, frame_seed, reliable, warp
 
 FAST = DreamSettings(octaves=2, iterations=8, step=0.02, seed=1, precision="fp32")
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.0}
@@ -70,7 +70,7 @@ def test_frames_stream_through_one_at_a_time(lite0, small_photo):
 
     video = dream_video(source(), lite0, LAYERS, FAST, VideoSettings(flow="ilk"))
     first = next(video)
-    assert len(pulled) == 1 and first.shape == frames[0].shape
+    assert len(pulled) == 2 and first.shape == frames[0].shape  # read one ahead, for its flow
     assert len(list(video)) == 3 and len(pulled) == 4
 
 
@@ -88,7 +88,62 @@ def test_carry_zero_dreams_every_frame_as_alone(lite0, small_photo):
 
     frames = pan(small_photo, 2)
     out = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(carry=0.0)))
-    assert torch.equal(out[1], dream(frames[1], lite0, LAYERS, FAST).images)
+    assert torch.equal(out[1], dream(frames[1], lite0, LAYERS, FAST.with_options(seed=frame_seed(1, 1))).images)
+
+
+def test_every_frame_gets_a_fresh_jitter_from_the_seed(lite0, small_photo):
+    still = [small_photo[..., :80, :80]] * 3  # the same picture three times
+    alone = VideoSettings(carry=0.0)
+    out = list(dream_video(iter(still), lite0, LAYERS, FAST, alone))
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])  # the shifts differ frame to frame
+    again = list(dream_video(iter(still), lite0, LAYERS, FAST, alone))
+    assert all(torch.equal(a, b) for a, b in zip(out, again, strict=True))  # and the seed gives the same clip
+
+
+def test_warp_and_the_flow_check_never_leave_the_device():
+    # On the meta device nothing can be copied to the host: a hidden .cpu() would raise.
+    image = torch.empty(1, 3, 48, 64, device="meta")
+    flow = torch.empty(2, 48, 64, device="meta")
+    assert warp(image, flow).device.type == "meta"
+    assert reliable(flow, flow).shape == (1, 1, 48, 64) and reliable(flow, flow).device.type == "meta"
+
+
+def test_flow_of_large_frames_is_estimated_small_and_scaled_back(small_photo):
+    calls = []
+
+    def recording(a, b):
+        calls.append(tuple(a.shape[-2:]))
+        flow = torch.zeros(2, *a.shape[-2:])
+        flow[0] = -3.0  # 3 px to the left at the estimate's size
+        return flow
+
+    from dream_core.flow import _at_most
+
+    frames = [torch.rand(1, 3, 1080, 1920)] * 2
+    flow = _at_most(recording, 720)(*frames)
+    assert calls == [(405, 720)] and flow.shape == (2, 1080, 1920)
+    assert torch.allclose(flow[0], torch.full((1080, 1920), -8.0)) and flow[1].abs().max() == 0  # 3 px * 1920 / 720
+
+
+def test_the_next_frames_flow_is_computed_while_the_current_frame_dreams(lite0, small_photo):
+    import threading
+
+    flowed = threading.Event()
+    threads = []
+
+    def flow(a, b):
+        threads.append(threading.current_thread().name)
+        flowed.set()
+        return torch.zeros(2, *a.shape[-2:])
+
+    def progress(step, total, image):
+        if step == 2:  # frame 0's last step: frame 1's flows must be done already, computed alongside
+            assert flowed.wait(timeout=60), "frame 1's flow was not computed while frame 0 dreamed"
+
+    frames = pan(small_photo, 3)
+    list(dream_video(iter(frames), lite0, LAYERS, FAST.with_options(iterations=2, octaves=1),
+                     VideoSettings(next_iterations=2), flow=flow, on_progress=progress))  # fmt: skip
+    assert len(threads) == 4 and all(name.startswith("deepdream-flow") for name in threads)  # 2 pairs, off the loop
 
 
 def test_a_mask_per_frame_or_one_for_all(lite0, small_photo):
