@@ -48,6 +48,7 @@ class LayerInfo:
     stride: int
 
 
+@torch.inference_mode(False)  # the folded weights must be able to take part in a backward pass
 @torch.no_grad()
 def fold_batchnorms(net: nn.Module) -> int:
     """Fold every eval-mode BatchNorm that directly follows a convolution into it.
@@ -559,14 +560,27 @@ class FeatureModel:
         with torch.inference_mode(False):
             for module in self.net.modules():
                 for name, param in module._parameters.items():
-                    if param is not None and param.is_inference():
-                        module._parameters[name] = nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+                    if param is not None and _made_in_inference_mode(param):
+                        module._parameters[name] = nn.Parameter(param.detach().clone(),
+                                                                requires_grad=param.requires_grad)  # fmt: skip
                         replaced += 1
                 for name, buffer in module._buffers.items():
-                    if buffer is not None and buffer.is_inference():
+                    if buffer is not None and _made_in_inference_mode(buffer):
                         module._buffers[name] = buffer.clone()
                         replaced += 1
         return replaced
+
+
+def _made_in_inference_mode(tensor: torch.Tensor) -> bool:
+    """An inference tensor, or a Parameter wrapped around one under inference mode (which says it is not
+    one, but has no version counter, so autograd cannot save it either)."""
+    if tensor.is_inference():
+        return True
+    try:
+        tensor._version  # noqa: B018  (reading it is the check)
+    except RuntimeError:
+        return True
+    return False
 
 
 class LayerTap:

@@ -322,7 +322,7 @@ def train_classifier(
         path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx),
                             per_class=per_class, epochs=epochs, best_epoch=best_epoch,
                             history=history)  # fmt: skip
-    model.spec.fold(net)
+    model.spec.fold(net)  # fold_batchnorms makes its weights with inference mode off, as dreaming needs
     model.training_report = {"accuracy": accuracy, "per_class": per_class, "best_epoch": best_epoch}
     curve, matrix = curve_picture(history, best_epoch), confusion_picture(confusion, class_names)
     if path is not None:

@@ -155,3 +155,29 @@ def test_the_cli_shows_epochs_and_writes_the_pictures(tmp_path, capsys):
     assert "epoch 2/2" in captured.err and "held-out" in captured.err
     assert "per class: checkers" in captured.out
     assert (tmp_path / "m.curve.png").is_file() and (tmp_path / "m.confusion.png").is_file()
+
+
+def test_the_train_node_under_inference_mode_leaves_a_model_that_dreams(tmp_path, small_photo):
+    # As on a GPU host: ComfyUI's inference mode, and device moves that copy (the autouse
+    # fixture); the trained model goes into ComfyUI's cache and must still dream.
+    from conftest import pack_module
+
+    train_nodes = pack_module("nodes.train_nodes")
+    comfy_bridge = pack_module("nodes.comfy_bridge")
+    folder = tmp_path / "shapes"
+    for name in ("dots", "stripes"):
+        (folder / name).mkdir(parents=True)
+        for i, picture in enumerate(sorted((FOLDER / name).iterdir())[:6]):
+            Image.open(picture).save(folder / name / f"{i}.png")
+    with torch.inference_mode():
+        node = train_nodes.TrainFeatureModel()
+        original = comfy_bridge.model_save_path
+        comfy_bridge.model_save_path = lambda name: str(tmp_path / f"{name}.safetensors")
+        try:
+            model, summary, report = node.run(str(folder), "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "mine")
+        finally:
+            comfy_bridge.model_save_path = original
+        assert not any(t.is_inference() for t in model.net.state_dict().values())
+        dreamed = dream(small_photo, model, {"class:dots": 1.0}, DreamSettings(octaves=1, iterations=2,
+                                                                                precision="fp32")).images  # fmt: skip
+    assert (dreamed - small_photo).abs().mean() > 1e-3 and report.ndim == 4
