@@ -87,7 +87,7 @@ class Term:
         if self.is_class:
             return f"class:{self.class_name if self.class_index is None else self.class_index}"
         if self.channels:
-            return f"{self.layer}[{','.join(map(str, self.channels))}]"
+            return f"{self.layer}[{_ranges_text(self.channels)}]"
         if self.top:
             return f"{self.layer}[{'top' if self.top > 0 else 'bottom'}{abs(self.top)}]"
         return self.layer
@@ -95,12 +95,28 @@ class Term:
     __repr__ = __str__
 
 
+def _ranges_text(indices: Sequence[int]) -> str:
+    """Sorted channel indices as short text: (3, 17, 40, 41, ..., 47) -> '3,17,40-47'."""
+    parts, start = [], None
+    for position, index in enumerate(indices):
+        if start is None:
+            start = index
+        if position + 1 == len(indices) or indices[position + 1] != index + 1:
+            parts.append(str(start) if start == index else f"{start}-{index}")
+            start = None
+    return ",".join(parts)
+
+
+MAX_CHANNEL = 65535
+"""No layer has more channels than this: a channel beyond it is refused before any range is expanded
+(a shared workflow's [0-99999999999] would otherwise fill the memory of the machine)."""
+
 CLASS_LAYER = "logits"
 """The pseudo-layer whose activations are the class scores."""
 _SELECTOR = re.compile(r"^(?P<name>[^\[\]]+?)\s*\[(?P<selector>[^\]]*)\]$")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def parse_term(text: str | Term) -> Term:
     """The `Term` a piece of layer-weights text names (a `Term` passes through)."""
     if isinstance(text, Term):
@@ -117,26 +133,30 @@ def parse_term(text: str | Term) -> Term:
             raise DreamError(f"{text!r}: write channels as layer[3,17,40-47] or layer[top8] / layer[bottom8].")
         return Term(text)
     layer, selector = match["name"].strip(), match["selector"].replace(" ", "").lower()
+    shown = selector if len(selector) <= 40 else selector[:37] + "..."  # messages stay one short line
     counted = re.fullmatch(r"(top|bottom)(\d+)", selector)
     if counted:
         count = int(counted[2])
         if count < 1:
-            raise DreamError(f"{text!r}: [{selector}] selects no channel.")
+            raise DreamError(f"{text[:60]!r}: [{shown}] selects no channel.")
         return Term(layer, top=count if counted[1] == "top" else -count)
     indices: set[int] = set()
     for part in filter(None, selector.split(",")):
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
             raise DreamError(
-                f"Channel selector [{selector}] of {layer}: write indices and ranges like [3,17,40-47], "
+                f"Channel selector [{shown}] of {layer}: write indices and ranges like [3,17,40-47], "
                 "or [top8] / [bottom8]."
             )
+        if len(low) > 6 or len(high) > 6 or max(int(low), int(high or 0)) > MAX_CHANNEL:
+            raise DreamError(f"Channel selector of {layer}: {part[:24]} is beyond any layer's channels "
+                             f"(at most {MAX_CHANNEL}); see the layer's channels with 'deepdream layers MODEL'.")
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
-            raise DreamError(f"Channel selector [{selector}] of {layer}: {part} runs backwards.")
+            raise DreamError(f"Channel selector [{shown}] of {layer}: {part[:24]} runs backwards.")
         indices.update(range(first, last + 1))
     if not indices:
-        raise DreamError(f"Channel selector [{selector}] of {layer} selects no channel.")
+        raise DreamError(f"Channel selector [{shown}] of {layer} selects no channel.")
     return Term(layer, channels=tuple(sorted(indices)))
 
 
@@ -300,6 +320,7 @@ def parse_layer_weights(text: str) -> dict[Term, float]:
     """
     weights: dict[Term, float] = {}
     for item in _split_items(text):
+        shown = item if len(item) <= 60 else item[:57] + "..."  # messages stay one short line
         name, sep, value = item.rpartition(":")
         if not sep or "]" in value or "[" in value:
             name, sep, value = item, "", ""
@@ -309,21 +330,21 @@ def parse_layer_weights(text: str) -> dict[Term, float]:
             name, sep, value = item.rpartition("=")
         name = name.strip()
         if not name:
-            raise DreamError(f"Layer weight {item!r} has no layer name; write it as 'layer:weight'.")
+            raise DreamError(f"Layer weight {shown!r} has no layer name; write it as 'layer:weight'.")
         try:
             weight = float(value) if sep else 1.0
         except ValueError:
             if name.lower().startswith("class:") or ":" in name:
-                raise DreamError(f"Layer weight {item!r}: {value.strip()!r} is not a number.") from None
+                raise DreamError(f"Layer weight {shown!r}: {value.strip()[:20]!r} is not a number.") from None
             raise DreamError(
-                f"Layer weight {item!r}: {value.strip()!r} is not a number; write it as 'layer:weight', "
+                f"Layer weight {shown!r}: {value.strip()[:20]!r} is not a number; write it as 'layer:weight', "
                 "e.g. 'mixed4:1.5'."
             ) from None
         if weight != weight or weight in (float("inf"), float("-inf")):
-            raise DreamError(f"Layer weight {item!r} is not a finite number.")
+            raise DreamError(f"Layer weight {shown!r} is not a finite number.")
         try:
             term = parse_term(name)
         except DreamError as err:
-            raise DreamError(f"Layer weight {item!r}: {err}") from None
+            raise DreamError(f"Layer weight {shown!r}: {err}") from None
         weights[term] = weights.get(term, 0.0) + weight
     return weights

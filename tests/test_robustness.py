@@ -287,3 +287,30 @@ def pack():
 @pytest.fixture(scope="module")
 def pack_nodes(pack):
     return pack.NODE_CLASS_MAPPINGS
+
+
+@pytest.mark.parametrize("text", ["blocks.6[0-99999999999]:1", "blocks.6[0-9999999]: 1", "blocks.6[5,99999999]:1",
+                                  "blocks.6[" + ",".join(map(str, range(70000, 70100))) + "]:1"])  # fmt: skip
+def test_a_huge_channel_range_is_refused_at_once_in_the_cli_and_the_node(text, capsys):
+    import time
+    import tracemalloc
+
+    from conftest import pack_module
+
+    from dream_core.cli import main
+
+    node = pack_module("nodes.model_nodes").LayerWeights()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        assert main(["dream", "samples/astronaut.png", "-o", "never.png", "--layers", text]) == 2
+        with pytest.raises(DreamError, match="beyond any layer"):
+            node.build(text, 1.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0
+    assert peak < 5 << 20, peak  # flat: nothing expanded (the old parser grew to 24 GB)
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and len(message[0]) < 300 and "beyond any layer" in message[0]
+    assert not Path("never.png").exists()
