@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,11 +34,12 @@ from .models import (
 )
 from .objectives import parse_layer_weights
 from .options import Option
+from .outputs import check_outputs, distinct_names, folder_written_whole
 from .presets import PRESETS, default_preset, get_preset
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
 from .video import dream_video
-from .videoio import VideoSink, VideoSource
+from .videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 
 
 class ProgressBar:
@@ -109,6 +112,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
                    help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
                    "repeat for several regions")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_option_flags(p, option_table.OPTIONS)
     # Older spelling of --no-reinject-detail.
     p.add_argument("--no-reinject", dest="reinject_detail", action="store_const", const=False, default=None,
@@ -146,6 +150,17 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float]
     given = [opt.name for opt in option_table.OPTIONS if getattr(args, opt.name) is not None]
     options = {name: getattr(args, name) for name in given}
     return model, layers, settings.with_options(**options).validate()
+
+
+OVERWRITE_HELP = ("replace output files that already exist (an input is never replaced); without it an "
+                  "existing output is refused before any work")
+WRITABLE_PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MAX_FPS = 1000.0
+
+
+def _check_fps(fps: float) -> None:
+    if not (0 < fps <= MAX_FPS):
+        raise DreamError(f"--fps {fps:g}: give a frame rate above 0 and at most {MAX_FPS:g}.")
 
 
 def _check_device(device: str) -> None:
@@ -191,8 +206,21 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
     return DreamJob(model, layers_everywhere, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
 
 
+def _job_inputs(args: argparse.Namespace) -> list[Path]:
+    """Every file a dreaming command reads besides its pictures: mask, guide, region masks, checkpoint."""
+    files = [args.mask, args.guide, *(Path(spec.partition("=")[0]) for spec in args.region)]
+    if args.weights not in ("imagenet", "random"):
+        files.append(Path(args.weights))
+    return [Path(f) for f in files if f is not None]
+
+
+def _check_picture_output(path: Path) -> None:
+    if path.suffix.lower() not in WRITABLE_PICTURES:
+        raise DreamError(f"{path.name}: pictures are written as {', '.join(WRITABLE_PICTURES)}; use one of those.")
+
+
 def _cmd_dream(args: argparse.Namespace) -> int:
-    inputs = expand_inputs(args.inputs)
+    inputs = list(dict.fromkeys(expand_inputs(args.inputs)))  # a file given twice is dreamed once
     if not inputs:
         raise DreamError("No input images found; give image files or folders that contain some.")
     missing = [str(p) for p in inputs if not p.is_file()]
@@ -200,6 +228,24 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         raise DreamError(f"Input not found: {', '.join(missing)}.")
     out = Path(args.output)
     to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
+    if to_folder:
+        for given in map(Path, args.inputs):
+            if given.is_dir() and given.resolve() == out.resolve():
+                raise DreamError(f"The output folder {out} is the input folder: the dreams would be mixed with "
+                                 "the pictures (and dreamed again next time). Write to another folder.")  # fmt: skip
+        names = distinct_names(inputs)
+        targets = {path: out / names[path] for path in inputs}
+    else:
+        _check_picture_output(out)
+        targets = {inputs[0]: out}
+    planned = list(targets.values())
+    for target in targets.values():
+        if args.frames_every:
+            planned.append(target.with_name(f"{target.stem}_frames.webp"))
+        if args.save_octaves:
+            octaves = _settings_from_args(args)[2].octaves
+            planned += [target.with_name(f"{target.stem}_octave{i}.png") for i in range(octaves)]
+    check_outputs(planned, [*inputs, *_job_inputs(args)], args.overwrite)
     job = prepare_dream(args)
     failed = []
     for path in inputs:
@@ -218,7 +264,7 @@ def _cmd_dream(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed.append(path.name)
             continue
-        target = out / f"{path.stem}_dream.png" if to_folder else out
+        target = targets[path]
         save_image(result.images[0], target)
         print(f"wrote {target}")
         if frames is not None:
@@ -236,6 +282,8 @@ def _cmd_dream(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    _check_picture_output(Path(args.output))
+    check_outputs([Path(args.output)], [Path(args.input), *_job_inputs(args)], args.overwrite)
     image = load_image(args.input)
     job = prepare_dream(args)
     lines = args.line or [f"{name}: {weight:g}" for name, weight in job.sweep_layers.items()]
@@ -254,17 +302,26 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
         problem = opt.problem(getattr(args, opt.name))
         if problem:
             raise DreamError(f"{opt.flag}: {problem}.")
+    _check_fps(args.fps)
+    out = Path(args.output)
+    if out.suffix and out.suffix.lower() != ".webp":
+        raise DreamError(f"{out.name}: the zoom is written as an animated .webp, or as PNG frames into a folder "
+                         "(a name without a suffix).")  # fmt: skip
+    if out.suffix:
+        check_outputs([out], [Path(args.input), *_job_inputs(args)], args.overwrite)
+    else:
+        check_outputs([], [Path(args.input), *_job_inputs(args)], args.overwrite, folders=[out])
     image = load_image(args.input)
     job = prepare_dream(args)
     frames = dream_zoom(image, job.model, job.layers, job.settings, args.frames, args.zoom, args.angle,
                         args.shift_x, args.shift_y, on_progress=ProgressBar(Path(args.input).name),
                         **job.inputs())  # fmt: skip
-    out = Path(args.output)
     if out.suffix.lower() == ".webp":
         print(f"wrote {save_animation(frames, out, fps=args.fps)}")
     else:
-        for i, frame in enumerate(frames):
-            save_image(frame, out / f"frame_{i:04d}.png")
+        with folder_written_whole(out) as folder:
+            for i, frame in enumerate(frames):
+                save_image(frame, folder / f"frame_{i:04d}.png")
         print(f"wrote {len(frames)} frames into {out}")
     return 0
 
@@ -272,9 +329,22 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
 def _cmd_video(args: argparse.Namespace) -> int:
     given = [opt.name for opt in option_table.VIDEO_OPTIONS if getattr(args, opt.name) is not None]
     video = option_table.VideoSettings(**{name: getattr(args, name) for name in given}).validate()
+    if args.fps is not None:
+        _check_fps(args.fps)
+    out = Path(args.output)
     source = VideoSource(args.input, fps=args.fps)
+    sink = VideoSink(out, source.rate)  # refuses an unknown suffix before any work
+    if sink.to_folder:
+        check_outputs([], [source.path, *source.files, *_job_inputs(args)], args.overwrite, folders=[out])
+    else:
+        check_outputs([out], [source.path, *_job_inputs(args)], args.overwrite)
+    keep_audio = source.has_audio
+    if source.has_audio and not sink.to_folder:
+        keep_audio, warning = audio_fits(out, audio_codecs(source.path))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    sink.audio_from = source.path if keep_audio and not sink.to_folder else None
     job = prepare_dream(args)
-    sink = VideoSink(args.output, source.rate, audio_from=source.path if source.has_audio else None)
     started, written = time.monotonic(), 0
     try:
         frames = dream_video(source.frames(), job.model, job.layers, job.settings, video, weights_dir=args.weights_dir,
@@ -290,16 +360,25 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 line = f"frame {written}  {elapsed:6.1f}s"
             tty = sys.stderr.isatty()  # a terminal: one line redrawn; a log: a line per frame
             print(("\r" if tty else "") + line, file=sys.stderr, end="" if tty else "\n")
-    finally:
-        sink.close()
+    except BaseException:
+        sink.abort()  # nothing under the output's name: a stopped render must not look finished
+        raise
+    sink.close()
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"wrote {written} frames at {float(source.rate):g} fps to {args.output}"
-          + (" with the audio" if source.has_audio and not sink.to_folder else ""))  # fmt: skip
+          + (" with the audio" if sink.audio_from is not None else ""))  # fmt: skip
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.suffix.lower() != ".safetensors":
+        raise DreamError(f"{output.name}: trained models are saved as .safetensors; use that extension.")
+    stem = output.with_suffix("")
+    reports = [stem.with_name(stem.name + ".curve.png"), stem.with_name(stem.name + ".confusion.png")]
+    starting = [Path(args.weights)] if args.weights not in ("imagenet", "random") else []
+    check_outputs([output, *reports], starting, args.overwrite)
     settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, unfreeze=args.unfreeze,
                              seed=args.seed)  # fmt: skip
     bar = ProgressBar(Path(args.folder).name)
@@ -428,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"last blocks trained too after the head's warm-up (default {t.unfreeze}; 0 = head only)")
     p.add_argument("--seed", type=int, default=t.seed, help=f"default {t.seed}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_cmd_models)
     p = sub.add_parser("layers", help="list a model's layers, aliases and channels")
@@ -437,19 +517,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so every half-written file is cleaned up on the way out."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m dream_core` and the `deepdream` script."""
+    """Entry point of `python -m dream_core` and the `deepdream` script.
+
+    Exit status: 0 done, 1 some inputs failed (or an unexpected error), 2 refused (a one-line
+    reason), 130 Ctrl-C, 143 SIGTERM; a stopped command leaves no half-written file behind.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.func(args)
+    except Terminated:
+        print("\nterminated: nothing half-written was left", file=sys.stderr)
+        return 143
     except DreamError as err:
         if args.verbose:
             logging.exception("details")
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print("\ninterrupted: nothing half-written was left", file=sys.stderr)
         return 130
     except Exception as err:  # a missing package, a model that cannot be built: one line, -v for the rest
         if args.verbose:
@@ -457,3 +555,6 @@ def main(argv: list[str] | None = None) -> int:
         name = f"the package {err.name!r} is missing; install it" if isinstance(err, ImportError) and err.name else err
         print(f"error: {type(err).__name__}: {name} (run with -v for details)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

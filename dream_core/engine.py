@@ -416,6 +416,8 @@ def _octaves(
                 on_progress(done, total, image)
             if octave_over:
                 break
+        if ascent is not None:
+            _check_finite(image)
         if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
             same_size_original = resize(original, shape)
             image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
@@ -427,6 +429,15 @@ def _octaves(
             octave_image = image.detach() if last else image.detach().clone()
         octave_images.append(octave_image.to(out_device))
     return octave_images, done
+
+
+def _check_finite(image: torch.Tensor) -> None:
+    """Stop a dream whose picture became NaN or infinite (once per octave: it is a wait for the device)."""
+    if not bool(torch.isfinite(image).all()):
+        raise DreamError(
+            "The dream's gradient became NaN or infinite, which would write a black picture: a layer weight far "
+            "too large, or a checkpoint with broken weights. Lower the weights, or load another checkpoint."
+        )
 
 
 def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: torch.Tensor | None) -> None:
@@ -475,6 +486,6 @@ def _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions
 def _guide_tensor(guide: torch.Tensor) -> torch.Tensor:
     if guide.ndim == 3:
         guide = guide.unsqueeze(0)
-    if guide.ndim != 4 or guide.shape[1] != 3:
+    if guide.ndim != 4 or guide.shape[1] != 3 or 0 in guide.shape:
         raise DreamError(f"The guide must be an RGB image [1, 3, H, W]; got shape {tuple(guide.shape)}.")
     return guide.detach()

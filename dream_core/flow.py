@@ -112,16 +112,24 @@ are far coarser than the motion detail it loses, and at 1080p DIS takes ~0.35 s 
 RAFT's correlation volume ~5.6 GB, against a quarter of that at 720 px."""
 
 
+FLOW_MIN_SIDE = 32
+"""Smaller frames are enlarged for the estimate: DIS refuses frames under 12 px, and RAFT needs 128."""
+
+
 def _at_most(flow: FlowFunction, max_side: int) -> FlowFunction:
-    """`flow` run on frames shrunk to `max_side` px, its result enlarged and scaled back to pixels."""
+    """`flow` run on frames shrunk to `max_side` px (or enlarged to `FLOW_MIN_SIDE`), its result resized
+    and scaled back to pixels."""
 
     def scaled(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         height, width = a.shape[-2:]
         scale = max_side / max(height, width)
-        if scale >= 1.0:
+        if min(height, width) < FLOW_MIN_SIDE:
+            scale = FLOW_MIN_SIDE / min(height, width)
+        elif scale >= 1.0:
             return flow(a, b)
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
-        small = flow(*(F.interpolate(x.float(), size=size, mode="area") for x in (a, b)))
+        mode = "area" if scale < 1.0 else "bilinear"
+        small = flow(*(F.interpolate(x.float(), size=size, mode=mode) for x in (a, b)))
         big = F.interpolate(small[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
         factors = torch.tensor([width / size[1], height / size[0]], dtype=big.dtype).view(2, 1, 1)
         return big * factors.to(big.device)

@@ -47,6 +47,9 @@ def prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         mask = mask[:, 0]
     if mask.ndim != 3:
         raise DreamError(f"A mask must be [H, W] or [B, H, W]; got shape {tuple(mask.shape)}.")
+    if 0 in mask.shape:
+        raise DreamError(f"The mask is empty (shape {tuple(mask.shape)}): give at least one mask with pixels, or "
+                         "leave the mask out.")  # fmt: skip
     batch = images.shape[0]
     if mask.shape[0] not in (1, batch):
         # ComfyUI's own nodes repeat a short mask batch; do the same, and say so.

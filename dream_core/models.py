@@ -690,6 +690,11 @@ def load_feature_model(
             else:
                 state, meta = load_checkpoint(weights)
                 label = str(weights)
+                broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+                if broken:
+                    raise DreamError(f"{Path(weights).name} is broken: {len(broken)} of its tensors hold NaN or "
+                                     f"infinite values (e.g. {broken[0]}); dreaming with it would give a black "
+                                     "picture. Use another checkpoint or train it again.")  # fmt: skip
                 trained_as = meta.get("architecture")
                 if isinstance(trained_as, str) and trained_as in ZOO and trained_as != spec.name:
                     raise WeightsMismatchError(

@@ -111,6 +111,9 @@ MAX_CHANNEL = 65535
 """No layer has more channels than this: a channel beyond it is refused before any range is expanded
 (a shared workflow's [0-99999999999] would otherwise fill the memory of the machine)."""
 
+MAX_WEIGHT = 1e6
+"""Larger layer weights overflow the loss to infinity (1e38 gave an all-black picture)."""
+
 CLASS_LAYER = "logits"
 """The pseudo-layer whose activations are the class scores."""
 _SELECTOR = re.compile(r"^(?P<name>[^\[\]]+?)\s*\[(?P<selector>[^\]]*)\]$")
@@ -342,6 +345,9 @@ def parse_layer_weights(text: str) -> dict[Term, float]:
             ) from None
         if weight != weight or weight in (float("inf"), float("-inf")):
             raise DreamError(f"Layer weight {shown!r} is not a finite number.")
+        if abs(weight) > MAX_WEIGHT:
+            raise DreamError(f"Layer weight {shown!r} is too large (at most {MAX_WEIGHT:g} either way); the "
+                             "weights' sizes relative to each other are what matters, and step sets the strength.")
         try:
             term = parse_term(name)
         except DreamError as err:

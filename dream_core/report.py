@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .outputs import written_whole
+
 SIZE = 480
 BACKGROUND, INK, GRID = (255, 255, 255), (30, 30, 30), (225, 225, 225)
 LOSS, ACCURACY, KEPT = (200, 60, 40), (40, 110, 200), (60, 160, 60)
@@ -91,8 +93,9 @@ def save_report(curve: Image.Image, confusion: Image.Image, model_path: str | Pa
     model_path = Path(model_path)
     stem = model_path.with_suffix("")
     paths = (stem.with_name(stem.name + ".curve.png"), stem.with_name(stem.name + ".confusion.png"))
-    curve.save(paths[0])
-    confusion.save(paths[1])
+    for picture, path in zip((curve, confusion), paths, strict=True):
+        with written_whole(path) as partial:
+            picture.save(partial)
     return paths
 
 

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DreamCancelled, DreamError
+from .imageio import rgb_picture
 from .models import FeatureModel, get_spec, load_feature_model, trainable_models
+from .outputs import written_whole
 from .report import confusion_picture, curve_picture, save_report, side_by_side
 
 log = logging.getLogger(__name__)
@@ -111,9 +113,9 @@ def read_folder(folder: str | os.PathLike, max_side: int = 512) -> Dataset:
         for path in files:
             try:
                 with Image.open(path) as im:
-                    im = ImageOps.exif_transpose(im)
+                    im = rgb_picture(ImageOps.exif_transpose(im))  # 16-bit grey scaled, not clipped
                     im.thumbnail((max_side, max_side))
-                    loaded.append(im.convert("RGB"))
+                    loaded.append(im)
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
                 skipped.append(f"{path.relative_to(root)} ({type(err).__name__})")
         if not loaded:
@@ -371,7 +373,6 @@ def save_trained(model: FeatureModel, path: str | os.PathLike, **extra) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise DreamError(f"{path.name}: trained models are saved as .safetensors; use that extension.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     # channels_last parameters are not contiguous, which safetensors refuses.
     state = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
     metadata = {
@@ -381,5 +382,6 @@ def save_trained(model: FeatureModel, path: str | os.PathLike, **extra) -> Path:
         "format": "comfyui-deepdream/1",
     }
     metadata.update({key: json.dumps(value) for key, value in extra.items()})
-    save_file(state, str(path), metadata=metadata)
+    with written_whole(path) as partial:  # a kill or a full disk leaves no half-written model
+        save_file(state, str(partial), metadata=metadata)
     return path

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +15,7 @@ import torch
 
 from .errors import DreamError
 from .imageio import IMAGE_SUFFIXES, load_image, save_image
+from .outputs import PARTIAL, partial_path, replace_folder
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
 _CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9",
@@ -68,9 +72,38 @@ class VideoSource:
                 yield torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
 
+AUDIO_CODECS_FITTING = {".webm": {"opus", "vorbis"}, ".gif": set()}
+"""Audio codecs a container can hold, where it cannot hold all: a WebM takes Opus or Vorbis only
+(not the AAC of most MP4s), a GIF no sound at all. Others (MP4, MOV, MKV, AVI) take the common ones."""
+
+
+def audio_codecs(path: Path) -> list[str]:
+    """The codec names of a video file's audio streams."""
+    av = _av()
+    with av.open(str(path)) as container:
+        return [stream.codec_context.name for stream in container.streams.audio]
+
+
+def audio_fits(output: Path, codecs: list[str]) -> tuple[bool, str | None]:
+    """Whether the source's audio can be copied into `output`, and if not, the warning to give before any work."""
+    allowed = AUDIO_CODECS_FITTING.get(output.suffix.lower())
+    if not codecs or allowed is None or all(codec in allowed for codec in codecs):
+        return True, None
+    if not allowed:
+        return False, f"{output.suffix} files hold no sound: the audio is left out."
+    return False, (f"{output.suffix} cannot hold {', '.join(sorted(set(codecs)))} audio (only "
+                   f"{', '.join(sorted(allowed))}): the audio is left out; write .mp4 or .mkv to keep it.")
+
+
 class VideoSink:
     """Writes frames to a video file (codec from the suffix; the source's audio copied in) or, for a
-    path without a video suffix, to a folder of numbered PNG files."""
+    path without a video suffix, to a folder of numbered PNG files.
+
+    Whole or not at all: the file (or folder) is written under a temporary name beside the
+    final one and put in place by `close()`; `abort()` (an error, Ctrl-C, SIGTERM) removes
+    it, and a kill leaves only a hidden `.NAME.partial-*` behind, never a file that looks
+    finished under the final name.
+    """
 
     def __init__(self, path: str | os.PathLike, rate: Fraction, audio_from: Path | None = None) -> None:
         self.path = Path(path)
@@ -78,6 +111,7 @@ class VideoSink:
         self.audio_from = audio_from
         self.count = 0
         self.container = self.stream = None
+        self.partial: Path | None = None
         self.audio_streams: dict = {}
         self.to_folder = self.path.suffix.lower() not in VIDEO_SUFFIXES
         if self.to_folder and self.path.suffix:
@@ -88,7 +122,8 @@ class VideoSink:
         av = _av()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         suffix = self.path.suffix.lower()
-        self.container = av.open(str(self.path), "w")
+        self.partial = partial_path(self.path)
+        self.container = av.open(str(self.partial), "w")
         self.stream = self.container.add_stream(_CODECS[suffix], rate=self.rate)
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "rgb8" if suffix == ".gif" else "yuv420p"
@@ -100,7 +135,10 @@ class VideoSink:
     def write(self, frame: torch.Tensor) -> None:
         """Append one frame `[1, 3, H, W]` in 0..1."""
         if self.to_folder:
-            save_image(frame[0], self.path / f"frame_{self.count:05d}.png")
+            if self.partial is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.partial = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}{PARTIAL}"))
+            save_image(frame[0], self.partial / f"frame_{self.count:05d}.png")
             self.count += 1
             return
         height, width = frame.shape[-2:]
@@ -117,7 +155,12 @@ class VideoSink:
         self.count += 1
 
     def close(self) -> None:
-        """Flush the encoder, copy the source's audio in, and close the file."""
+        """Flush the encoder, copy the source's audio in, close the file and put it in place."""
+        if self.to_folder:
+            if self.partial is not None:
+                replace_folder(self.partial, self.path)
+                self.partial = None
+            return
         if self.container is None:
             return
         for packet in self.stream.encode():
@@ -132,3 +175,20 @@ class VideoSink:
                     self.container.mux(packet)
         self.container.close()
         self.container = None
+        os.replace(self.partial, self.path)
+        self.partial = None
+
+    def abort(self) -> None:
+        """Drop what was written: nothing appears under the final name, a previous file stays as it was."""
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.close()
+            self.container = None
+        if self.partial is not None:
+            if self.partial.is_dir():
+                shutil.rmtree(self.partial, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    self.partial.unlink()
+            self.partial = None
+

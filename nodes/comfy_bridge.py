@@ -248,11 +248,18 @@ def input_subfolder(name: str) -> str:
         return name
     base = os.path.realpath(folder_paths.get_input_directory())
     path = os.path.realpath(os.path.join(base, name.strip()))
-    if os.path.isabs(name.strip()) or os.path.commonpath([base, path]) != base:
+    if os.path.isabs(name.strip()) or os.path.commonpath([base, path]) != base or path == base:
         raise ValueError(
-            f"The training folder must be inside ComfyUI's input folder ({base}); got {name!r}. "
+            f"The training folder must be a sub-folder of ComfyUI's input folder ({base}); got {name!r}. "
             "Give its name relative to that folder, e.g. 'my_flowers'."
         )
+    # A class folder or picture that is a link leading out of input/ would read files from anywhere.
+    for root, dirs, files in os.walk(path):
+        for entry in (*dirs, *files):
+            target = os.path.realpath(os.path.join(root, entry))
+            if os.path.commonpath([base, target]) != base:
+                raise ValueError(f"{os.path.relpath(os.path.join(root, entry), base)} leads outside ComfyUI's input "
+                                 "folder; put the pictures themselves inside it.")  # fmt: skip
     return path
 
 

@@ -91,6 +91,8 @@ def dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> d
     if mask is not None:
         inputs["mask"] = mask
     if guide is not None:
+        if guide.shape[0] == 0:
+            raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
         inputs["guide"] = to_bchw(guide)[:1].to(device)
     if regions:
         inputs["regions"] = [(region_mask.to(device), weights) for region_mask, weights in regions]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dream_core.errors import DreamError
 from ..dream_core.options import VIDEO_OPTIONS, DreamSettings, VideoSettings
 from ..dream_core.video import dream_video, stream_batch
 from . import comfy_bridge
@@ -60,6 +61,8 @@ class DreamVideo:
         settings = DreamSettings().with_options(**inputs)
         layers = dream_layers(feature_model, layer_weights, regions)
         count = frames.shape[0]
+        if count == 0:
+            raise DreamError("The clip holds no frames (an empty IMAGE batch): check the video that was loaded.")
         first = to_bchw(frames[:1])
         out_device = comfy_bridge.output_device()
         result = None  # filled frame by frame: the clip is never copied whole

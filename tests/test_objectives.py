@@ -75,7 +75,7 @@ def test_unknown_or_ambiguous_classes_are_explained(lite0):
 def test_channel_selections_dream_only_those_channels(lite0, small_photo):
     resolved = lite0.resolve_weights({"blocks.8[5, 1-3]": 1.0, "block8[top4]": 2.0})
     assert {str(term): weight for term, weight in resolved.items()} == {
-        "blocks.8[1,2,3,5]": 1.0,
+        "blocks.8[1-3,5]": 1.0,
         "blocks.8[top4]": 2.0,
     }
     with pytest.raises(DreamError, match="0..111"):
@@ -170,7 +170,7 @@ def test_terms_are_parsed_once_into_typed_values():
     weights = parse_layer_weights("mixed4: 1, mixed4[3, 17, 40-42]: 2, mixed5[top8], class:jellyfish: 0.5, class:107")
     assert list(weights) == [Term("mixed4"), Term("mixed4", channels=(3, 17, 40, 41, 42)), Term("mixed5", top=8),
                              Term("logits", class_name="jellyfish"), Term("logits", class_index=107)]  # fmt: skip
-    assert [str(term) for term in weights] == ["mixed4", "mixed4[3,17,40,41,42]", "mixed5[top8]", "class:jellyfish",
+    assert [str(term) for term in weights] == ["mixed4", "mixed4[3,17,40-42]", "mixed5[top8]", "class:jellyfish",
                                                "class:107"]  # fmt: skip
     with pytest.raises(DreamError, match="runs backwards"):
         parse_layer_weights("mixed4[9-3]")

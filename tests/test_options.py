@@ -72,7 +72,8 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
     engines = {"dream": "dream", "sweep": "layer_sweep", "zoom": "dream_zoom", "video": "dream_video"}
     monkeypatch.setattr(cli, engines[command], engine)
     value = other_value(opt)
-    out = files / f"out_{command}.png" if command != "video" else files / "out_video"
+    suffix = ".webp" if command == "zoom" else ".png"
+    out = files / f"out_{command}{suffix}" if command != "video" else files / "out_video"
     source = files / "photo.png" if command != "video" else files  # a folder of frames
     args = cli.build_parser().parse_args(
         [command, str(source), "-o", str(out), "--guide", str(files / "guide.png"),
@@ -227,7 +228,8 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, f
     # Every dream flag of the parser is covered above.
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "help", "preset", "model"}
+    # --output and --overwrite say where the picture goes, not what it is (tests/test_outputs.py).
+    covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "overwrite", "help", "preset", "model"}
     command_only = {"frames_every", "save_octaves", "line", "columns", "frames", "zoom", "angle", "shift_x",
                     "shift_y", "fps"}  # fmt: skip
     dests = {a.dest for a in sub._actions if a.option_strings} - command_only
