@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..dream_core.memory import estimate_training_memory
 from ..dream_core.models import per_class_text, trainable_models
+from ..dream_core.outputs import check_outputs
 from ..dream_core.training import TrainSettings, train_classifier, training_size
 from . import comfy_bridge
 
@@ -71,8 +73,9 @@ class TrainFeatureModel:
                 "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Seed of the split, the augmentation and the head's start."}),
                 "save_as": ("STRING", {"default": "my_classifier",
-                                       "tooltip": "File name (without .safetensors) in models/deepdream; an "
-                                       "existing file of that name is replaced."}),
+                                       "tooltip": "File name (without .safetensors) in models/deepdream. An "
+                                       "existing file of that name is replaced, but only once the new model is "
+                                       "complete; the checkpoint you start from never is."}),
             }
         }  # fmt: skip
 
@@ -93,6 +96,8 @@ class TrainFeatureModel:
         path = comfy_bridge.input_subfolder(folder)
         target = comfy_bridge.model_save_path(save_as)
         start = "imagenet" if weights == "imagenet" else comfy_bridge.model_file_path(weights)
+        if start != "imagenet":
+            check_outputs([Path(target)], [Path(start)], overwrite=True)  # never over the model it continues from
         settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, unfreeze=unfreeze_blocks,
                                  seed=seed % 2**32)  # fmt: skip
         device = comfy_bridge.compute_device()
