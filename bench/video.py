@@ -105,6 +105,49 @@ def object_clip(count: int, speed: float = 5.0):
     return frames, backs, visibles
 
 
+def still_clip(count: int):
+    """A locked-off camera: the same astronaut frame `count` times."""
+    frame = pan_clip(1)[0][0]
+    return [frame] * count
+
+
+def slow_pan_clip(count: int):
+    """The camera moving 1 px per frame over the astronaut photo."""
+    return pan_clip(count, speed=1.0)[0]
+
+
+def cut_clip(count: int):
+    """A pan over the astronaut, a hard cut, then the zoom into the coffee cup: (frames, index of the cut)."""
+    first = pan_clip(count // 2)[0]
+    second = zoom_clip(count - count // 2)[0]
+    return first + second, count // 2
+
+
+def fade_clip(count: int):
+    """The pan at 2 px a frame fading to black by its middle frame and back (with its motion, as pan_clip)."""
+    frames, backs, visibles = pan_clip(count, speed=2.0)
+    middle = (count - 1) / 2
+    return [frame * abs(t - middle) / middle for t, frame in enumerate(frames)], backs, visibles
+
+
+def strength(dreamed: torch.Tensor, frame: torch.Tensor) -> float:
+    return float((dreamed - frame).abs().mean())
+
+
+def shots(frames, model, layers, settings, video):
+    """Dream a clip coherently: (dreams, first frames of its shots, seconds per frame, peak tensor MB)."""
+    from dream_core.memory import LiveTensorBytes
+
+    starts, dreams = [], []
+    tracker = LiveTensorBytes("cpu")
+    start = time.perf_counter()
+    with tracker:
+        for dreamed in dream_video(iter(frames), model, layers, settings, video, on_new_shot=starts.append):
+            dreams.append(dreamed)
+    seconds = (time.perf_counter() - start) / len(frames)
+    return dreams, starts, seconds, tracker.peak / 2**20
+
+
 def measure(frames, backs, visibles, model, layers, settings, video):
     """(temporal error, strength, seconds of the first frame, mean seconds of the others)."""
     dreams, times = [], []
@@ -148,16 +191,49 @@ def peak_rss(frames: int, workdir: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024**2
 
 
+def shots_report(model, layers, settings, video, long: int) -> None:
+    """Cuts, still shots, slow pans and fades: where shots start and how the strength holds."""
+    from dream_core import dream
+
+    print(f"\n-- shots ({long}-frame still shot and slow pan; steady={video.steady}, "
+          f"cut threshold {video.cut_threshold})")  # fmt: skip
+    frames, cut = cut_clip(16)
+    dreams, starts, seconds, peak = shots(frames, model, layers, settings, video)
+    fresh = dream(frames[cut], model, layers, settings).images
+    after, alone = strength(dreams[cut], frames[cut]), strength(fresh, frames[cut])
+    print(f"cut at frame {cut}: shots start at {starts}; first frame after the cut: strength {after:.4f} / fresh "
+          f"dream {alone:.4f} = {after / alone:.2f}x (target >= 0.8x); {seconds:.3f} s/frame, peak {peak:.0f} MB")
+    save = Path(tempfile.gettempdir()) / "bench_video_after_cut.png"
+    from dream_core.imageio import save_image
+
+    save_image(torch.cat([frames[cut], dreams[cut - 1], dreams[cut]], dim=-1)[0], save)
+    print(f"  (the frame after the cut, the dream before it, the dream after it: {save})")
+    for name, clip in (("still shot", still_clip(long)), ("slow pan", slow_pan_clip(long))):
+        dreams, starts, seconds, peak = shots(clip, model, layers, settings, video)
+        first, last = strength(dreams[0], clip[0]), strength(dreams[-1], clip[-1])
+        print(f"{name:11s} {long} frames: shots start at {starts}; strength last / first {last:.4f} / {first:.4f} "
+              f"= {last / first:.2f}x (target 0.8-1.25x); {seconds:.3f} s/frame, peak {peak:.0f} MB")  # fmt: skip
+    clip = fade_clip(20)
+    _, starts, _, _ = shots(clip[0], model, layers, settings, video)
+    e_coh = measure(*clip, model, layers, settings, video)[0]
+    e_alone = measure(*clip, model, layers, settings, VideoSettings(carry=0.0))[0]
+    print(f"fade to black and back, 20 frames: shots start at {starts} (target [0]); temporal error coherent / "
+          f"alone {e_coh:.4f} / {e_alone:.4f} = {e_coh / e_alone:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS for 30 vs 300 frames (minutes)")
     parser.add_argument("--next-iterations", type=int, default=VideoSettings().next_iterations)
+    parser.add_argument("--shot-frames", type=int, default=120, help="length of the still shot and the slow pan")
+    parser.add_argument("--no-steady", dest="steady", action="store_false", help="measure without --steady")
     args = parser.parse_args()
     preset = get_preset("lite0")
     model = load_feature_model(preset.model)
     settings, layers = preset.settings, preset.layers
-    coherent, alone = VideoSettings(next_iterations=args.next_iterations), VideoSettings(carry=0.0)
+    coherent = VideoSettings(next_iterations=args.next_iterations, steady=args.steady)
+    alone = VideoSettings(carry=0.0)
     print(f"threads {THREADS}, {args.frames} frames of {SIZE[1]}x{SIZE[0]}, {preset.model}, {settings}")
     print(f"coherent: {coherent}")
     for name, make in (("pan", pan_clip), ("zoom", zoom_clip), ("moving object", object_clip)):
@@ -168,6 +244,7 @@ def main() -> None:
               f"(target <= 0.35x); strength {s_coh:.4f} / {s_alone:.4f} = {s_coh / s_alone:.2f}x (>= 0.6x); "
               f"s per later frame / full dream {later_coh:.3f} / {first_coh:.3f} = {later_coh / first_coh:.2f}x "
               "(<= 0.4x)")  # fmt: skip
+    shots_report(model, layers, settings, coherent, args.shot_frames)
     if args.rss:
         with tempfile.TemporaryDirectory() as folder:
             short, long = peak_rss(30, Path(folder)), peak_rss(300, Path(folder))

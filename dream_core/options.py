@@ -184,6 +184,12 @@ class VideoSettings:
                        choices=FLOW_METHODS)  # fmt: skip
     occlusion_check: bool = option(True, "Dream pixels that the motion uncovered or hid afresh (forward-backward "
                                    "flow check) instead of carrying over a wrong pattern.")  # fmt: skip
+    cut_threshold: float = option(0.4, "Where a new shot starts: a frame whose picture matches the previous one "
+                                  "(moved along the motion) less than this (a correlation, 1 = the same) gets a "
+                                  "fresh full dream and carries nothing over. Fades and flashes keep their match. "
+                                  "0 = never start a new shot.", minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
+    steady: bool = option(True, "Hold the dream's strength over a shot where its first frame put it: without it "
+                          "every frame adds its steps on top of what was carried, and a still shot burns in.")
 
     def validate(self) -> VideoSettings:
         """Raise a `DreamError` naming the first option out of its range."""

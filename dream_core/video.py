@@ -62,6 +62,40 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     return ((mismatch <= bound) & inside).to(torch.float32).view(1, 1, height, width)
 
 
+SHOT_SIDE = 64
+"""Frames are compared for a cut at this size: structure, not noise or grain."""
+FLAT = 0.02
+"""A grey frame flatter than this (its standard deviation) is a fade through black or white, never a cut."""
+STEADY_LIMITS = (0.5, 2.0)
+"""How far one frame may rescale its dream to hold the shot's strength."""
+
+
+def _structure(image: torch.Tensor) -> torch.Tensor:
+    grey = (image.float() * torch.tensor([0.299, 0.587, 0.114], device=image.device).view(1, 3, 1, 1)).sum(1, True)
+    scale = SHOT_SIDE / max(image.shape[-2:])
+    if scale < 1.0:
+        grey = F.interpolate(grey, scale_factor=scale, mode="area")
+    return grey.flatten()
+
+
+def shot_match(frame: torch.Tensor, previous: torch.Tensor) -> float:
+    """How well `frame` continues `previous`: the correlation of their grey pictures at 64 px, 1 = the same
+    structure. A correlation ignores brightness and contrast, so a fade or a flash keeps it high; a flat
+    frame (the black of a fade) counts as continuing. Fast motion lowers it too (0.25 for a pan of 13% of
+    the width per frame), so a cut also needs the flow check to fail (`RELIABLE_SHARE`).
+    """
+    a, b = _structure(frame), _structure(previous.to(frame.device))
+    sa, sb = a.std(), b.std()
+    if float(torch.minimum(sa, sb)) < FLAT:
+        return 1.0
+    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+
+
+RELIABLE_SHARE = 0.5
+"""A cut leaves almost no pixel whose forward and backward flows agree (2% measured across a hard cut,
+85-97% in pans, zooms and a pan of 30 px a frame)."""
+
+
 def frame_seed(seed: int, index: int) -> int:
     """The jitter seed of frame `index`: a fresh jitter every frame (one seed for all would put the
     same shifts under every frame), the same clip and seed giving the same frames."""
@@ -90,6 +124,7 @@ def dream_video(
     should_stop: StopCallback | None = None,
     flow: FlowFunction | None = None,
     weights_dir=None,
+    on_new_shot: Callable[[int], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
 
@@ -100,6 +135,11 @@ def dream_video(
     `settings`. `mask` `[M, H, W]` gives frame i the mask i mod M (one for all, or one
     per frame). `on_progress(step, total, preview)` counts steps over the whole clip
     (`frame_count` frames, if given); `should_stop` is checked within every frame.
+
+    Shots: a frame that does not continue the previous one (`shot_match` under
+    `video.cut_threshold`: a cut) starts a new shot with a full dream and nothing carried;
+    `on_new_shot(index)` hears of each shot's first frame. With `video.steady` every later
+    frame's dream is rescaled to the strength (mean |dream - frame|) of its shot's first.
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
@@ -110,21 +150,33 @@ def dream_video(
     previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
     done = 0
     total = None
+    shot_strength = 0.0  # the dream's strength on the shot's first frame
+    last_frame: torch.Tensor | None = None
     with _FlowAhead(frames, estimate, video.occlusion_check) as clip:
         for index, (frame, flows) in enumerate(clip):
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
-            start, frame_settings = frame, settings if previous is None else later
+            backward, forward = flows.result() if flows is not None else (None, None)  # computed ahead
+            agreed = reliable(backward, forward) if forward is not None and previous is not None else None
+            new_shot = previous is None or (
+                video.cut_threshold > 0
+                and shot_match(frame, last_frame) < video.cut_threshold
+                and (agreed is None or float(agreed.mean()) < RELIABLE_SHARE)
+            )
+            if new_shot and on_new_shot is not None:
+                on_new_shot(index)
+            start, frame_settings = frame, settings if new_shot else later
             frame_settings = frame_settings.with_options(seed=frame_seed(settings.seed, index))
-            if previous is not None and flows is not None:
-                backward, forward = flows.result()  # computed while the previous frame dreamed
+            if not new_shot and backward is not None:
                 carried = warp(previous, backward)
-                if forward is not None:
-                    carried = carried * reliable(backward.to(carried.device), forward)
+                if agreed is not None:
+                    carried = carried * agreed.to(carried.device)
                 start = (frame + video.carry * carried).clamp(0.0, 1.0)
             steps = frame_steps(*frame.shape[-2:], model, frame_settings)
             if index == 0 and frame_count is not None:  # all frames share the first one's size
                 total = steps + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
+            elif new_shot and total is not None:  # a cut: this frame gets a full dream, not the later steps
+                total += steps - frame_steps(*frame.shape[-2:], model, later)
 
             def report(step: int, _total: int, image: torch.Tensor, offset=done, total=total, steps=steps) -> None:
                 if on_progress is not None:
@@ -135,7 +187,17 @@ def dream_video(
                                         regions=regions, on_progress=report, should_stop=should_stop)  # fmt: skip
             done += steps
             dreamed = result.images
-            previous = (dreamed - frame.to(dreamed.device)).detach()
+            change = (dreamed - frame.to(dreamed.device)).detach()
+            strength = float(change.abs().mean())
+            if new_shot or shot_strength < 1e-4:  # (a masked-out first frame sets no strength to hold)
+                shot_strength = strength
+            elif video.steady and video.carry > 0 and strength > 0:
+                # Every frame adds its steps on top of what it carried: without this a still shot
+                # builds up without end (2.6x by its 14th frame), and a fading one would not recover.
+                factor = min(max(shot_strength / strength, STEADY_LIMITS[0]), STEADY_LIMITS[1])
+                dreamed = (frame.to(dreamed.device) + change * factor).clamp(0.0, 1.0)
+                change = (dreamed - frame.to(dreamed.device)).detach()
+            previous, last_frame = change, frame
             yield dreamed
 
 

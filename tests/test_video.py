@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from dream_core import DreamCancelled, DreamError, DreamSettings
 from dream_core.flow import flow_function, resolve_flow_method
+from dream_core.imageio import load_image
 from dream_core.options import VideoSettings
 from dream_core.video import dream_video, frame_seed, reliable, warp
 
@@ -224,3 +225,49 @@ def test_a_video_file_in_gives_a_video_file_out_with_its_frame_count_rate_and_au
     assert facts(out) == facts(source)
     assert main(["video", str(source), "-o", str(tmp_path / "frames"), *fast]) == 0
     assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 24
+
+
+def _cut(small_photo):
+    """Three frames of a pan over the photo, a hard cut, three frames of a pan over another picture."""
+    other = torch.nn.functional.interpolate(
+        load_image(Path(__file__).resolve().parents[1] / "samples" / "coffee.jpg"), size=(128, 121), mode="area")
+    return pan(small_photo, 3) + pan(other, 3)
+
+
+def test_a_cut_starts_a_new_shot_with_a_fresh_full_dream(lite0, small_photo):
+    frames = _cut(small_photo)
+    starts = []
+    out = list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="dis"), on_new_shot=starts.append))
+    assert starts == [0, 3]
+    from dream_core import dream
+
+    fresh = dream(frames[3], lite0, LAYERS, FAST.with_options(seed=frame_seed(FAST.seed, 3))).images
+    assert torch.equal(out[3], fresh)  # nothing of the previous shot carried over
+    never = []
+    list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="dis", cut_threshold=0.0),
+                     on_new_shot=never.append))  # fmt: skip
+    assert never == [0]
+
+
+def test_a_fade_or_a_flash_is_not_a_cut(lite0, small_photo):
+    frames = pan(small_photo, 8, speed=2)
+    faded = [f * s for f, s in zip(frames, [1.0, 0.6, 0.25, 0.0, 0.25, 0.6, 1.0, 1.0], strict=True)]
+    faded[7] = (faded[7] * 1.8).clamp(0, 1)  # and a flash
+    starts = []
+    list(dream_video(iter(faded), lite0, LAYERS, FAST.with_options(iterations=2), VideoSettings(flow="dis"),
+                     on_new_shot=starts.append))  # fmt: skip
+    assert starts == [0]
+
+
+def test_a_still_shot_holds_its_strength_instead_of_burning_in(lite0, small_photo):
+    still = [small_photo[..., :80, :80]] * 12
+    settings = FAST.with_options(iterations=4)
+
+    def strengths(video):
+        out = list(dream_video(iter(still), lite0, LAYERS, settings, video))
+        return [float((o - still[0]).abs().mean()) for o in out]
+
+    steady = strengths(VideoSettings(flow="dis"))
+    assert 0.8 <= steady[-1] / steady[0] <= 1.25, steady
+    building = strengths(VideoSettings(flow="dis", steady=False))
+    assert building[-1] / building[0] > 1.25, building  # what it did before
