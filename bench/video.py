@@ -134,16 +134,20 @@ def strength(dreamed: torch.Tensor, frame: torch.Tensor) -> float:
     return float((dreamed - frame).abs().mean())
 
 
-def shots(frames, model, layers, settings, video):
-    """Dream a clip coherently: (dreams, first frames of its shots, seconds per frame, peak tensor MB)."""
+def shots(frames, model, layers, settings, video, keep=None):
+    """Dream a clip coherently: ({index: dream} for the `keep` indices (all if None), first frames of its shots,
+    seconds per frame, peak MB of the tensors the dream made: flat in the clip's length)."""
     from dream_core.memory import LiveTensorBytes
 
-    starts, dreams = [], []
+    starts, dreams = [], {}
     tracker = LiveTensorBytes("cpu")
     start = time.perf_counter()
     with tracker:
-        for dreamed in dream_video(iter(frames), model, layers, settings, video, on_new_shot=starts.append):
-            dreams.append(dreamed)
+        for index, dreamed in enumerate(dream_video(iter(frames), model, layers, settings, video,
+                                                    on_new_shot=starts.append)):  # fmt: skip
+            if keep is None or index in keep:
+                dreams[index] = dreamed.clone()
+            del dreamed
     seconds = (time.perf_counter() - start) / len(frames)
     return dreams, starts, seconds, tracker.peak / 2**20
 
@@ -209,12 +213,12 @@ def shots_report(model, layers, settings, video, long: int) -> None:
     save_image(torch.cat([frames[cut], dreams[cut - 1], dreams[cut]], dim=-1)[0], save)
     print(f"  (the frame after the cut, the dream before it, the dream after it: {save})")
     for name, clip in (("still shot", still_clip(long)), ("slow pan", slow_pan_clip(long))):
-        dreams, starts, seconds, peak = shots(clip, model, layers, settings, video)
-        first, last = strength(dreams[0], clip[0]), strength(dreams[-1], clip[-1])
+        dreams, starts, seconds, peak = shots(clip, model, layers, settings, video, keep={0, long - 1})
+        first, last = strength(dreams[0], clip[0]), strength(dreams[long - 1], clip[-1])
         print(f"{name:11s} {long} frames: shots start at {starts}; strength last / first {last:.4f} / {first:.4f} "
               f"= {last / first:.2f}x (target 0.8-1.25x); {seconds:.3f} s/frame, peak {peak:.0f} MB")  # fmt: skip
     clip = fade_clip(20)
-    _, starts, _, _ = shots(clip[0], model, layers, settings, video)
+    _, starts, _, _ = shots(clip[0], model, layers, settings, video, keep=set())
     e_coh = measure(*clip, model, layers, settings, video)[0]
     e_alone = measure(*clip, model, layers, settings, VideoSettings(carry=0.0))[0]
     print(f"fade to black and back, 20 frames: shots start at {starts} (target [0]); temporal error coherent / "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -34,11 +36,11 @@ from .models import (
 )
 from .objectives import parse_layer_weights
 from .options import Option
-from .outputs import check_outputs, distinct_names, folder_written_whole
+from .outputs import check_outputs, distinct_names, folder_written_whole, replace_folder, written_whole
 from .presets import PRESETS, default_preset, get_preset
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
-from .video import dream_video
+from .video import CarriedState, dream_video
 from .videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 
 
@@ -326,6 +328,46 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> tuple[Path, CarriedState | None]:
+    """The render's work folder beside the output, and the state to go on from if an earlier run of the
+    same command (same arguments, same input file) was stopped; a different job starts afresh."""
+    work = out.parent / f".{out.name}.work"
+    stat = source.path.stat()
+    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in ("func", "overwrite", "verbose")}
+    job["input"] = [str(source.path.resolve()), stat.st_size, stat.st_mtime_ns, [str(f) for f in source.files]]
+    fingerprint = json.dumps(job, sort_keys=True)
+    state_file = work / "state.pt"
+    if (work / "job.json").is_file() and (work / "job.json").read_text() == fingerprint and state_file.is_file():
+        return work, CarriedState.load(state_file)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with written_whole(work / "job.json") as partial:
+        partial.write_text(fingerprint)
+    return work, None
+
+
+def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, resume) -> None:
+    """Dream the clip's frames (from after `resume`'s frame) into the work folder, saving the state after each."""
+    first = resume.index + 1 if resume is not None else 0
+    started, written = time.monotonic(), first
+    frames = dream_video(source.frames(resume.index if resume is not None else 0), job.model, job.layers,
+                         job.settings, video, weights_dir=args.weights_dir, resume=resume,
+                         on_state=lambda state: state.save(work / "state.pt"), **job.inputs())  # fmt: skip
+    for dreamed in frames:
+        save_image(dreamed[0], work / f"frame_{written:05d}.png")
+        written += 1
+        elapsed = time.monotonic() - started
+        if source.count:
+            eta = elapsed / (written - first) * (source.count - written)
+            line = f"frame {written}/{source.count}  {elapsed:6.1f}s  eta {eta:6.1f}s"
+        else:
+            line = f"frame {written}  {elapsed:6.1f}s"
+        tty = sys.stderr.isatty()  # a terminal: one line redrawn; a log: a line per frame
+        print(("\r" if tty else "") + line, file=sys.stderr, end="" if tty else "\n")
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
 def _cmd_video(args: argparse.Namespace) -> int:
     given = [opt.name for opt in option_table.VIDEO_OPTIONS if getattr(args, opt.name) is not None]
     video = option_table.VideoSettings(**{name: getattr(args, name) for name in given}).validate()
@@ -345,28 +387,34 @@ def _cmd_video(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     sink.audio_from = source.path if keep_audio and not sink.to_folder else None
     job = prepare_dream(args)
-    started, written = time.monotonic(), 0
+    # Dreamed frames go to a work folder, with what the next frame needs after each: a stopped
+    # render (Ctrl-C, a crash, a reboot) run again with the same arguments goes on from there.
+    work, resume = _video_work(out, args, source)
+    first = resume.index + 1 if resume is not None else 0
+    if resume is not None:
+        print(f"going on after frame {first} of an interrupted run (from {work})", file=sys.stderr)
     try:
-        frames = dream_video(source.frames(), job.model, job.layers, job.settings, video, weights_dir=args.weights_dir,
-                             **job.inputs())  # fmt: skip
-        for dreamed in frames:
-            sink.write(dreamed)
-            written += 1
-            elapsed = time.monotonic() - started
-            if source.count:
-                eta = elapsed / written * (source.count - written)
-                line = f"frame {written}/{source.count}  {elapsed:6.1f}s  eta {eta:6.1f}s"
-            else:
-                line = f"frame {written}  {elapsed:6.1f}s"
-            tty = sys.stderr.isatty()  # a terminal: one line redrawn; a log: a line per frame
-            print(("\r" if tty else "") + line, file=sys.stderr, end="" if tty else "\n")
-    except BaseException:
-        sink.abort()  # nothing under the output's name: a stopped render must not look finished
+        _render_frames(work, source, job, video, args, resume)
+    except (KeyboardInterrupt, Terminated):
+        done = len(list(work.glob("frame_*.png")))
+        print(_after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
+              file=sys.stderr)  # fmt: skip
         raise
-    sink.close()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    print(f"wrote {written} frames at {float(source.rate):g} fps to {args.output}"
+    count = len(list(work.glob("frame_*.png")))
+    try:  # the finished frames into the output: a file (whole or not at all) or the folder itself
+        if sink.to_folder:
+            for name in ("job.json", "state.pt"):
+                (work / name).unlink(missing_ok=True)
+            replace_folder(work, out)
+        else:
+            for index in range(count):
+                sink.write(load_image(work / f"frame_{index:05d}.png"))
+            sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {count} frames at {float(source.rate):g} fps to {args.output}"
           + (" with the audio" if sink.audio_from is not None else ""))  # fmt: skip
     return 0
 
@@ -517,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _after_bar(message: str) -> str:
+    """A message on a line of its own after a progress bar that a terminal redraws in place."""
+    return ("\n" if sys.stderr.isatty() else "") + message
+
+
 class Terminated(BaseException):
     """SIGTERM, raised where the program is, so every half-written file is cleaned up on the way out."""
 
@@ -539,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Terminated:
-        print("\nterminated: nothing half-written was left", file=sys.stderr)
+        print(_after_bar("terminated: nothing half-written was left"), file=sys.stderr)
         return 143
     except DreamError as err:
         if args.verbose:
@@ -547,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing half-written was left", file=sys.stderr)
+        print(_after_bar("interrupted: nothing half-written was left"), file=sys.stderr)
         return 130
     except Exception as err:  # a missing package, a model that cannot be built: one line, -v for the rest
         if args.verbose:

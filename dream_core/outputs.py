@@ -92,13 +92,29 @@ def _check_writable(folder: Path) -> None:
         raise DreamError(f"Cannot write into {folder}: {error.strerror or error}. Choose another output.") from error
 
 
+def _usual_mode(path: Path, mode: int) -> None:
+    """Give a temporary file or folder the permissions a plain open() or mkdir() would have (mkstemp's are
+    private), so the renamed result is like any other file the user writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def partial_path(final: Path) -> Path:
     """A fresh temporary name beside `final`, with its suffix (writers choose formats by it)."""
     final = Path(final)
     handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}{PARTIAL}{os.getpid()}-",
                                     suffix=final.suffix)  # fmt: skip
     os.close(handle)
+    _usual_mode(Path(name), 0o666)
     return Path(name)
+
+
+def partial_folder(final: Path) -> Path:
+    """A fresh temporary folder beside `final`."""
+    folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{PARTIAL}{os.getpid()}-"))
+    _usual_mode(folder, 0o777)
+    return folder
 
 
 @contextlib.contextmanager
@@ -126,7 +142,7 @@ def folder_written_whole(final: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder to fill; it replaces `final` (and whatever was in it) only when complete."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{PARTIAL}{os.getpid()}-"))
+    temporary = partial_folder(final)
     try:
         yield temporary
         replace_folder(temporary, final)

@@ -10,8 +10,10 @@ time: memory does not grow with the clip.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from .errors import DreamCancelled, DreamError
 from .flow import FlowFunction, flow_function
 from .models import FeatureModel
 from .options import SEED_MAX, DreamSettings, VideoSettings
+from .outputs import written_whole
 
 
 def _pixel_coordinates(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,6 +99,30 @@ RELIABLE_SHARE = 0.5
 85-97% in pans, zooms and a pan of 30 px a frame)."""
 
 
+@dataclass
+class CarriedState:
+    """What the frames after `index` need from the ones before: enough to go on after an interruption
+    and dream exactly what an uninterrupted run would have."""
+
+    index: int
+    """The last frame dreamed."""
+    change: torch.Tensor
+    """Its dream minus the frame: what the next frame carries along the motion."""
+    shot_strength: float
+    """The strength of the current shot's first frame (see `VideoSettings.steady`)."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write it whole (a kill leaves the previous state)."""
+        with written_whole(path) as partial:
+            torch.save({"index": self.index, "change": self.change.detach().cpu(),
+                        "shot_strength": self.shot_strength}, partial)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CarriedState:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(int(data["index"]), data["change"], float(data["shot_strength"]))
+
+
 def frame_seed(seed: int, index: int) -> int:
     """The jitter seed of frame `index`: a fresh jitter every frame (one seed for all would put the
     same shifts under every frame), the same clip and seed giving the same frames."""
@@ -125,6 +152,8 @@ def dream_video(
     flow: FlowFunction | None = None,
     weights_dir=None,
     on_new_shot: Callable[[int], None] | None = None,
+    resume: CarriedState | None = None,
+    on_state: Callable[[CarriedState], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
 
@@ -140,6 +169,11 @@ def dream_video(
     `video.cut_threshold`: a cut) starts a new shot with a full dream and nothing carried;
     `on_new_shot(index)` hears of each shot's first frame. With `video.steady` every later
     frame's dream is rescaled to the strength (mean |dream - frame|) of its shot's first.
+
+    To go on after an interruption: `on_state(state)` hears, after each dreamed frame has
+    been taken, what the next frames need; given back as `resume` with `frames` starting
+    at frame `resume.index` (which is read, not dreamed again), the frames after it come
+    out exactly as in an uninterrupted run.
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
@@ -152,8 +186,13 @@ def dream_video(
     total = None
     shot_strength = 0.0  # the dream's strength on the shot's first frame
     last_frame: torch.Tensor | None = None
+    first = resume.index if resume is not None else 0
     with _FlowAhead(frames, estimate, video.occlusion_check) as clip:
-        for index, (frame, flows) in enumerate(clip):
+        for index, (frame, flows) in enumerate(clip, start=first):
+            if resume is not None and index == resume.index:  # dreamed before the interruption: only read
+                previous, last_frame = resume.change.to(frame.device), frame
+                shot_strength = resume.shot_strength
+                continue
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
             backward, forward = flows.result() if flows is not None else (None, None)  # computed ahead
@@ -199,6 +238,8 @@ def dream_video(
                 change = (dreamed - frame.to(dreamed.device)).detach()
             previous, last_frame = change, frame
             yield dreamed
+            if on_state is not None:  # after the caller took the frame: a state never runs ahead of the output
+                on_state(CarriedState(index, change, shot_strength))
 
 
 class _FlowAhead:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from .errors import DreamError
 from .imageio import IMAGE_SUFFIXES, load_image, save_image
-from .outputs import PARTIAL, partial_path, replace_folder
+from .outputs import partial_folder, partial_path, replace_folder
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
 _CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9",
@@ -59,15 +58,17 @@ class VideoSource:
         except av.error.FFmpegError as error:
             raise DreamError(f"Cannot read the video {self.path.name}: {error}") from error
 
-    def frames(self) -> Iterator[torch.Tensor]:
-        """Each frame as `[1, 3, H, W]` in 0..1, decoded only when asked for."""
+    def frames(self, start: int = 0) -> Iterator[torch.Tensor]:
+        """Each frame from frame `start` on, as `[1, 3, H, W]` in 0..1, decoded only when asked for."""
         if self.files:
-            for file in self.files:
+            for file in self.files[start:]:
                 yield load_image(file)
             return
         av = _av()
         with av.open(str(self.path)) as container:
-            for frame in container.decode(video=0):
+            for index, frame in enumerate(container.decode(video=0)):
+                if index < start:  # decoded in order (seeking lands on key frames only): cheap next to a dream
+                    continue
                 rgb = frame.to_ndarray(format="rgb24")
                 yield torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
@@ -137,7 +138,7 @@ class VideoSink:
         if self.to_folder:
             if self.partial is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.partial = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}{PARTIAL}"))
+                self.partial = partial_folder(self.path)
             save_image(frame[0], self.partial / f"frame_{self.count:05d}.png")
             self.count += 1
             return

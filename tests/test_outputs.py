@@ -243,8 +243,54 @@ def test_a_stopped_video_render_leaves_no_file_that_looks_finished(tmp_path, sig
     rest = process.communicate(timeout=60)[1]
     assert process.returncode == code, rest
     assert not out.exists()  # neither half a file nor a finished-looking short one
-    if sig != signal.SIGKILL:  # a kill cannot clean up: it leaves only a hidden partial
-        assert leftovers(tmp_path) == [] and len(rest.strip().splitlines()) == 1, rest
+    if sig != signal.SIGKILL:  # a kill cannot clean up: it leaves only the hidden work folder
+        assert leftovers(tmp_path) == [] and len(rest.strip().splitlines()) == 2, rest
+        assert "run the same command again" in rest
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_a_render_killed_half_way_goes_on_from_its_last_frame_and_ends_identical(tmp_path):
+    flags = ["--octaves", "1", "--iterations", "2", "--next-iterations", "2", "--flow", "dis"]
+    command = [sys.executable, "-m", "dream_core", "video", str(ROOT / "samples" / "pan.mp4"), *flags]
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([*command, "-o", str(whole)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    out = tmp_path / "resumed.mp4"
+    process = subprocess.Popen([*command, "-o", str(out)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = ""
+    while "frame 12/24" not in seen:
+        line = process.stderr.readline()
+        assert line, seen
+        seen += line
+    process.kill()  # no chance to clean up: as a crash or a reboot
+    process.wait(timeout=60)
+    assert not out.exists()
+    done = len(list((tmp_path / ".resumed.mp4.work").glob("frame_*.png")))
+    assert 12 <= done < 24
+    again = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    kept = int(again.stderr.split("going on after frame ")[1].split()[0])  # frames whose state was saved
+    assert 10 <= kept <= done  # the state of the frame being taken when killed may not be saved yet
+    dreamed_again = [line for line in again.stderr.splitlines() if line.startswith("frame ")]
+    assert len(dreamed_again) == 24 - kept  # only the frames that were left
+    assert md5(out) == md5(whole)  # byte for byte what the uninterrupted render wrote
+    assert not (tmp_path / ".resumed.mp4.work").exists() and leftovers(tmp_path) == []
+
+
+def test_a_different_job_never_goes_on_from_another_ones_frames(tmp_path):
+    flags = ["--octaves", "1", "--iterations", "1", "--next-iterations", "1", "--flow", "dis"]
+    source = str(ROOT / "samples" / "pan.mp4")
+    work = tmp_path / ".out.mp4.work"
+    work.mkdir()
+    (work / "job.json").write_text("{}")  # an earlier, different job
+    (work / "frame_00000.png").write_bytes(b"stale")
+    assert main(["video", source, "-o", str(tmp_path / "out.mp4"), *flags]) == 0
+    assert len(_frames(tmp_path / "out.mp4")) == 24 and not work.exists()
 
 
 # --- no silent garbage --------------------------------------------------------------------------------------------
