@@ -6,7 +6,7 @@ from .dream_nodes import DetailReinject, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 from .samples import register_sample_provider
 from .train_nodes import TrainFeatureModel
-from .video_nodes import DreamVideo
+from .video_nodes import DreamVideo, DreamVideoFile
 
 register_model_folder()
 register_sample_provider()
@@ -21,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "DreamFrames": DreamFrames,
     "DreamZoom": DreamZoom,
     "DreamVideo": DreamVideo,
+    "DreamVideoFile": DreamVideoFile,
     "TrainFeatureModel": TrainFeatureModel,
 }
 
@@ -34,5 +35,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DreamFrames": "Dream Frames (DeepDream)",
     "DreamZoom": "Dream Zoom (DeepDream)",
     "DreamVideo": "Dream Video (DeepDream)",
+    "DreamVideoFile": "Dream Video File (DeepDream)",
     "TrainFeatureModel": "Train Feature Model (DeepDream)",
 }

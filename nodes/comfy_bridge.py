@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,10 @@ except ImportError:  # plain Python: tests, scripts
     comfy_utils = None
     folder_paths = None
     ModelPatcher = None
+try:  # ComfyUI's VIDEO type (core Load Video / Save Video); older cores lack it
+    from comfy_api.input_impl import VideoFromFile
+except ImportError:
+    VideoFromFile = None
 
 MODEL_FOLDER = "deepdream"
 PREVIEW_SIZE = 512
@@ -271,3 +276,51 @@ def model_save_path(name: str) -> str:
     folders = model_folders()
     folder = folders[0] if folders else os.path.join("models", MODEL_FOLDER)
     return os.path.join(folder, stem + ".safetensors")
+
+
+class VideoFile:
+    """Outside ComfyUI, what a VIDEO is here: a file, handed on by its path (ComfyUI's VideoFromFile's API)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_stream_source(self) -> str:
+        return self.path
+
+
+def temp_folder() -> str:
+    """ComfyUI's temp folder (emptied at its start), else the system's."""
+    if folder_paths is not None:
+        os.makedirs(folder_paths.get_temp_directory(), exist_ok=True)
+        return folder_paths.get_temp_directory()
+    return tempfile.gettempdir()
+
+
+def video_path(video) -> str:
+    """A file holding a VIDEO's stream, to be decoded frame by frame: Load Video's own file as it is; a
+    video held in memory (made by other nodes) written to the temp folder once, still compressed."""
+    source = video.get_stream_source()
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        return str(source)
+    handle, path = tempfile.mkstemp(dir=temp_folder(), prefix="deepdream_source_", suffix=".mp4")
+    with os.fdopen(handle, "wb") as file:
+        if hasattr(source, "getbuffer"):
+            source.seek(0)
+            file.write(source.getbuffer())
+        else:
+            file.close()
+            video.save_to(path)
+    return path
+
+
+def new_video_path(suffix: str = ".mp4") -> str:
+    """A new file name in the temp folder for a VIDEO this pack makes."""
+    handle, path = tempfile.mkstemp(dir=temp_folder(), prefix="deepdream_video_", suffix=suffix)
+    os.close(handle)
+    os.unlink(path)  # the writer puts the finished file here (see VideoSink)
+    return path
+
+
+def video_output(path: str):
+    """A VIDEO for Save Video and other video nodes: ComfyUI's VideoFromFile over the file."""
+    return VideoFromFile(path) if VideoFromFile is not None else VideoFile(path)

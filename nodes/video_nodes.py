@@ -1,12 +1,16 @@
-"""DreamVideo: a clip (an IMAGE batch of frames) dreamed so that its patterns follow the motion."""
+"""DreamVideo (a clip as an IMAGE batch) and DreamVideoFile (a VIDEO, streamed): clips dreamed so that their
+patterns follow the motion."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from ..dream_core.errors import DreamError
 from ..dream_core.options import VIDEO_OPTIONS, DreamSettings, VideoSettings
 from ..dream_core.video import dream_video, stream_batch
+from ..dream_core.videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 from . import comfy_bridge
 from .dream_nodes import (
     FEATURE_MODEL_INPUT,
@@ -84,3 +88,72 @@ class DreamVideo:
                     result = torch.empty((count, *frame.shape[1:]), dtype=frame.dtype, device=out_device)
                 result[index] = frame[0]
         return (result,)
+
+
+class DreamVideoFile:
+    """Dreams a whole video file frame by frame, from ComfyUI's VIDEO to a VIDEO: long clips in bounded memory."""
+
+    DESCRIPTION = (
+        "Dreams a long clip without holding it in memory: takes a VIDEO (Load Video) and gives a VIDEO (Save "
+        "Video), decoding, dreaming and encoding one frame at a time, with the frame rate and the audio kept. "
+        "Memory does not grow with the clip's length (a minute of 1080p as an IMAGE batch would not fit). Cuts "
+        "start new shots; the dream holds still along the motion as in Dream Video. Use Dream Video for short "
+        "clips you want to chain with image nodes."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("VIDEO",)
+    RETURN_NAMES = ("video",)
+    OUTPUT_TOOLTIPS = ("The dreamed clip (an MP4 in ComfyUI's temp folder): connect Save Video to keep it.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "video": ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."}),
+                "feature_model": FEATURE_MODEL_INPUT,
+                **dream_option_inputs(),
+                **{opt.name: opt.widget() for opt in VIDEO_OPTIONS},
+            },
+            "optional": {
+                **optional_inputs("layer_weights"),
+                "mask": ("MASK", {"tooltip": "Dream strength per pixel, the same for every frame; resized to it."}),
+                **optional_inputs("guide", "regions"),
+            },
+        }
+
+    def run(self, video, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **inputs):
+        settings_of_video = VideoSettings(**{opt.name: inputs.pop(opt.name) for opt in VIDEO_OPTIONS
+                                             if opt.name in inputs})  # fmt: skip
+        settings = DreamSettings().with_options(**inputs)
+        layers = dream_layers(feature_model, layer_weights, regions)
+        source = VideoSource(comfy_bridge.video_path(video))
+        output = comfy_bridge.new_video_path(".mp4")
+        keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
+        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None)
+        probe = source.frames()
+        first = next(probe, None)
+        probe.close()
+        if first is None:
+            raise DreamError("The video holds no frames: check the file that was loaded.")
+        count = source.count or 1
+        bar = comfy_bridge.progress_reporter(count)
+        with comfy_bridge.dream_device(feature_model, first.shape, dream_terms(layers, regions), settings) as (
+            device,
+            settings,
+        ):
+            frames = (frame.to(device) for frame in source.frames())
+            dreams = dream_video(
+                frames, feature_model, layers, settings, settings_of_video, mask=mask,
+                **dream_inputs(device, guide=guide, regions=regions),
+                should_stop=comfy_bridge.raise_if_interrupted, weights_dir=comfy_bridge.model_folders() or None,
+            )  # fmt: skip
+            try:
+                for index, dreamed in enumerate(dreams):
+                    sink.write(dreamed)
+                    bar(min(index + 1, count), max(count, index + 1), dreamed)
+            except BaseException:
+                sink.abort()
+                raise
+            sink.close()
+        return (comfy_bridge.video_output(output),)

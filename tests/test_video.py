@@ -271,3 +271,57 @@ def test_a_still_shot_holds_its_strength_instead_of_burning_in(lite0, small_phot
     assert 0.8 <= steady[-1] / steady[0] <= 1.25, steady
     building = strengths(VideoSettings(flow="dis", steady=False))
     assert building[-1] / building[0] > 1.25, building  # what it did before
+
+
+def _clip(path: Path, frames: int, side: int = 192) -> Path:
+    """A generated clip: the photo panning by 2 px a frame, with a sine tone for audio."""
+    import av
+    import numpy as np
+
+    photo = F.interpolate(load_image(Path(__file__).resolve().parents[1] / "samples" / "astronaut.png"),
+                          size=(side, side + 2 * frames), mode="area")  # fmt: skip
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuv420p"
+        for t in range(frames):
+            rgb = (photo[0, :, :, 2 * t : 2 * t + side].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_the_video_node_streams_a_video_file_to_a_video_file_with_its_rate_and_audio(lite0):
+    import av
+    from conftest import pack_module
+
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    bridge = pack_module("nodes.comfy_bridge")
+    clip = bridge.VideoFile(str(Path(__file__).resolve().parents[1] / "samples" / "pan.mp4"))
+    out = nodes["DreamVideoFile"]().run(clip, lite0, octaves=1, iterations=2, next_iterations=1)[0]
+    with av.open(out.get_stream_source()) as container, av.open(clip.get_stream_source()) as original:
+        assert container.streams.video[0].frames == original.streams.video[0].frames == 24
+        assert container.streams.video[0].average_rate == original.streams.video[0].average_rate
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+
+
+def test_the_video_nodes_memory_does_not_grow_with_the_clip(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    peaks = {}
+    for frames in (30, 300):
+        clip = _clip(tmp_path / f"clip{frames}.mp4", frames)
+        code = (
+            "import resource, sys; sys.path[:0] = ['tests', 'tools']; from conftest import pack_module; "
+            "nodes = pack_module('nodes').NODE_CLASS_MAPPINGS; bridge = pack_module('nodes.comfy_bridge'); "
+            "from dream_core import load_feature_model; model = load_feature_model('efficientnet_lite0', 'random'); "
+            f"nodes['DreamVideoFile']().run(bridge.VideoFile({str(clip)!r}), model, octaves=1, iterations=1, "
+            "next_iterations=0, carry=0.0); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        peaks[frames] = int(run.stdout.split()[-1])
+    assert peaks[300] <= 1.3 * peaks[30], peaks  # ten times the clip, not ten times the memory

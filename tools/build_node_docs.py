@@ -94,6 +94,14 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "needs a GPU and downloads its weights once. Frames are dreamed one at a time, so memory does not grow with "
         "the clip.",
     ),
+    "DreamVideoFile": (
+        [("gallery/video_coherent.webp", "What it gives: the patterns move with the picture, shot by shot.")],
+        "Load Video -> Dream Video File -> Save Video: the clip never becomes an IMAGE batch, so its length does "
+        "not matter (a minute of 1080p as a batch is about 35 GB). Frames are decoded, dreamed and encoded one at a "
+        "time into an MP4 in ComfyUI's temp folder, the audio and frame rate kept; Save Video keeps it. A cut starts "
+        "a new shot with a fresh dream (`cut_threshold`), and `steady` holds the dream's strength over a shot. Use "
+        "Dream Video instead to chain a short clip with image nodes.",
+    ),
     "TrainFeatureModel": (
         [
             ("gallery/trained_dots.jpg", "A network trained on the sample shapes, dreaming `class:dots`."),

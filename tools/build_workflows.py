@@ -396,6 +396,17 @@ def dream_video(info: dict) -> dict:
     return g.to_json()
 
 
+def dream_video_file(info: dict) -> dict:
+    """(15) A long clip the streaming way: Load Video -> Dream Video File -> Save Video, nothing held whole."""
+    g = Graph(info)
+    clip = g.add("LoadVideo", (0, 0), {"file": VIDEO})
+    model = g.add("LoadFeatureModel", (0, 300), {"architecture": "efficientnet_lite0"})
+    dreamed = g.add("DreamVideoFile", (380, 0), {"step": 0.015}, title="Dream Video File: any length, streamed",
+                    video=(clip, 0), feature_model=(model, 0))  # fmt: skip
+    g.add("SaveVideo", (760, 0), {"filename_prefix": "deepdream/video_streamed"}, video=(dreamed, 0))
+    return g.to_json()
+
+
 WORKFLOWS = {
     "01_dream_sample_photo": sample_dream,
     "02_keras_inception_v3": keras_inception,
@@ -411,6 +422,7 @@ WORKFLOWS = {
     "12_two_regions": regions,
     "13_train_and_dream": train_and_dream,
     "14_dream_a_video": dream_video,
+    "15_dream_a_long_video": dream_video_file,
 }
 
 

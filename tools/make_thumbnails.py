@@ -33,6 +33,7 @@ MAIN_OUTPUT = {  # where a workflow saves several pictures, the one that shows i
     "13_train_and_dream": "trained_dots",
     "09_layer_sweep": "sweep_sheet",
     "14_dream_a_video": "video_coherent",
+    "15_dream_a_long_video": "video_streamed",
 }
 CARDS = {
     "02_keras_inception_v3": "Keras' recipe on InceptionV3\n\nNeeds torchvision's ImageNet\nweights: downloaded into\n"
