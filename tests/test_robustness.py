@@ -25,7 +25,7 @@ from dream_core import (
     parse_layer_weights,
 )
 from dream_core.devices import PRECISIONS
-from dream_core.objectives import LOSS_MODES, Term
+from dream_core.objectives import LOSS_MODES, Term, parse_term
 from dream_core.options import COLOR_MODES, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,10 +109,10 @@ def test_channel_selectors_never_escape_the_layer(lite0, selector):
     except DreamError as err:
         assert "blocks.3" in str(err) or "selector" in str(err).lower()
         return
-    (term,) = map(str, resolved)
-    inside = term[term.index("[") + 1 : -1]
-    if not inside.startswith(("top", "bottom")):
-        assert all(0 <= int(c) < 40 for c in inside.split(","))
+    (term,) = resolved
+    if not term.top:
+        assert term.channels and all(0 <= c < 40 for c in term.channels)
+        assert parse_term(str(term)) == term  # its text (ranges like 0-3) reads back as the same term
 
 
 # ---------------------------------------------------------------- inputs
