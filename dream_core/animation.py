@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, octave_shapes
+from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, plan
 from .errors import DreamError
 from .imageops import resize
 from .models import FeatureModel
@@ -114,8 +114,7 @@ def dream_zoom(
         raise DreamError(f"frames must be at least 1; got {frames}.")
     if image.ndim == 3:
         image = image.unsqueeze(0)
-    shapes = octave_shapes(*image.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
-    per_frame = len(shapes) * settings.iterations
+    per_frame = plan(model, *image.shape[-2:], settings).steps
     results: list[torch.Tensor] = []
     current = image
     for index in range(frames):

@@ -72,6 +72,35 @@ def octave_shapes(
     return shapes
 
 
+@dataclass(frozen=True)
+class DreamPlan:
+    """What one dream of an image will do, worked out once, here: progress bars, the nodes, sweeps,
+    zooms and videos read it instead of deriving octaves and steps themselves."""
+
+    size: tuple[int, int]
+    """(height, width) dreamed at: the image's own, or enlarged to the least the network takes."""
+    shapes: tuple[tuple[int, int], ...]
+    """The octaves' sizes, smallest first."""
+    iterations: int
+    skipped: int
+    """Octaves left out because they would be smaller than the network takes."""
+
+    @property
+    def steps(self) -> int:
+        """Ascent steps of the dream, at most (an octave past max_loss ends early)."""
+        return len(self.shapes) * self.iterations
+
+
+def plan(model: FeatureModel, height: int, width: int, settings: DreamSettings) -> DreamPlan:
+    """The plan of a dream of a `height` x `width` image with `settings` on `model`."""
+    size = (height, width)
+    if min(height, width) < model.spec.min_size:
+        scale = model.spec.min_size / min(height, width)
+        size = (math.ceil(height * scale), math.ceil(width * scale))
+    shapes = tuple(octave_shapes(*size, settings.octaves, settings.octave_scale, model.spec.min_size))
+    return DreamPlan(size, shapes, settings.iterations, settings.octaves - len(shapes))
+
+
 def objective(
     model: FeatureModel, images: torch.Tensor, layer_weights: Mapping[str, float], loss: str = "l2"
 ) -> torch.Tensor:
@@ -307,9 +336,16 @@ def dream(
     images = _sanitised(images)
     weights, region_terms = _resolved_objective(model, layer_weights, regions)
     height, width = images.shape[-2:]
-    if min(height, width) < model.spec.min_size:
-        return _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop)
-    shapes = _octave_plan(height, width, model, settings)
+    the_plan = plan(model, height, width, settings)
+    if the_plan.size != (height, width):
+        return _dream_enlarged(images, the_plan.size, model, layer_weights, settings, mask, guide, regions,
+                               on_progress, should_stop)  # fmt: skip
+    if the_plan.skipped:
+        log.warning(
+            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
+            the_plan.skipped, settings.octaves, model.spec.min_size, model.name,
+        )  # fmt: skip
+    shapes = list(the_plan.shapes)
     iterations = settings.iterations if weights or region_terms else 0
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
@@ -368,17 +404,6 @@ def _resolved_objective(model: FeatureModel, layer_weights, regions) -> tuple[di
     if not weights and not region_terms:
         log.warning("All layer weights are zero: the image is returned unchanged.")
     return weights, region_terms
-
-
-def _octave_plan(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> list[tuple[int, int]]:
-    """The octaves' shapes, smallest first; those the network cannot take are skipped, with a warning."""
-    shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)
-    if len(shapes) < settings.octaves:
-        log.warning(
-            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
-            settings.octaves - len(shapes), settings.octaves, model.spec.min_size, model.name,
-        )  # fmt: skip
-    return shapes
 
 
 def _octaves(
@@ -458,11 +483,9 @@ def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: t
 MAX_ENLARGED_SIDE = 16384
 
 
-def _dream_enlarged(images, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop):
-    """Dream an image smaller than the network accepts at the smallest size it does, then shrink back."""
+def _dream_enlarged(images, shape, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop):
+    """Dream an image smaller than the network accepts at `shape`, the least size it takes, then shrink back."""
     height, width = images.shape[-2:]
-    scale = model.spec.min_size / min(height, width)
-    shape = (math.ceil(height * scale), math.ceil(width * scale))
     if max(shape) > MAX_ENLARGED_SIDE:
         raise DreamError(
             f"The image is {width}x{height} px: too thin to dream ({model.name} needs {model.spec.min_size} px on "

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine import DreamSettings, ProgressCallback, StopCallback, dream, octave_shapes
+from .engine import DreamSettings, ProgressCallback, StopCallback, dream, plan
 from .errors import DreamError
 from .models import FeatureModel
 from .objectives import parse_layer_weights
@@ -175,8 +175,7 @@ def layer_sweep(
         raise DreamError("The layer sweep has no entries.")
     for layer_weights in sweep:  # fail on a typo in the last line now, not after the other dreams
         model.resolve_weights(layer_weights)
-    shapes = octave_shapes(*images.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
-    per_dream = len(shapes) * settings.iterations
+    per_dream = plan(model, *images.shape[-2:], settings).steps
     results = []
     for index, layer_weights in enumerate(sweep):
         offset = index * per_dream

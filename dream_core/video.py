@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .engine import DreamResult, ProgressCallback, StopCallback, dream, octave_shapes
+from .engine import DreamResult, ProgressCallback, StopCallback, dream, plan
 from .errors import DreamCancelled, DreamError
 from .flow import FlowFunction, flow_function
 from .models import FeatureModel
@@ -129,13 +129,6 @@ def frame_seed(seed: int, index: int) -> int:
     return (seed + index) % (SEED_MAX + 1)
 
 
-def frame_steps(height: int, width: int, model: FeatureModel, settings: DreamSettings) -> int:
-    """Ascent steps of one frame's dream."""
-    return len(octave_shapes(height, width, settings.octaves, settings.octave_scale, model.spec.min_size)) * (
-        settings.iterations
-    )
-
-
 def dream_video(
     frames: Iterable[torch.Tensor],
     model: FeatureModel,
@@ -211,11 +204,12 @@ def dream_video(
                 if agreed is not None:
                     carried = carried * agreed.to(carried.device)
                 start = (frame + video.carry * carried).clamp(0.0, 1.0)
-            steps = frame_steps(*frame.shape[-2:], model, frame_settings)
+            steps = plan(model, *frame.shape[-2:], frame_settings).steps
+            later_steps = plan(model, *frame.shape[-2:], later).steps
             if index == 0 and frame_count is not None:  # all frames share the first one's size
-                total = steps + (frame_count - 1) * frame_steps(*frame.shape[-2:], model, later)
+                total = steps + (frame_count - 1) * later_steps
             elif new_shot and total is not None:  # a cut: this frame gets a full dream, not the later steps
-                total += steps - frame_steps(*frame.shape[-2:], model, later)
+                total += steps - later_steps
 
             def report(step: int, _total: int, image: torch.Tensor, offset=done, total=total, steps=steps) -> None:
                 if on_progress is not None:

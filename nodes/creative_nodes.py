@@ -86,7 +86,7 @@ class LayerSweep:
     def run(self, image, feature_model, layers: str, columns: int = 0, **inputs):
         entries = parse_sweep(layers)
         sweep = [weights for _, weights in entries]
-        dreams = run_engine(layer_sweep, image, feature_model, sweep, inputs, dreams=len(entries))
+        dreams = run_engine(layer_sweep, image, feature_model, sweep, inputs)
         batch = to_bchw(image).shape[0]
         dreams = dreams.to(comfy_bridge.output_device())
         labels = [label for _ in range(batch) for label, _ in entries]
@@ -177,7 +177,7 @@ class DreamZoom:
         out = comfy_bridge.output_device()
         animation = run_engine(
             dream_zoom, image, feature_model, dream_layers(feature_model, layer_weights, inputs.get("regions")),
-            inputs, frames, zoom, angle, shift_x, shift_y, dreams=frames,
+            inputs, frames, zoom, angle, shift_x, shift_y,
             frames_device=out,  # finished frames wait off the GPU
         )  # fmt: skip
         return (to_bhwc(animation).to(out),)

@@ -6,7 +6,6 @@ import torch
 
 from ..dream_core import DreamSettings, dream
 from ..dream_core import options as option_table
-from ..dream_core.engine import octave_shapes
 from ..dream_core.errors import DreamError
 from ..dream_core.imageops import reinject_detail, resize
 from . import comfy_bridge
@@ -99,21 +98,15 @@ def dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> d
     return inputs
 
 
-def total_steps(images: torch.Tensor, model, settings: DreamSettings) -> int:
-    """Ascent steps of one dream of `images` (octaves too small for the model are skipped)."""
-    shapes = octave_shapes(*images.shape[-2:], settings.octaves, settings.octave_scale, model.spec.min_size)
-    return len(shapes) * settings.iterations
-
-
-def run_engine(function, image, feature_model, objective, inputs: dict, *args, dreams: int = 1, **kwargs):
+def run_engine(function, image, feature_model, objective, inputs: dict, *args, **kwargs):
     """The one path from a dream node's inputs to an engine call on ComfyUI's device.
 
     `function(images, model, objective, settings, *args, ...)` is `dream` or one of its
     relatives (`layer_sweep`, `dream_frames`, `dream_zoom`); `objective` is the layer
     weights, or a list of them for a sweep; `options` the node's dream-option widgets;
     `inputs` the node's dream-option widgets and whichever of mask, guide and regions
-    are connected; `dreams` how many dreams the function makes (for the progress bar).
-    It gets ComfyUI's progress bar with preview, its Cancel, and the device and memory
+    are connected. It gets ComfyUI's progress bar with preview (the engine reports its
+    own total: the plan it made, `engine.plan`), its Cancel, and the device and memory
     handling.
     """
     inputs = dict(inputs)
@@ -125,7 +118,7 @@ def run_engine(function, image, feature_model, objective, inputs: dict, *args, d
     with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
         return function(
             images.to(device), feature_model, objective, settings, *args,
-            on_progress=comfy_bridge.progress_reporter(total_steps(images, feature_model, settings) * dreams),
+            on_progress=comfy_bridge.progress_reporter(1),  # the engine reports the real total from its plan
             should_stop=comfy_bridge.raise_if_interrupted,
             **dream_inputs(device, mask, guide, regions), **kwargs,
         )  # fmt: skip

@@ -236,3 +236,17 @@ def test_cancel_arriving_as_a_base_exception_stops_cleanly(lite0, small_photo, t
     assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
     again = dream(small_photo, lite0, LAYERS, settings).images  # and the model dreams as before
     assert (again - small_photo).abs().mean() > 0.005
+
+
+def test_the_plan_is_what_the_dream_does_and_reports(lite0, small_photo):
+    from dream_core.engine import plan
+
+    settings = FAST.with_options(octaves=4, octave_scale=2.0, iterations=3)
+    the_plan = plan(lite0, *small_photo.shape[-2:], settings)
+    assert the_plan.size == (128, 121) and the_plan.skipped == 2  # 16x15 and 32x30 px: under Lite0's 32
+    assert the_plan.shapes == ((64, 60), (128, 121))
+    seen = []
+    result = dream(small_photo, lite0, LAYERS, settings, on_progress=lambda step, total, _: seen.append(total))
+    assert set(seen) == {the_plan.steps} and result.steps_done == the_plan.steps == 6
+    tiny = plan(lite0, 8, 16, settings)
+    assert tiny.size == (32, 64) and tiny.steps == len(tiny.shapes) * 3  # enlarged to the least Lite0 takes
