@@ -105,8 +105,13 @@ def partial_path(final: Path) -> Path:
     final = Path(final)
     handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}{PARTIAL}{os.getpid()}-",
                                     suffix=final.suffix)  # fmt: skip
-    os.close(handle)
-    _usual_mode(Path(name), 0o666)
+    try:
+        os.close(handle)
+        _usual_mode(Path(name), 0o666)
+    except BaseException:  # SIGTERM right here: no stray temporary file
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -127,13 +132,15 @@ def written_whole(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = partial_path(final)
+    temporary = None
     try:
+        temporary = partial_path(final)
         yield temporary
         os.replace(temporary, final)
     except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         raise
 
 
