@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .engine import DreamResult, ProgressCallback, StopCallback, dream, plan
 from .errors import DreamCancelled, DreamError
 from .flow import FlowFunction, flow_function
+from .imageops import LUMA
 from .models import FeatureModel
 from .options import SEED_MAX, DreamSettings, VideoSettings
 from .outputs import written_whole
@@ -74,7 +75,7 @@ STEADY_LIMITS = (0.5, 2.0)
 
 
 def _structure(image: torch.Tensor) -> torch.Tensor:
-    grey = (image.float() * torch.tensor([0.299, 0.587, 0.114], device=image.device).view(1, 3, 1, 1)).sum(1, True)
+    grey = (image.float() * LUMA.to(image.device)).sum(1, True)
     scale = SHOT_SIDE / max(image.shape[-2:])
     if scale < 1.0:
         grey = F.interpolate(grey, scale_factor=scale, mode="area")

@@ -26,6 +26,13 @@ from .dream_nodes import (
 CATEGORY = "DeepDream"
 
 
+def video_and_dream_settings(inputs: dict) -> tuple[VideoSettings, DreamSettings]:
+    """A video node's widgets as the engine's two settings tables (the table says which is which)."""
+    video = {opt.name: inputs[opt.name] for opt in VIDEO_OPTIONS if opt.name in inputs}
+    dream = {name: value for name, value in inputs.items() if name not in video}
+    return VideoSettings(**video), DreamSettings().with_options(**dream)
+
+
 class DreamVideo:
     """Dreams the frames of a clip one after the other, each starting from the previous dream moved along the
     optical flow, so the patterns stay on the things they grew on instead of boiling."""
@@ -61,8 +68,7 @@ class DreamVideo:
         }
 
     def run(self, frames, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **inputs):
-        video = VideoSettings(**{opt.name: inputs.pop(opt.name) for opt in VIDEO_OPTIONS if opt.name in inputs})
-        settings = DreamSettings().with_options(**inputs)
+        video, settings = video_and_dream_settings(inputs)
         layers = dream_layers(feature_model, layer_weights, regions)
         count = frames.shape[0]
         if count == 0:
@@ -123,9 +129,7 @@ class DreamVideoFile:
         }
 
     def run(self, video, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **inputs):
-        settings_of_video = VideoSettings(**{opt.name: inputs.pop(opt.name) for opt in VIDEO_OPTIONS
-                                             if opt.name in inputs})  # fmt: skip
-        settings = DreamSettings().with_options(**inputs)
+        settings_of_video, settings = video_and_dream_settings(inputs)
         layers = dream_layers(feature_model, layer_weights, regions)
         source = VideoSource(comfy_bridge.video_path(video))
         output = comfy_bridge.new_video_path(".mp4")
