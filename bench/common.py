@@ -58,8 +58,8 @@ def naive_step_factory(model_name: str, layers: dict[str, float], size: int, dev
     This is how a straightforward implementation (and most tutorials) do it; the
     engine's step is measured against it on the same model, layers and size.
     """
-    from dream_core.models import get_spec, layer_catalogue
     from dream_core.objectives import parse_term, weighted_loss
+    from dream_core.zoo import get_spec, layer_catalogue
 
     spec = get_spec(model_name)
     torch.manual_seed(0)

@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dream_core import DreamSettings, dream, load_feature_model
 from dream_core.devices import PRECISIONS
 from dream_core.engine import STEP_SCALE, _Ascent
+from dream_core.objectives import Objective
 from dream_core.memory import LiveTensorBytes, estimate_dream_memory
 
 NETWORKS = {
@@ -54,8 +55,9 @@ def precisions_of(device: torch.device, small: bool) -> list[str]:
 
 def engine_step(model, layers, size, device, precision):
     """One ascent step as `dream` takes it; the model is computing in `precision` already."""
-    ascent = _Ascent(model, model.resolve_weights(layers), DreamSettings(precision=precision, tile_size=size), 1)
     image = torch.rand(1, 3, size, size, device=device)
+    settings = DreamSettings(precision=precision, tile_size=size)
+    ascent = _Ascent(model, Objective.of(layers).resolved(model), settings, image)
 
     def step() -> None:
         _loss, grad = ascent.gradient(image)

@@ -32,6 +32,7 @@ def child(size: int, model_name: str) -> None:
 
     from dream_core import DreamSettings, dream, load_feature_model
     from dream_core.engine import _Ascent
+    from dream_core.objectives import Objective
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_feature_model(model_name, "random", device=device)
@@ -39,7 +40,7 @@ def child(size: int, model_name: str) -> None:
     layers = layers or dict(model.spec.default_layers)
     settings = DreamSettings(octaves=3, iterations=1) if size <= 4096 else DreamSettings(octaves=1, iterations=2)
     image = torch.rand(1, 3, size, size, device=device)
-    tile = _Ascent(model, model.resolve_weights(layers), settings, 1)
+    tile = _Ascent(model, Objective.of(layers).resolved(model), settings, image[:1])
     tile.close()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()

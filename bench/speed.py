@@ -20,6 +20,7 @@ import torch
 from dream_core import DreamSettings, load_feature_model
 from dream_core.devices import PRECISIONS, resolve_precision
 from dream_core.engine import STEP_SCALE, _Ascent
+from dream_core.objectives import Objective
 from dream_core.objectives import weighted_loss
 
 KERAS_LAYERS = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
@@ -33,8 +34,8 @@ def engine_step_factory(model, layers, size, device, tile_size=0, jitter=32, pre
     """
     weights = model.resolve_weights(layers)
     settings = DreamSettings(tile_size=tile_size, jitter=jitter, precision=precision)
-    ascent = _Ascent(model, weights, settings, batch=1)
     image = torch.rand(1, 3, size, size, device=device)
+    ascent = _Ascent(model, Objective.of(weights).resolved(model), settings, image)
 
     def step() -> None:
         _loss, grad = ascent.gradient(image)

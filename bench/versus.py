@@ -25,6 +25,7 @@ import torch
 import dream_core
 from dream_core.devices import PRECISIONS, resolve_precision
 from dream_core.engine import _Ascent
+from dream_core.objectives import Objective
 
 KERAS_LAYERS = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
 
@@ -48,7 +49,8 @@ def compare(before, before_engine, args, device: torch.device, precision: str) -
     image = torch.rand(1, 3, args.size, args.size, device=device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(now.computing_in(PRECISIONS[precision]))  # cast once, as a dream does
-        now_ascent = _Ascent(now, now.resolve_weights(layers), dream_core.DreamSettings(precision=precision), 1)
+        now_ascent = _Ascent(now, Objective.of(layers).resolved(now), dream_core.DreamSettings(precision=precision),
+                             image)  # fmt: skip
         old_ascent = before_engine._Ascent(old, old.resolve_weights(layers),
                                            before.DreamSettings(precision=precision), 1)  # fmt: skip
         stack.callback(now_ascent.close)

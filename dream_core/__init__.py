@@ -17,9 +17,11 @@ from .errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
-from .models import DEFAULT_MODEL, ZOO, FeatureModel, LayerInfo, get_spec, layer_catalogue, load_feature_model
+from .feature_model import FeatureModel
+from .loading import load_feature_model
 from .objectives import parse_layer_weights
 from .presets import PRESETS, get_preset
+from .zoo import DEFAULT_MODEL, ZOO, LayerInfo, get_spec, layer_catalogue
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, plan
+from .engine import DreamResult, DreamSettings, ProgressCallback, StopCallback, dream, offset_progress, plan
 from .errors import DreamError
+from .feature_model import FeatureModel
 from .imageops import resize
-from .models import FeatureModel
+from .objectives import Objective
 from .options import Option
 
 FrameCallback = Callable[[int, torch.Tensor], None]
@@ -82,7 +82,7 @@ def _frame_seed(settings: DreamSettings, index: int) -> DreamSettings:
 def dream_zoom(
     image: torch.Tensor,
     model: FeatureModel,
-    layer_weights: Mapping[str, float],
+    objective: Objective | Mapping[str, float],
     settings: DreamSettings | None = None,
     frames: int = 12,
     zoom: float = 1.05,
@@ -90,11 +90,11 @@ def dream_zoom(
     shift_x: float = 0.0,
     shift_y: float = 0.0,
     *,
+    mask: torch.Tensor | None = None,
     on_frame: FrameCallback | None = None,
     should_stop: StopCallback | None = None,
     on_progress: ProgressCallback | None = None,
     frames_device: torch.device | str | None = None,
-    **dream_options: Any,
 ) -> torch.Tensor:
     """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
 
@@ -104,7 +104,7 @@ def dream_zoom(
     pixels per frame). A batch is dreamed together; the output is image-major: all
     frames of the first image, then those of the next. `on_frame(k, frame)` gets
     each finished frame; `on_progress(step, total, current)` counts over all frames;
-    `should_stop` and `dream_options` (`mask`, `guide`, `regions`: fixed on the
+    `should_stop`, `mask` and the objective (its guide and regions: fixed on the
     screen, not zoomed) go to every dream. Finished frames are kept on
     `frames_device` (default: the input's), so a long animation need not fill the
     GPU; the dreaming itself stays on the model's device.
@@ -115,24 +115,16 @@ def dream_zoom(
     if image.ndim == 3:
         image = image.unsqueeze(0)
     per_frame = plan(model, *image.shape[-2:], settings).steps
+    objective = Objective.of(objective).resolved(model)
     results: list[torch.Tensor] = []
     current = image
     for index in range(frames):
         if index:
             current = zoom_transform(current, zoom, angle, shift_x, shift_y)
 
-        def report(step: int, _total: int, preview: torch.Tensor, offset: int = index * per_frame) -> None:
-            on_progress(offset + step, per_frame * frames, preview)
-
-        current = dream(
-            current,
-            model,
-            layer_weights,
-            _frame_seed(settings, index),
-            on_progress=report if on_progress is not None else None,
-            should_stop=should_stop,
-            **dream_options,
-        ).images
+        report = offset_progress(on_progress, index * per_frame, per_frame * frames) if on_progress else None
+        current = dream(current, model, objective, _frame_seed(settings, index), mask=mask, on_progress=report,
+                        should_stop=should_stop).images  # fmt: skip
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
             on_frame(index, current)
@@ -182,25 +174,23 @@ class FrameCollector:
 def dream_frames(
     images: torch.Tensor,
     model: FeatureModel,
-    layer_weights: Mapping[str, float],
+    objective: Objective | Mapping[str, float],
     settings: DreamSettings | None = None,
     every: int = 5,
     *,
+    mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     frames_device: torch.device | str | None = None,
-    **dream_options: Any,
 ) -> tuple[DreamResult, torch.Tensor]:
     """Dream `images` and keep the image every `every` steps: `(result, frames)`.
 
     `frames` is `[B * n, 3, H, W]`, image-major, with ``n = ceil(total_steps / every)``
     (fewer if an octave stops early at `max_loss`; at least 1): the image after
     steps every, 2 every, ..., enlarged to the final size, and last the final image.
-    Frames are kept on `frames_device` (default: the input's device). `dream_options`
-    (`mask`, `guide`, `regions`) go to `dream`.
+    Frames are kept on `frames_device` (default: the input's device). `objective`
+    and `mask` are `dream`'s.
     """
     collector = FrameCollector(every, forward=on_progress, device=frames_device or images.device)
-    result = dream(
-        images, model, layer_weights, settings, on_progress=collector, should_stop=should_stop, **dream_options
-    )
+    result = dream(images, model, objective, settings, mask=mask, on_progress=collector, should_stop=should_stop)
     return result, collector.frames(result.images)

@@ -15,60 +15,60 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import options as option_table
 from .animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from .engine import DreamSettings, dream
 from .errors import DreamError
+from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES, FeatureModel
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
-from .models import (
-    DEFAULT_MODEL,
-    LEARNING_PHASE_HELP,
-    LEARNING_PHASES,
-    LOGITS,
-    ZOO,
-    FeatureModel,
-    describe_training,
-    get_spec,
-    layer_catalogue,
-    load_feature_model,
-    per_class_text,
-)
-from .objectives import parse_layer_weights
+from .loading import load_feature_model
+from .objectives import Objective, parse_layer_weights
 from .options import Option
 from .outputs import check_outputs, distinct_names, folder_written_whole, replace_folder, written_whole
 from .presets import PRESETS, default_preset, get_preset
+from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
 from .video import CarriedState, dream_video
 from .videoio import VideoSink, VideoSource, audio_codecs, audio_fits
+from .zoo import DEFAULT_MODEL, LOGITS, ZOO, get_spec, layer_catalogue
 
 
 class ProgressBar:
-    """A one-line text progress bar on stderr (redrawn, not scrolled)."""
+    """An `on_progress` callback drawing tqdm's bar on stderr: steps done, rate and ETA; redrawn in a terminal,
+    a line now and then in a log. `label` may change between calls (training shows its epoch and loss)."""
 
-    def __init__(self, label: str, stream=None, width: int = 30) -> None:
-        self.label, self.width = label, width
+    def __init__(self, label: str, stream=None) -> None:
+        self.label = label
         self.stream = stream or sys.stderr  # looked up now, not when the module was imported
-        self.start = time.monotonic()
+        self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int, _preview: torch.Tensor | None = None) -> None:
-        frac = done / total if total else 1.0
-        if not self.stream.isatty():  # a log file: a line per tenth, not a redraw per step
-            tenth = int(frac * 10)
-            if tenth == getattr(self, "_last_tenth", -1):
-                return
-            self._last_tenth = tenth
-        filled = int(self.width * frac)
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / done * (total - done) if done else 0.0
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-            f"{elapsed:5.1f}s eta {eta:5.1f}s"
-        )
+        if self.bar is None:
+            terminal = self.stream.isatty()
+            self.bar = tqdm(total=total, desc=self.label, unit="step", file=self.stream, dynamic_ncols=terminal,
+                            mininterval=0.1 if terminal else 10.0, ascii=not terminal)  # fmt: skip
+        self.bar.total = total
+        self.bar.set_description_str(self.label, refresh=False)
+        self.bar.update(done - self.bar.n)
         if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.bar.close()
+            self.bar = None
+
+
+def plan_text(model: FeatureModel, layers: dict, regions: list, settings: DreamSettings) -> str:
+    """What a dreaming command will do, in a user's words: its first line (every setting under -v)."""
+    dreamed = ", ".join(str(term) if weight == 1 else f"{term} x{weight:g}" for term, weight in layers.items())
+    if regions:
+        dreamed += (" and " if dreamed else "") + f"{len(regions)} region{'s' if len(regions) > 1 else ''}"
+    weights = Path(str(model.weights)).name
+    changed = [f"{opt.name.replace('_', ' ')} {getattr(settings, opt.name)}" for opt in option_table.OPTIONS
+               if opt.name not in ("octaves", "iterations", "step") and getattr(settings, opt.name) != opt.default]
+    return (f"Dreaming {dreamed} of {model.name} ({weights} weights) on {model.device}: {settings.octaves} octaves "
+            f"of {settings.iterations} steps of {settings.step:g}" + (f"; {', '.join(changed)}" if changed else "")
+            + ".")  # fmt: skip
 
 
 def _preset_values(opt: Option) -> str:
@@ -87,12 +87,13 @@ def _option_help(opt: Option) -> str:
 def _add_option_flags(p: argparse.ArgumentParser, options: Sequence[Option]) -> None:
     """A flag per option of a table; left out, it is None, so presets and defaults apply."""
     for opt in options:
+        flags, named = (opt.flag, *opt.aliases), {"dest": opt.name, "help": _option_help(opt)}
         if opt.kind is bool:
-            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, default=None, help=_option_help(opt))
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, **named)
         elif opt.choices:
-            p.add_argument(opt.flag, choices=opt.choices, help=_option_help(opt))
+            p.add_argument(*flags, choices=opt.choices, **named)
         else:
-            p.add_argument(opt.flag, type=opt.kind, metavar=opt.name.upper(), help=_option_help(opt))
+            p.add_argument(*flags, type=opt.kind, metavar=opt.name.upper(), **named)
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
@@ -124,11 +125,12 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
 @dataclass
 class DreamJob:
     """What the flags of a dreaming command ask for, read and checked once: the one path from
-    parsed arguments to an engine call, shared by `dream`, `sweep` and `zoom`."""
+    parsed arguments to an engine call, shared by `dream`, `sweep`, `zoom` and `video`."""
 
     model: FeatureModel
-    layers: dict[str, float]
-    """Dreamed everywhere (none when only regions were given)."""
+    objective: Objective
+    """Resolved against the model: the layers dreamed everywhere (none when only regions were given), the
+    regions and the guide."""
     settings: DreamSettings
     sweep_layers: dict[str, float] = field(default_factory=dict)
     """The layers a sweep compares when no --line is given: --layers, else the model's own."""
@@ -136,9 +138,9 @@ class DreamJob:
     guide: torch.Tensor | None = None
     regions: list = field(default_factory=list)
 
-    def inputs(self) -> dict:
-        """The engine's optional inputs (mask, guide, regions) for a `dream` call or its relatives."""
-        return {"mask": self.mask, "guide": self.guide, "regions": self.regions}
+    def line(self, layer_weights: dict) -> Objective:
+        """A sweep line's objective: its layers, with the job's guide and regions."""
+        return Objective.of(layer_weights, regions=self.regions, guide=self.guide).resolved(self.model)
 
 
 def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float], DreamSettings]:
@@ -199,13 +201,15 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         layers_everywhere = {}  # the regions say what to dream
     else:
         layers_everywhere = layers
-    print(f"model {model.name} ({model.weights}), layers {layers}, {settings}", file=sys.stderr)
+    print(plan_text(model, layers_everywhere, regions, settings), file=sys.stderr)
+    logging.getLogger(__name__).info("every setting: %s", settings)
     if model.training_report:
         print(describe_training(Path(str(model.weights)).name, model.class_names or [], model.training_report),
               file=sys.stderr)  # fmt: skip
     mask = load_mask(args.mask) if args.mask else None
     guide = load_image(args.guide) if args.guide else None
-    return DreamJob(model, layers_everywhere, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
+    objective = Objective.of(layers_everywhere, regions=regions, guide=guide).resolved(model)
+    return DreamJob(model, objective, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
 
 
 def _job_inputs(args: argparse.Namespace) -> list[Path]:
@@ -253,13 +257,13 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     for path in inputs:
         try:
             image = load_image(path)
-            options = dict(job.inputs(), on_progress=ProgressBar(path.name))
+            options = dict(mask=job.mask, on_progress=ProgressBar(path.name))
             frames = None
             if args.frames_every:  # the same dream, keeping the image every N steps on the way
-                result, frames = dream_frames(image, job.model, job.layers, job.settings, args.frames_every,
+                result, frames = dream_frames(image, job.model, job.objective, job.settings, args.frames_every,
                                               **options)  # fmt: skip
             else:
-                result = dream(image, job.model, job.layers, job.settings, **options)
+                result = dream(image, job.model, job.objective, job.settings, **options)
         except DreamError as error:
             if len(inputs) == 1:
                 raise
@@ -291,9 +295,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     lines = args.line or [f"{name}: {weight:g}" for name, weight in job.sweep_layers.items()]
     if not args.line and len(job.sweep_layers) > 1:
         lines.append(", ".join(lines))
-    sweep = [parse_layer_weights(line) for line in lines]
-    images = layer_sweep(image, job.model, sweep, job.settings, on_progress=ProgressBar(Path(args.input).name),
-                         **job.inputs())  # fmt: skip
+    sweep = [job.line(parse_layer_weights(line)) for line in lines]
+    images = layer_sweep(image, job.model, sweep, job.settings, mask=job.mask,
+                         on_progress=ProgressBar(Path(args.input).name))  # fmt: skip
     sheet = contact_sheet(images, lines, args.columns)
     print(f"wrote {save_image(sheet[0], args.output)}")
     return 0
@@ -315,9 +319,8 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
         check_outputs([], [Path(args.input), *_job_inputs(args)], args.overwrite, folders=[out])
     image = load_image(args.input)
     job = prepare_dream(args)
-    frames = dream_zoom(image, job.model, job.layers, job.settings, args.frames, args.zoom, args.angle,
-                        args.shift_x, args.shift_y, on_progress=ProgressBar(Path(args.input).name),
-                        **job.inputs())  # fmt: skip
+    frames = dream_zoom(image, job.model, job.objective, job.settings, args.frames, args.zoom, args.angle,
+                        args.shift_x, args.shift_y, mask=job.mask, on_progress=ProgressBar(Path(args.input).name))
     if out.suffix.lower() == ".webp":
         print(f"wrote {save_animation(frames, out, fps=args.fps)}")
     else:
@@ -350,9 +353,9 @@ def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, 
     """Dream the clip's frames (from after `resume`'s frame) into the work folder, saving the state after each."""
     first = resume.index + 1 if resume is not None else 0
     started, written = time.monotonic(), first
-    frames = dream_video(source.frames(resume.index if resume is not None else 0), job.model, job.layers,
-                         job.settings, video, weights_dir=args.weights_dir, resume=resume,
-                         on_state=lambda state: state.save(work / "state.pt"), **job.inputs())  # fmt: skip
+    frames = dream_video(source.frames(resume.index if resume is not None else 0), job.model, job.objective,
+                         job.settings, video, mask=job.mask, weights_dir=args.weights_dir, resume=resume,
+                         on_state=lambda state: state.save(work / "state.pt"))  # fmt: skip
     for dreamed in frames:
         save_image(dreamed[0], work / f"frame_{written:05d}.png")
         written += 1
@@ -427,8 +430,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     reports = [stem.with_name(stem.name + ".curve.png"), stem.with_name(stem.name + ".confusion.png")]
     starting = [Path(args.weights)] if args.weights not in ("imagenet", "random") else []
     check_outputs([output, *reports], starting, args.overwrite)
-    settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, unfreeze=args.unfreeze,
-                             seed=args.seed)  # fmt: skip
+    given = {opt.name: getattr(args, opt.name) for opt in option_table.TRAIN_OPTIONS
+             if getattr(args, opt.name) is not None}  # fmt: skip
+    settings = TrainSettings(**given).validate()
     bar = ProgressBar(Path(args.folder).name)
 
     def progress(step: int, total: int, figures: dict) -> None:
@@ -547,13 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture to fine-tune (default {DEFAULT_MODEL})")
     p.add_argument("--weights", default="imagenet", help="starting weights: 'imagenet' or a checkpoint file")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights")
-    t = TrainSettings()
-    p.add_argument("--epochs", type=int, default=t.epochs,
-                   help="passes over the pictures (default 0: chosen from the folder's size, 8 to 30)")
-    p.add_argument("--learning-rate", type=float, default=t.learning_rate, help=f"default {t.learning_rate}")
-    p.add_argument("--unfreeze", type=int, default=t.unfreeze,
-                   help=f"last blocks trained too after the head's warm-up (default {t.unfreeze}; 0 = head only)")
-    p.add_argument("--seed", type=int, default=t.seed, help=f"default {t.seed}")
+    _add_option_flags(p, option_table.TRAIN_OPTIONS)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)

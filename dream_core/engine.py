@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -31,20 +31,29 @@ import torch.nn.functional as F
 from . import tiling
 from .devices import compute_dtype, cudnn_benchmark, release_cached_memory
 from .errors import DreamCancelled, DreamError
+from .feature_model import FeatureModel
 from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
 from .memory import plan_tile_side, step_bytes_per_pixel
-from .models import FeatureModel
-from .objectives import Term, dream_objective, gradient_scale, guide_features, weighted_loss
+from .objectives import Objective, ReadyContext, gradient_scale, weighted_loss
 from .options import DreamSettings
 
 log = logging.getLogger(__name__)
 
-GUIDE_MAX_SIDE = 512
 # Keras steps on images scaled to [-1, 1]; ours are in 0..1, half that range.
 STEP_SCALE = 0.5
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
 StopCallback = Callable[[], bool]
+
+
+def offset_progress(on_progress: ProgressCallback, offset: int, total: int) -> ProgressCallback:
+    """One dream's progress reported as part of a longer job (a sweep, a zoom, a clip): its steps counted
+    from `offset`, out of the job's `total`."""
+
+    def report(step: int, _total: int, image: torch.Tensor) -> None:
+        on_progress(offset + step, total, image)
+
+    return report
 
 
 @dataclass
@@ -112,27 +121,27 @@ def objective(
 
 
 class _Ascent:
-    """The state made once per dream and used by every step."""
+    """Everything a dream's steps share, made once per dream from what it is given and never written from outside:
+    the tap, the objective readied on the device, the tile side, the jitter's generator, the stop check; per
+    octave (`start_octave`), the objective at that size and the max_loss state."""
 
     def __init__(
         self,
         model: FeatureModel,
-        weights: dict[Term, float],
+        objective: Objective,
         settings: DreamSettings,
-        batch: int,
-        regions: list[tuple[torch.Tensor, dict[Term, float]]] | None = None,
-        guide: torch.Tensor | None = None,
+        original: torch.Tensor,
         should_stop: StopCallback | None = None,
     ) -> None:
         self.model = model
-        self.weights = weights
-        self.regions = regions or []
-        layers = [*weights, *(term for _, region_weights in self.regions for term in region_weights)]
-        self.tap = model.tap(dict.fromkeys(term.layer for term in layers))
         self.settings = settings
-        self.guide = self._guide_features(guide) if guide is not None else None
-        self.region_masks: list[torch.Tensor] = []  # the regions' masks at the current octave's size
         self.should_stop = should_stop
+        terms = objective.terms()
+        self.tap = model.tap(dict.fromkeys(term.layer for term in terms))
+        context = ReadyContext(original, settings, self.tap, lambda mask: prepare_mask(mask, original))
+        self.objective = objective.readied(context)
+        self._terms = terms
+        self._octave = self.objective  # the objective at the current octave's size (see start_octave)
         self.active: torch.Tensor | None = None  # per image, with max_loss: 1 until its loss passed it
         self._climbing = _HostFlag(model.device)
         self.blur = gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
@@ -140,47 +149,33 @@ class _Ascent:
         # device sync on a GPU), and the same seed gives the same shifts on every device.
         self.rng = random.Random(settings.seed)
         self.luma = LUMA.to(model.device)
-        device = model.device
         # fp16 has too little range below 1 for the gradient of a mean over a big activation
         # (49% of a Lite0 layer's gradient below fp16's normal range at 512 px): the climbed objective is scaled
         # up, by one factor per step, which the gradient's normalisation then divides out.
         self.scale_loss = model.compute_dtype == torch.float16
-        self._all_terms = {**weights, **{t: w for _, region_weights in self.regions for t, w in region_weights.items()}}
         self._step_scale: float | None = None
-        if settings.tile_size > 0:
-            self.tile_size = max(settings.tile_size, model.spec.min_size)
-        else:
-            per_pixel = step_bytes_per_pixel(model.name, model.deepest_layer(layers), model.compute_dtype,
-                                             model.learning_phase)  # fmt: skip
-            self.tile_size = plan_tile_side(per_pixel, batch, device, model.spec.min_size)
+        self.tile_size = self._tile_side(settings, original.shape[0], terms)
         self._warned_oom = False
+
+    def _tile_side(self, settings: DreamSettings, batch: int, terms) -> int:
+        model = self.model
+        if settings.tile_size > 0:
+            return max(settings.tile_size, model.spec.min_size)
+        per_pixel = step_bytes_per_pixel(model.name, model.deepest_layer(terms), model.compute_dtype,
+                                         model.learning_phase)  # fmt: skip
+        return plan_tile_side(per_pixel, batch, model.device, model.spec.min_size)
 
     def _randint(self, low: int, high: int) -> int:
         return self.rng.randint(low, high)
 
-    def _guide_features(self, guide: torch.Tensor) -> dict[str, torch.Tensor]:
-        # Computed once, with the guide no larger than 512 px: the match is per
-        # feature vector, so the guide's size only sets how many vectors there are.
-        guide = guide.to(self.model.device, torch.float32)
-        scale = min(1.0, GUIDE_MAX_SIDE / max(guide.shape[-2:]))
-        if scale < 1.0:
-            guide = F.interpolate(guide, scale_factor=scale, mode="area")
-        with torch.no_grad():
-            return guide_features(self.tap(guide[:1]))
-
-    def _tile_loss(self, tile: torch.Tensor, whole: bool, region_tiles=()) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tile_loss(self, tile: torch.Tensor, objective: Objective, whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
-        settings = self.settings
         features = self.tap(tile)  # in the model's compute dtype (see FeatureModel.computing_in)
-        value, climbed = dream_objective(
-            features, tile, self.weights, settings.loss, keras_border=whole,
-            regions=[(mask, weights) for mask, (_, weights) in zip(region_tiles, self.regions, strict=True)],
-            guide=self.guide, guide_mix=settings.guide_mix, tv_weight=settings.tv_weight,
-        )  # fmt: skip
+        value, climbed = objective(features, tile, whole=whole)
         climbed = climbed.sum()
         if self.scale_loss:
             if self._step_scale is None:  # the step's first tile sets it, so every tile's gradient matches
-                self._step_scale = gradient_scale(features, self._all_terms)
+                self._step_scale = gradient_scale(features, self._terms)
             climbed = climbed * self._step_scale
         (grad,) = torch.autograd.grad(climbed, tile)
         return value, grad
@@ -232,7 +227,7 @@ class _Ascent:
         """(loss, raw gradient) of the rolled view, tile by tile."""
         height, width = image.shape[-2:]
         if len(tiles) == 1 and not (shift_y or shift_x):
-            return self._tile_loss(image, True, self.region_masks)
+            return self._tile_loss(image, self._octave, whole=True)
         grad = torch.zeros_like(image)
         loss = torch.zeros(image.shape[0], device=image.device)
         for top, bottom, left, right in tiles:
@@ -240,16 +235,17 @@ class _Ascent:
                 raise DreamCancelled("The dream was cancelled.")
             rows = tiling.wrapped_ranges(top, bottom, shift_y, height)
             cols = tiling.wrapped_ranges(left, right, shift_x, width)
-            region_tiles = [tiling.gather(mask, rows, cols) for mask in self.region_masks]
-            tile_loss, tile_grad = self._tile_loss(tiling.gather(image, rows, cols), False, region_tiles)
+            tile = tiling.gather(image, rows, cols)
+            tile_loss, tile_grad = self._tile_loss(tile, self._octave.cropped(rows, cols), whole=False)
             tiling.scatter(grad, tile_grad, rows, cols)
             # Each tile's loss is a mean over the tile: weigh it by the tile's area.
             loss += tile_loss * ((bottom - top) * (right - left) / (height * width))
         return loss, grad
 
     def start_octave(self, shape: tuple[int, int]) -> None:
-        """Ready the ascent for an octave of `shape`: the regions' masks at that size, every image climbing."""
-        self.region_masks = [resize(region_mask, shape) for region_mask, _ in self.regions]
+        """Ready the ascent for an octave of `shape`: the objective at that size (regions' masks), every image
+        climbing."""
+        self._octave = self.objective.at_size(shape)
         self.active = None
         self._climbing.reset()
 
@@ -306,12 +302,10 @@ class _HostFlag:
 def dream(
     images: torch.Tensor,
     model: FeatureModel,
-    layer_weights: Mapping[str, float],
+    objective: Objective | Mapping[str, float],
     settings: DreamSettings | None = None,
     *,
     mask: torch.Tensor | None = None,
-    guide: torch.Tensor | None = None,
-    regions: Sequence[tuple[torch.Tensor, Mapping[str, float]]] = (),
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> DreamResult:
@@ -323,33 +317,28 @@ def dream(
     gives the same image for the same batch on the same machine. Runs on the model's
     device; results come back on the input's device.
 
-    `layer_weights` terms: layers, channels of layers and classes (see
-    `FeatureModel.resolve_weights`). `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1, any
-    size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it fully.
-    `guide` (an image `[1, 3, h, w]`) steers the plain layers toward its features
-    (`settings.guide_mix`). `regions`: (mask, layer weights) pairs, each region's
-    terms counted only where its mask is, all dreamed at once.
-    `on_progress(step, total, current)` is called after every step; `should_stop()`
-    before every step, and a true answer raises `DreamCancelled`.
+    `objective`: layer weights (layers, channels of layers and classes, see
+    `FeatureModel.resolve_weights`), or an `Objective` (layer weights with a guide
+    image, regions: see `Objective.of`). `mask` (`[B or 1, H, W]` or `[H, W]`, 0..1,
+    any size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it
+    fully. `on_progress(step, total, current)` is called after every step;
+    `should_stop()` before every step, and a true answer raises `DreamCancelled`.
     """
     settings = (settings or DreamSettings()).validate()
     images = _sanitised(images)
-    weights, region_terms = _resolved_objective(model, layer_weights, regions)
-    height, width = images.shape[-2:]
-    the_plan = plan(model, height, width, settings)
-    if the_plan.size != (height, width):
-        return _dream_enlarged(images, the_plan.size, model, layer_weights, settings, mask, guide, regions,
-                               on_progress, should_stop)  # fmt: skip
+    objective = Objective.of(objective).resolved(model)
+    the_plan = plan(model, *images.shape[-2:], settings)
+    if the_plan.size != tuple(images.shape[-2:]):
+        return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop)
     if the_plan.skipped:
         log.warning(
             "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
             the_plan.skipped, settings.octaves, model.spec.min_size, model.name,
         )  # fmt: skip
-    shapes = list(the_plan.shapes)
-    iterations = settings.iterations if weights or region_terms else 0
+    if not objective.climbs:
+        log.warning("All layer weights are zero: the image is returned unchanged.")
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
-    dtype = compute_dtype(settings.precision, model.device)
     with torch.inference_mode(False), torch.enable_grad(), cudnn_benchmark(model.device):
         model.make_autograd_safe()  # whoever last moved it may have done so under inference mode
         # No copy when the images are already float32 on the device: `original` is
@@ -358,17 +347,12 @@ def dream(
         # a plain tensor would: the memory layout picks the convolution kernels.
         original = images.detach().to(model.device, torch.float32).contiguous()
         full_mask = prepare_mask(mask, original) if mask is not None else None
-        full_regions = [(prepare_mask(region_mask, original), terms) for region_mask, terms in region_terms]
-        guide_image = _guide_tensor(guide) if guide is not None else None
-        with model.computing_in(dtype):
-            ascent = (
-                _Ascent(model, weights, settings, original.shape[0], full_regions, guide_image, should_stop)
-                if iterations
-                else None
-            )
+        with model.computing_in(compute_dtype(settings.precision, model.device)):
+            climbing = objective.climbs and settings.iterations > 0
+            ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
             try:
-                octave_images, done = _octaves(original, shapes, iterations, ascent, settings, full_mask,
-                                               on_progress, should_stop, images.device)  # fmt: skip
+                octave_images, done = _octaves(original, the_plan, ascent, settings, full_mask, on_progress,
+                                               should_stop, images.device)  # fmt: skip
             finally:
                 if ascent is not None:
                     ascent.close()
@@ -394,22 +378,9 @@ def _sanitised(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _resolved_objective(model: FeatureModel, layer_weights, regions) -> tuple[dict, list]:
-    """The layer weights and the regions' weights checked against the model; empty regions dropped."""
-    if not layer_weights and not regions:
-        raise DreamError("No layers to dream with: give at least one layer and its weight.")
-    weights = model.resolve_weights(layer_weights)
-    region_terms = [(region_mask, model.resolve_weights(region_weights)) for region_mask, region_weights in regions]
-    region_terms = [(region_mask, terms) for region_mask, terms in region_terms if terms]
-    if not weights and not region_terms:
-        log.warning("All layer weights are zero: the image is returned unchanged.")
-    return weights, region_terms
-
-
 def _octaves(
     original: torch.Tensor,
-    shapes: list[tuple[int, int]],
-    iterations: int,
+    the_plan: DreamPlan,
     ascent: _Ascent | None,
     settings: DreamSettings,
     full_mask: torch.Tensor | None,
@@ -421,6 +392,8 @@ def _octaves(
 
     Returns the image after each octave (on `out_device`) and the steps done.
     """
+    shapes = the_plan.shapes
+    iterations = the_plan.iterations if ascent is not None else 0
     total = len(shapes) * iterations
     shrunk_original = resize(original, shapes[0])
     image = shrunk_original.clone()  # stepped in place from here on
@@ -483,7 +456,7 @@ def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: t
 MAX_ENLARGED_SIDE = 16384
 
 
-def _dream_enlarged(images, shape, model, layer_weights, settings, mask, guide, regions, on_progress, should_stop):
+def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress, should_stop):
     """Dream an image smaller than the network accepts at `shape`, the least size it takes, then shrink back."""
     height, width = images.shape[-2:]
     if max(shape) > MAX_ENLARGED_SIDE:
@@ -496,8 +469,7 @@ def _dream_enlarged(images, shape, model, layer_weights, settings, mask, guide, 
         width, height, model.spec.min_size, model.name, shape[1], shape[0],
     )  # fmt: skip
     enlarged = F.interpolate(images.float(), size=shape, mode="bilinear", align_corners=False)
-    result = dream(enlarged, model, layer_weights, settings, mask=mask, guide=guide, regions=regions,
-                   on_progress=on_progress, should_stop=should_stop)  # fmt: skip
+    result = dream(enlarged, model, objective, settings, mask=mask, on_progress=on_progress, should_stop=should_stop)
     back = (height, width)
 
     def shrink(image: torch.Tensor) -> torch.Tensor:
@@ -505,10 +477,3 @@ def _dream_enlarged(images, shape, model, layer_weights, settings, mask, guide, 
 
     return DreamResult(shrink(result.images), [shrink(o) for o in result.octave_images], result.steps_done)
 
-
-def _guide_tensor(guide: torch.Tensor) -> torch.Tensor:
-    if guide.ndim == 3:
-        guide = guide.unsqueeze(0)
-    if guide.ndim != 4 or guide.shape[1] != 3 or 0 in guide.shape:
-        raise DreamError(f"The guide must be an RGB image [1, 3, H, W]; got shape {tuple(guide.shape)}.")
-    return guide.detach()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DreamError, WeightsNotFoundError
+from .errors import DreamError
+from .weights import find_or_download, folders_of
 
 FlowFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -70,23 +70,9 @@ def _ilk() -> FlowFunction:
 def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> FlowFunction:
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
-    weights = Raft_Small_Weights.C_T_V2
-    folders = [Path(weights_dir)] if isinstance(weights_dir, (str, os.PathLike)) else [
-        Path(d) for d in (weights_dir or [Path(torch.hub.get_dir()) / "checkpoints"])]  # fmt: skip
-    filename = weights.url.rsplit("/", 1)[-1]
-    found = next((folder / filename for folder in folders if (folder / filename).is_file()), None)
-    try:
-        if found is not None:
-            state = torch.load(found, map_location="cpu", weights_only=True)
-        else:
-            folders[0].mkdir(parents=True, exist_ok=True)
-            state = torch.hub.load_state_dict_from_url(weights.url, model_dir=str(folders[0]), map_location="cpu",
-                                                       weights_only=True)  # fmt: skip
-    except Exception as error:  # any network or disk failure ends in the same advice
-        raise WeightsNotFoundError(
-            f"RAFT's weights are not on disk and could not be downloaded ({type(error).__name__}). Download "
-            f"{weights.url} and put the file {filename} into the folder {folders[0]}, or choose flow 'dis' or 'ilk'."
-        ) from error
+    url = Raft_Small_Weights.C_T_V2.url
+    state = find_or_download(url.rsplit("/", 1)[-1], url, folders_of(weights_dir or None), "RAFT's weights",
+                             "Or choose flow 'dis' or 'ilk'.")  # fmt: skip
     with torch.inference_mode(False):
         net = raft_small(weights=None).eval().requires_grad_(False)
         net.load_state_dict(state)

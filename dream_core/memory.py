@@ -23,9 +23,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .devices import compute_dtype, free_memory, total_memory
-from .models import FeatureModel, activation_bytes_per_pixel, get_spec, layer_catalogue
+from .feature_model import FeatureModel
 from .objectives import Term, weighted_loss
 from .options import DreamSettings
+from .zoo import activation_bytes_per_pixel, get_spec, layer_catalogue
 
 IMAGE_COPIES = 5
 """Full-size float32 images a dream holds at its peak besides a step's own tensors: the

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .errors import DreamError
+from .imageops import resize
+from .tiling import gather
 
 
 @dataclass(frozen=True)
@@ -241,34 +244,6 @@ def weighted_loss(
     return total
 
 
-def dream_objective(
-    features: Mapping[str, torch.Tensor],
-    image: torch.Tensor,
-    layer_weights: Mapping[Term, float],
-    mode: str,
-    *,
-    keras_border: bool = True,
-    regions: Sequence[tuple[torch.Tensor, Mapping[Term, float]]] = (),
-    guide: Mapping[str, torch.Tensor] | None = None,
-    guide_mix: float = 1.0,
-    tv_weight: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Everything a dream maximises, per image: (the objective's value, what the ascent climbs).
-
-    The layer terms (with the guide's pull), each region's terms weighted by its mask
-    `[B, 1, H, W]`, and the total-variation penalty on `image`, which the climbed value
-    subtracts but the reported objective leaves out.
-    """
-    value = torch.zeros(image.shape[0], device=image.device)
-    if layer_weights:
-        value = value + weighted_loss(features, layer_weights, mode, keras_border, guide=guide,
-                                      guide_mix=guide_mix).float()  # fmt: skip
-    for mask, region_weights in regions:
-        value = value + weighted_loss(features, region_weights, mode, keras_border=False, spatial=mask).float()
-    climbed = value - tv_weight * total_variation(image) if tv_weight > 0 else value
-    return value.detach(), climbed
-
-
 def gradient_scale(features: Mapping[str, torch.Tensor], layer_weights: Mapping[Term, float]) -> float:
     """A factor for the climbed objective that brings the gradient entering the network to the
     activations' own size: 1 / the largest per-element coefficient (weight / elements averaged over).
@@ -354,3 +329,233 @@ def parse_layer_weights(text: str) -> dict[Term, float]:
             raise DreamError(f"Layer weight {shown!r}: {err}") from None
         weights[term] = weights.get(term, 0.0) + weight
     return weights
+
+
+# --- The objective as one value ------------------------------------------------------------------------------
+#
+# What a dream climbs is one `Objective`: a sum of parts (the layer terms with the guide's pull, each region's
+# terms, the total-variation penalty). It is made from what the user gave, resolved once against the network,
+# readied once per dream (masks and guide on the device), and asked for its value at each step. A new kind of
+# term is a new `Part` subclass in one file: it says which terms it reads and what it adds.
+
+
+class Part:
+    """One piece of what a dream climbs. Subclasses override what they need; the defaults do nothing."""
+
+    def terms(self) -> Mapping[Term, float]:
+        """The layer-weight terms this part reads (their layers are tapped; the fp16 loss scale reads them)."""
+        return {}
+
+    def resolved(self, resolve_weights: Callable[[Mapping], dict[Term, float]]) -> Part | None:
+        """This part with its terms checked against the network (`FeatureModel.resolve_weights`); None if empty."""
+        return self
+
+    def readied(self, context: ReadyContext) -> Part:
+        """This part ready for one dream: its tensors on the dream's device, at the dream's size."""
+        return self
+
+    def at_size(self, shape: tuple[int, int]) -> Part:
+        """This part for an octave of `shape` (a region's mask resized to it)."""
+        return self
+
+    def cropped(self, rows: Any, cols: Any) -> Part:
+        """This part for one tile of the octave (see `tiling.gather`)."""
+        return self
+
+    def value(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, whole: bool) -> torch.Tensor | None:
+        """What this part adds to the objective, per image `[B]` (float32), or None."""
+        return None
+
+    def penalty(self, image: torch.Tensor) -> torch.Tensor | None:
+        """What the ascent subtracts but the reported objective leaves out, per image `[B]`, or None."""
+        return None
+
+
+@dataclass(frozen=True)
+class ReadyContext:
+    """What a part may need to ready itself for a dream: the original images on the device and the network."""
+
+    images: torch.Tensor
+    settings: Any
+    """The dream's `DreamSettings` (loss mode, guide mix, total-variation weight)."""
+    features: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+    """The tapped activations of an image batch, in the network's compute dtype (no gradient)."""
+    prepare_mask: Callable[[torch.Tensor], torch.Tensor]
+    """A mask in any of the accepted shapes made `[B, 1, H, W]` on the device, at the images' size."""
+
+
+@dataclass(frozen=True)
+class Layers(Part):
+    """Layer terms (layers, channels, classes) counted everywhere; with a guide, Google's guided dream."""
+
+    weights: Mapping[Any, float]
+    guide: torch.Tensor | None = None
+    """An RGB image `[1, 3, h, w]`; readied into its feature vectors per layer."""
+    loss: str = "l2"
+    guide_mix: float = 1.0
+    guide_features: Mapping[str, torch.Tensor] | None = None
+
+    def terms(self) -> Mapping[Term, float]:
+        return self.weights
+
+    def resolved(self, resolve_weights):
+        weights = resolve_weights(self.weights)
+        return replace(self, weights=weights) if weights else None
+
+    def readied(self, context: ReadyContext) -> Part:
+        settings = context.settings
+        ready = replace(self, loss=settings.loss, guide_mix=settings.guide_mix)
+        if self.guide is None:
+            return ready
+        # Computed once, with the guide no larger than 512 px: the match is per feature vector, so the
+        # guide's size only sets how many vectors there are.
+        guide = self.guide.to(context.images.device, torch.float32)
+        scale = min(1.0, GUIDE_MAX_SIDE / max(guide.shape[-2:]))
+        if scale < 1.0:
+            guide = F.interpolate(guide, scale_factor=scale, mode="area")
+        with torch.no_grad():
+            return replace(ready, guide_features=guide_features(context.features(guide[:1])))
+
+    def value(self, features, image, whole):
+        if not self.weights:
+            return None
+        return weighted_loss(features, self.weights, self.loss, whole, guide=self.guide_features,
+                             guide_mix=self.guide_mix).float()  # fmt: skip
+
+
+GUIDE_MAX_SIDE = 512
+
+
+@dataclass(frozen=True)
+class Region(Part):
+    """Layer terms counted only where a mask is (each position weighted by it)."""
+
+    mask: torch.Tensor
+    weights: Mapping[Any, float]
+    loss: str = "l2"
+
+    def terms(self) -> Mapping[Term, float]:
+        return self.weights
+
+    def resolved(self, resolve_weights):
+        weights = resolve_weights(self.weights)
+        return replace(self, weights=weights) if weights else None
+
+    def readied(self, context: ReadyContext) -> Part:
+        return replace(self, mask=context.prepare_mask(self.mask), loss=context.settings.loss)
+
+    def at_size(self, shape):
+        return replace(self, mask=resize(self.mask, shape))
+
+    def cropped(self, rows, cols):
+        return replace(self, mask=gather(self.mask, rows, cols))
+
+    def value(self, features, image, whole):
+        return weighted_loss(features, self.weights, self.loss, keras_border=False, spatial=self.mask).float()
+
+
+@dataclass(frozen=True)
+class TotalVariation(Part):
+    """The total-variation penalty (settings.tv_weight): smoother pictures, fewer speckles."""
+
+    weight: float = 0.0
+
+    def readied(self, context: ReadyContext) -> Part:
+        return replace(self, weight=context.settings.tv_weight)
+
+    def penalty(self, image):
+        return self.weight * total_variation(image) if self.weight > 0 else None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Everything a dream maximises, as one value: a sum of parts.
+
+    ``Objective.of(layer_weights, regions=..., guide=...)`` makes it from what a user
+    gives; objectives add up (``a + b``, the parts side by side). `resolved(model)` checks
+    every term against the network once; `readied(...)` (done by the dream) puts masks
+    and the guide on the device; then `__call__` gives (value, climbed) per image.
+    """
+
+    parts: tuple[Part, ...] = ()
+    resolved_for: Any = None
+    """The network whose names the terms were resolved against (None: not yet)."""
+
+    @classmethod
+    def of(cls, layer_weights: Mapping | Objective | None = None, *, regions: Sequence = (),
+           guide: torch.Tensor | None = None) -> Objective:  # fmt: skip
+        """The objective of layer weights (text keys or `Term`s), (mask, layer weights) regions and a guide image."""
+        if isinstance(layer_weights, Objective):
+            if not regions and guide is None:
+                return layer_weights
+            return layer_weights + cls.of(None, regions=regions, guide=guide)
+        parts: list[Part] = []
+        if layer_weights:  # the guide pulls the plain layers only
+            parts.append(Layers(dict(layer_weights), _checked_guide(guide)))
+        parts += [Region(mask, dict(weights)) for mask, weights in regions]
+        return cls((*parts, TotalVariation()))
+
+    def __add__(self, other: Objective) -> Objective:
+        parts = [*self.parts, *other.parts]
+        # One total-variation part, at the end: its weight is the dream's setting.
+        tv = [part for part in parts if isinstance(part, TotalVariation)]
+        parts = [part for part in parts if not isinstance(part, TotalVariation)] + tv[:1]
+        return Objective(tuple(parts))
+
+    def terms(self) -> dict[Term, float]:
+        """Every term of every part (a term in two parts: the later part's weight)."""
+        merged: dict[Term, float] = {}
+        for part in self.parts:
+            merged.update(part.terms())
+        return merged
+
+    @property
+    def climbs(self) -> bool:
+        """Whether there is anything to climb (no terms, or only zero weights: the image stays as it is)."""
+        return any(part.terms() for part in self.parts)
+
+    def resolved(self, model: Any) -> Objective:
+        """Every term checked against `model` (`FeatureModel`) once; parts left empty dropped."""
+        if self.resolved_for is model:
+            return self
+        if not any(isinstance(part, (Layers, Region)) for part in self.parts):
+            raise DreamError("No layers to dream with: give at least one layer and its weight.")
+        parts = [part.resolved(model.resolve_weights) for part in self.parts]
+        return Objective(tuple(part for part in parts if part is not None), resolved_for=model)
+
+    def readied(self, context: ReadyContext) -> Objective:
+        return replace(self, parts=tuple(part.readied(context) for part in self.parts))
+
+    def at_size(self, shape: tuple[int, int]) -> Objective:
+        return replace(self, parts=tuple(part.at_size(shape) for part in self.parts))
+
+    def cropped(self, rows: Any, cols: Any) -> Objective:
+        return replace(self, parts=tuple(part.cropped(rows, cols) for part in self.parts))
+
+    def __call__(self, features: Mapping[str, torch.Tensor], image: torch.Tensor,
+                 whole: bool = True) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(the objective's value, what the ascent climbs), per image `[B]`; the value has no gradient.
+
+        `whole`: the image is the whole picture (Keras' loss leaves its border out), not a tile.
+        """
+        value = torch.zeros(image.shape[0], device=image.device)
+        for part in self.parts:
+            added = part.value(features, image, whole)
+            if added is not None:
+                value = value + added
+        climbed = value
+        for part in self.parts:
+            penalty = part.penalty(image)
+            if penalty is not None:
+                climbed = climbed - penalty
+        return value.detach(), climbed
+
+
+def _checked_guide(guide: torch.Tensor | None) -> torch.Tensor | None:
+    if guide is None:
+        return None
+    if guide.ndim == 3:
+        guide = guide.unsqueeze(0)
+    if guide.ndim != 4 or guide.shape[1] != 3 or 0 in guide.shape:
+        raise DreamError(f"The guide must be an RGB image [1, 3, H, W]; got shape {tuple(guide.shape)}.")
+    return guide.detach()

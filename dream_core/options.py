@@ -33,6 +33,10 @@ class Option:
     step: float | None = None
     """The widget's increment (ComfyUI); no effect on what is valid."""
     choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    """Older command-line flags still accepted for it."""
+    in_node: bool = True
+    """Shown as a node widget (False: a command-line flag only)."""
 
     @property
     def kind(self) -> type:
@@ -199,13 +203,44 @@ class VideoSettings:
 VIDEO_OPTIONS: tuple[Option, ...] = table(VideoSettings)
 
 
-def markdown_table(overrides: dict[str, str] | None = None) -> str:
-    """The README's table of every dream option: flag, default, what it does.
+@dataclass(frozen=True)
+class TrainSettings:
+    """The options of one fine-tuning run (`deepdream train`, Train Feature Model)."""
+
+    epochs: int = option(0, "Passes over the training pictures; 0 = chosen from the folder's size (8 to 30). The "
+                         "epoch with the best held-out accuracy is kept.", minimum=0, maximum=500)  # fmt: skip
+    learning_rate: float = option(3e-3, "Step size of the optimiser for the new head (unfrozen blocks get a tenth "
+                                  "of it).", minimum=1e-6, maximum=1.0, step=1e-4)  # fmt: skip
+    unfreeze_blocks: int = option(3, "How many of the network's last blocks learn too, after a quarter of the "
+                                  "epochs with the new head alone, at a tenth of its learning rate. 0 = only the "
+                                  "new head.", minimum=0, maximum=32, aliases=("--unfreeze",))  # fmt: skip
+    seed: int = option(0, "Seed of the split, the augmentation and the head's start.", minimum=0, maximum=SEED_MAX)
+    batch_size: int = option(16, "Pictures per optimiser step.", minimum=1, maximum=1024, in_node=False)
+    holdout: float = option(0.2, "Share of each class kept aside to measure the accuracy.", minimum=0.01,
+                            maximum=0.9, in_node=False)  # fmt: skip
+    image_size: int = option(0, "Training crop side (px); 0 = from the pictures: three times their typical side, "
+                             "96 px at least and at most the network's own input size (224, InceptionV3 299).",
+                             minimum=0, maximum=1024, in_node=False)  # fmt: skip
+    keep_best: bool = option(True, "Keep the weights of the epoch with the best held-out accuracy, not the last.",
+                             in_node=False)  # fmt: skip
+    patience: int = option(6, "Stop once the held-out accuracy has not improved for this many epochs (0 = never "
+                           "stop early).", minimum=0, maximum=1000, in_node=False)  # fmt: skip
+
+    def validate(self) -> TrainSettings:
+        """Raise a `DreamError` naming the first option out of its range."""
+        return check(self, TRAIN_OPTIONS, "training settings")
+
+
+TRAIN_OPTIONS: tuple[Option, ...] = table(TrainSettings)
+
+
+def markdown_table(overrides: dict[str, str] | None = None, options: tuple[Option, ...] | None = None) -> str:
+    """The README's table of the dream options (or of `options`): flag, default, what it does.
 
     `overrides` adds a note to an option's default (e.g. the values presets give it).
     """
     lines = ["| flag / input | default | range | what it does |", "| --- | --- | --- | --- |"]
-    for opt in OPTIONS:
+    for opt in options or OPTIONS:
         default = f"`{opt.default}`" + (f" ({overrides[opt.name]})" if overrides and opt.name in overrides else "")
         if opt.choices:
             values = ", ".join(f"`{c}`" for c in opt.choices)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import DreamError
-from .models import get_spec
 from .options import DreamSettings
+from .zoo import get_spec
 
 _KERAS = DreamSettings(octaves=3, octave_scale=1.4, iterations=20, step=0.01, max_loss=15.0, jitter=0)
 

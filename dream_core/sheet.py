@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine import DreamSettings, ProgressCallback, StopCallback, dream, plan
+from .engine import DreamSettings, ProgressCallback, StopCallback, dream, offset_progress, plan
 from .errors import DreamError
-from .models import FeatureModel
-from .objectives import parse_layer_weights
+from .feature_model import FeatureModel
+from .objectives import Objective, parse_layer_weights
 
 BACKGROUND = 0.12
 """Grey level of the gaps and label strips (dark, so that dreams stand out)."""
@@ -153,44 +152,33 @@ def parse_sweep(text: str) -> list[tuple[str, dict[str, float]]]:
 def layer_sweep(
     images: torch.Tensor,
     model: FeatureModel,
-    sweep: Sequence[Mapping[str, float]],
+    sweep: Sequence[Objective | Mapping[str, float]],
     settings: DreamSettings | None = None,
     *,
+    mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
-    **dream_options: Any,
 ) -> torch.Tensor:
     """Dream `images` `[B, 3, H, W]` once per entry of `sweep` (layer weights); `[B * len(sweep), 3, H, W]`.
 
     The output is image-major: all entries for the first image, then for the next.
     Every entry uses the same settings and seed, so the differences are the layers'
     alone. Every entry's layer names are checked before the first dream starts.
-    `on_progress(step, total, current)` counts over all entries; `dream_options`
-    (`mask`, `guide`, ...) go to every `dream`.
+    Entries are layer weights or `Objective`s (with a guide, regions: `Objective.of`);
+    `on_progress(step, total, current)` counts over all entries; `mask` goes to every
+    `dream`.
     """
     settings = (settings or DreamSettings()).validate()
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if not sweep:
         raise DreamError("The layer sweep has no entries.")
-    for layer_weights in sweep:  # fail on a typo in the last line now, not after the other dreams
-        model.resolve_weights(layer_weights)
+    # Every entry resolved before the first dream: a typo in the last line fails now, not after the others.
+    objectives = [Objective.of(entry).resolved(model) for entry in sweep]
     per_dream = plan(model, *images.shape[-2:], settings).steps
     results = []
-    for index, layer_weights in enumerate(sweep):
-        offset = index * per_dream
-
-        def report(step: int, _total: int, image: torch.Tensor, offset: int = offset) -> None:
-            on_progress(offset + step, per_dream * len(sweep), image)
-
-        result = dream(
-            images,
-            model,
-            layer_weights,
-            settings,
-            on_progress=report if on_progress is not None else None,
-            should_stop=should_stop,
-            **dream_options,
-        )
+    for index, objective in enumerate(objectives):
+        report = offset_progress(on_progress, index * per_dream, per_dream * len(sweep)) if on_progress else None
+        result = dream(images, model, objective, settings, on_progress=report, should_stop=should_stop, mask=mask)
         results.append(result.images)
     return torch.stack(results, dim=1).flatten(0, 1)

@@ -23,39 +23,17 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DreamCancelled, DreamError
+from .feature_model import FeatureModel
 from .imageio import rgb_picture
-from .models import FeatureModel, get_spec, load_feature_model, trainable_models
+from .loading import load_feature_model
+from .options import TrainSettings
 from .outputs import written_whole
 from .report import confusion_picture, curve_picture, save_report, side_by_side
+from .zoo import get_spec, is_imagenet_head, trainable_models
 
 log = logging.getLogger(__name__)
 CROP_AREA = 0.6
 """Smallest share of a picture a training crop keeps."""
-
-"""Side of the training crops; 224 px unless the network was made for another size."""
-
-
-@dataclass
-class TrainSettings:
-    """The options of one fine-tuning run."""
-
-    epochs: int = 0
-    """Passes over the pictures; 0 = chosen from the folder's size (`auto_epochs`)."""
-    learning_rate: float = 3e-3
-    unfreeze: int = 3
-    """How many of the backbone's last blocks learn too, after the head's warm-up epochs, at a
-    tenth of the learning rate (0 = the new head only)."""
-    batch_size: int = 16
-    holdout: float = 0.2
-    """Share of each class kept aside to measure accuracy."""
-    seed: int = 0
-    image_size: int = 0
-    """Training crop side; 0 = from the pictures: three times their typical side, 96 px at least
-    and at most the network's own input size (224, InceptionV3 299)."""
-    keep_best: bool = True
-    """Keep the weights of the epoch with the best held-out accuracy, not the last."""
-    patience: int = 6
-    """Stop once the held-out accuracy has not improved for this many epochs (0 = never stop early)."""
 
 
 @dataclass
@@ -225,112 +203,133 @@ def train_classifier(
     architecture = get_spec(architecture).name
     if get_spec(architecture).trainable is None:
         raise DreamError(f"Training supports {', '.join(trainable_models())}; {architecture} is not one of them.")
-    if settings.epochs < 0 or settings.unfreeze < 0 or settings.batch_size < 1 or not 0.0 < settings.holdout < 1.0:
-        raise DreamError("epochs (0 = automatic) and unfreeze must be 0 or more, batch_size at least 1, and "
-                         "holdout between 0 and 1.")  # fmt: skip
-    if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
-        raise DreamError("learning_rate must be a positive number.")
+    settings.validate()
     data = read_folder(folder)
     size = training_size(architecture, settings, data.images)
     train_idx, held_idx = split_holdout(data.labels, settings.holdout, settings.seed)
     epochs = settings.epochs or auto_epochs(len(train_idx))
-    warm_up = max(1, epochs // 4) if settings.unfreeze else epochs  # the new head alone first
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
-
     base = load_feature_model(architecture, weights, weights_dir, device=device, fold_batchnorm=False)
-    spec = base.spec
     class_names = list(data.class_names)
-    known = base.class_names if base.class_names and len(base.class_names) < 1000 else []  # not ImageNet's
+    known = base.class_names if base.class_names and not is_imagenet_head(len(base.class_names)) else []
     class_names += [name for name in known if name not in class_names]  # going on: known classes stay
     with torch.inference_mode(False):
-        net = spec.build(len(class_names))
+        run = _Run(base, class_names, settings, data, train_idx, held_idx, size, epochs, device, rng)
+        history, (accuracy, best_epoch, confusion) = run.train(on_progress, should_stop)
+    per_class = {name: (row[i] / sum(row) if sum(row) else float("nan"))
+                 for i, (name, row) in enumerate(zip(class_names, confusion, strict=True))}  # fmt: skip
+    log.info("kept epoch %d: held-out accuracy %.3f on %d images", best_epoch, accuracy, len(held_idx))
+    model = FeatureModel(base.spec, run.net, str(output) if output else "trained", class_names,
+                         training_report={"accuracy": accuracy, "per_class": per_class, "best_epoch": best_epoch})
+    path = None
+    if output is not None:  # saved before folding: a standard state dict of the architecture
+        path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx),
+                            per_class=per_class, epochs=epochs, best_epoch=best_epoch,
+                            history=history)  # fmt: skip
+    model.spec.fold(run.net)  # fold_batchnorms makes its weights with inference mode off, as dreaming needs
+    curve, matrix = curve_picture(history, best_epoch), confusion_picture(confusion, class_names)
+    if path is not None:
+        save_report(curve, matrix, path)
+    return TrainResult(model, path, class_names, accuracy, len(held_idx), len(train_idx), data.skipped, history,
+                       per_class, confusion, best_epoch, side_by_side(curve, matrix))  # fmt: skip
+
+
+class _Run:
+    """One fine-tuning run: the network with its new head, the optimiser and its schedule, the epochs."""
+
+    def __init__(self, base, class_names, settings, data, train_idx, held_idx, size, epochs, device, rng) -> None:
+        self.settings, self.data, self.size, self.device, self.rng = settings, data, size, device, rng
+        self.train_idx, self.held_idx, self.epochs, self.classes = train_idx, held_idx, epochs, len(class_names)
+        self.warm_up = max(1, epochs // 4) if settings.unfreeze_blocks else epochs  # the new head alone first
+        spec = base.spec
+        self.net = net = spec.build(len(class_names))
         state = {k: v for k, v in base.net.state_dict().items() if not k.startswith(spec.classifier_prefix + ".")}
         net.load_state_dict(state, strict=False)
         head, blocks = spec.trainable(net)
         _carry_over_classes(base, head, class_names)
         net.to(device=device, memory_format=torch.channels_last)
         net.requires_grad_(False)
-        unfrozen = blocks[: max(0, settings.unfreeze)]
+        self.unfrozen = blocks[: max(0, settings.unfreeze_blocks)]
         head.requires_grad_(True)
-        optimizer = torch.optim.AdamW(
+        self.optimizer = torch.optim.AdamW(
             [{"params": head.parameters(), "lr": settings.learning_rate},
-             {"params": [p for m in unfrozen for p in m.parameters()], "lr": settings.learning_rate / 10}],
+             {"params": [p for m in self.unfrozen for p in m.parameters()], "lr": settings.learning_rate / 10}],
             weight_decay=1e-4,
         )  # fmt: skip
         # Class balancing: each class weighs the same in the loss, however many pictures it has.
         counts = torch.bincount(torch.tensor([data.labels[i] for i in train_idx]), minlength=len(class_names))
-        class_weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).float().to(device)
-        mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
-        steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
-        total = steps_per_epoch * epochs
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[settings.learning_rate, settings.learning_rate / 10], total_steps=total
+        self.class_weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).float().to(device)
+        self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        self.total = math.ceil(len(train_idx) / settings.batch_size) * epochs
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=[settings.learning_rate, settings.learning_rate / 10], total_steps=self.total
         )
+        self.step = 0
+
+    def train(self, on_progress, should_stop) -> tuple[list[dict[str, float]], tuple[float, int, list]]:
+        """Every epoch (or until the held-out accuracy stalls); the kept epoch's weights loaded back. Returns the
+        history and the kept epoch's (held-out accuracy, epoch, confusion)."""
         history: list[dict[str, float]] = []
         best = None  # (held-out accuracy, epoch, weights, confusion) of the epoch kept
-        step = 0
-        for epoch in range(epochs):
-            if epoch == warm_up:
-                for module in unfrozen:
+        for epoch in range(self.epochs):
+            if epoch == self.warm_up:
+                for module in self.unfrozen:
                     module.requires_grad_(True)
-            order = train_idx[:]
-            rng.shuffle(order)
-            # Frozen BatchNorm statistics: a few dozen pictures would only spoil them.
-            net.eval()
-            losses = []
-            for start in range(0, len(order), settings.batch_size):
-                if should_stop is not None and should_stop():
-                    raise DreamCancelled("Training was cancelled; nothing was saved.")
-                batch = order[start : start + settings.batch_size]
-                x = torch.stack([augment(data.images[i], size, rng) for i in batch]).to(device)
-                y = torch.tensor([data.labels[i] for i in batch], device=device)
-                x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-                loss = F.cross_entropy(net(x), y, weight=class_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                losses.append(loss.item())
-                if on_progress is not None:
-                    on_progress(step, total, {"epoch": epoch + 1, "epochs": epochs, "loss": losses[-1],
-                                              **({"accuracy": history[-1]["accuracy"]} if history else {})})
-            confusion = _confusion(net, data, held_idx, size, mean, std, device, len(class_names))
+            losses = self._epoch(epoch, history, on_progress, should_stop)
+            confusion = _confusion(self.net, self.data, self.held_idx, self.size, self.mean, self.std, self.device,
+                                   self.classes)  # fmt: skip
             accuracy = _accuracy_of(confusion)
             history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "accuracy": accuracy})
-            log.info("epoch %d/%d: loss %.3f, held-out accuracy %.3f", epoch + 1, epochs, history[-1]["loss"],
+            log.info("epoch %d/%d: loss %.3f, held-out accuracy %.3f", epoch + 1, self.epochs, history[-1]["loss"],
                      accuracy)  # fmt: skip
             if on_progress is not None:
-                on_progress(step, total, {"epoch": epoch + 1, "epochs": epochs, "loss": history[-1]["loss"],
-                                          "accuracy": accuracy, "curve": curve_picture(history)})  # fmt: skip
-            if best is None or accuracy > best[0] or not settings.keep_best:
-                best = (accuracy, epoch + 1, {k: v.detach().clone() for k, v in net.state_dict().items()}, confusion)
-            stalled = epoch + 1 - best[1]  # epochs since the best one (kept or not)
-            perfect = best[0] == 1.0 and stalled >= 2  # every held-out picture right, twice since: no more to gain
-            if settings.patience and epoch >= warm_up and (stalled >= settings.patience or perfect):
-                log.info("no better held-out accuracy for %d epochs: stopped after epoch %d", stalled, epoch + 1)
+                on_progress(self.step, self.total, {"epoch": epoch + 1, "epochs": self.epochs, "accuracy": accuracy,
+                                                    "loss": history[-1]["loss"], "curve": curve_picture(history)})
+            if best is None or accuracy > best[0] or not self.settings.keep_best:
+                weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                best = (accuracy, epoch + 1, weights, confusion)
+            if self._stalled(epoch, best):
                 break
         accuracy, best_epoch, state, confusion = best
-        net.load_state_dict(state)
-        net.eval().requires_grad_(False)
-    per_class = {name: (row[i] / sum(row) if sum(row) else float("nan"))
-                 for i, (name, row) in enumerate(zip(class_names, confusion, strict=True))}  # fmt: skip
-    log.info("kept epoch %d: held-out accuracy %.3f on %d images", best_epoch, accuracy, len(held_idx))
-    model = FeatureModel(spec, net, str(output) if output else "trained", class_names)
-    path = None
-    if output is not None:  # saved before folding: a standard state dict of the architecture
-        path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx),
-                            per_class=per_class, epochs=epochs, best_epoch=best_epoch,
-                            history=history)  # fmt: skip
-    model.spec.fold(net)  # fold_batchnorms makes its weights with inference mode off, as dreaming needs
-    model.training_report = {"accuracy": accuracy, "per_class": per_class, "best_epoch": best_epoch}
-    curve, matrix = curve_picture(history, best_epoch), confusion_picture(confusion, class_names)
-    if path is not None:
-        save_report(curve, matrix, path)
-    return TrainResult(model, path, class_names, accuracy, len(held_idx), len(train_idx), data.skipped, history,
-                       per_class, confusion, best_epoch, side_by_side(curve, matrix))  # fmt: skip
+        self.net.load_state_dict(state)
+        self.net.eval().requires_grad_(False)
+        return history, (accuracy, best_epoch, confusion)
+
+    def _stalled(self, epoch: int, best) -> bool:
+        stalled = epoch + 1 - best[1]  # epochs since the best one (kept or not)
+        perfect = best[0] == 1.0 and stalled >= 2  # every held-out picture right, twice since: no more to gain
+        if self.settings.patience and epoch >= self.warm_up and (stalled >= self.settings.patience or perfect):
+            log.info("no better held-out accuracy for %d epochs: stopped after epoch %d", stalled, epoch + 1)
+            return True
+        return False
+
+    def _epoch(self, epoch: int, history: list, on_progress, should_stop) -> list[float]:
+        settings, data = self.settings, self.data
+        order = self.train_idx[:]
+        self.rng.shuffle(order)
+        # Frozen BatchNorm statistics: a few dozen pictures would only spoil them.
+        self.net.eval()
+        losses = []
+        for start in range(0, len(order), settings.batch_size):
+            if should_stop is not None and should_stop():
+                raise DreamCancelled("Training was cancelled; nothing was saved.")
+            batch = order[start : start + settings.batch_size]
+            x = torch.stack([augment(data.images[i], self.size, self.rng) for i in batch]).to(self.device)
+            y = torch.tensor([data.labels[i] for i in batch], device=self.device)
+            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(self.net(x), y, weight=self.class_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            losses.append(loss.item())
+            if on_progress is not None:
+                on_progress(self.step, self.total, {"epoch": epoch + 1, "epochs": self.epochs, "loss": losses[-1],
+                                                    **({"accuracy": history[-1]["accuracy"]} if history else {})})
+        return losses
 
 
 @torch.no_grad()
@@ -356,7 +355,7 @@ def _carry_over_classes(base: FeatureModel, head: torch.nn.Linear, class_names: 
     """Going on from a fine-tuned model: the classes it already knows keep its head's rows; new ones
     start fresh."""
     old_names = base.class_names or []
-    if not old_names or len(old_names) >= 1000:  # ImageNet's head: nothing to carry over
+    if not old_names or is_imagenet_head(len(old_names)):  # ImageNet's head: nothing to carry over
         return
     old_head, _ = base.spec.trainable(base.net)
     with torch.no_grad():

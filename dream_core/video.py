@@ -11,18 +11,19 @@ time: memory does not grow with the clip.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .engine import DreamResult, ProgressCallback, StopCallback, dream, plan
+from .engine import DreamResult, ProgressCallback, StopCallback, dream, offset_progress, plan
 from .errors import DreamCancelled, DreamError
+from .feature_model import FeatureModel
 from .flow import FlowFunction, flow_function
 from .imageops import LUMA
-from .models import FeatureModel
+from .objectives import Objective
 from .options import SEED_MAX, DreamSettings, VideoSettings
 from .outputs import written_whole
 
@@ -133,14 +134,12 @@ def frame_seed(seed: int, index: int) -> int:
 def dream_video(
     frames: Iterable[torch.Tensor],
     model: FeatureModel,
-    layer_weights: Mapping[str, float],
+    objective: Objective | Mapping[str, float],
     settings: DreamSettings | None = None,
     video: VideoSettings | None = None,
     *,
     frame_count: int | None = None,
     mask: torch.Tensor | None = None,
-    guide: torch.Tensor | None = None,
-    regions: Sequence = (),
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     flow: FlowFunction | None = None,
@@ -155,9 +154,10 @@ def dream_video(
     first frame gets `settings`; every later one starts from the previous dream carried
     along the flow (`video.carry`) and gets `video.next_iterations` steps over
     `video.next_octaves` octaves; with `carry` 0 every frame is dreamed alone with
-    `settings`. `mask` `[M, H, W]` gives frame i the mask i mod M (one for all, or one
-    per frame). `on_progress(step, total, preview)` counts steps over the whole clip
-    (`frame_count` frames, if given); `should_stop` is checked within every frame.
+    `settings`. `objective`: layer weights or an `Objective` (see `engine.dream`).
+    `mask` `[M, H, W]` gives frame i the mask i mod M (one for all, or one per frame).
+    `on_progress(step, total, preview)` counts steps over the whole clip (`frame_count`
+    frames, if given); `should_stop` is checked within every frame.
 
     Shots: a frame that does not continue the previous one (`shot_match` under
     `video.cut_threshold`: a cut) starts a new shot with a full dream and nothing carried;
@@ -171,70 +171,99 @@ def dream_video(
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
-    later = settings.with_options(iterations=video.next_iterations, octaves=video.next_octaves)
-    if video.carry == 0:
-        later = settings
+    clip = _Clip(model, Objective.of(objective).resolved(model), settings, video, frame_count, mask, on_progress,
+                 should_stop, on_new_shot)  # fmt: skip
     estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
-    previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
-    done = 0
-    total = None
-    shot_strength = 0.0  # the dream's strength on the shot's first frame
-    last_frame: torch.Tensor | None = None
     first = resume.index if resume is not None else 0
-    with _FlowAhead(frames, estimate, video.occlusion_check) as clip:
-        for index, (frame, flows) in enumerate(clip, start=first):
+    with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
+        for index, (frame, flows) in enumerate(frames_and_flows, start=first):
             if resume is not None and index == resume.index:  # dreamed before the interruption: only read
-                previous, last_frame = resume.change.to(frame.device), frame
-                shot_strength = resume.shot_strength
+                clip.resume(resume, frame)
                 continue
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
-            backward, forward = flows.result() if flows is not None else (None, None)  # computed ahead
-            agreed = reliable(backward, forward) if forward is not None and previous is not None else None
-            new_shot = previous is None or (
-                video.cut_threshold > 0
-                and shot_match(frame, last_frame) < video.cut_threshold
-                and (agreed is None or float(agreed.mean()) < RELIABLE_SHARE)
-            )
-            if new_shot and on_new_shot is not None:
-                on_new_shot(index)
-            start, frame_settings = frame, settings if new_shot else later
-            frame_settings = frame_settings.with_options(seed=frame_seed(settings.seed, index))
-            if not new_shot and backward is not None:
-                carried = warp(previous, backward)
-                if agreed is not None:
-                    carried = carried * agreed.to(carried.device)
-                start = (frame + video.carry * carried).clamp(0.0, 1.0)
-            steps = plan(model, *frame.shape[-2:], frame_settings).steps
-            later_steps = plan(model, *frame.shape[-2:], later).steps
-            if index == 0 and frame_count is not None:  # all frames share the first one's size
-                total = steps + (frame_count - 1) * later_steps
-            elif new_shot and total is not None:  # a cut: this frame gets a full dream, not the later steps
-                total += steps - later_steps
-
-            def report(step: int, _total: int, image: torch.Tensor, offset=done, total=total, steps=steps) -> None:
-                if on_progress is not None:
-                    on_progress(offset + step, total if total is not None else offset + steps, image)
-
-            frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
-            result: DreamResult = dream(start, model, layer_weights, frame_settings, mask=frame_mask, guide=guide,
-                                        regions=regions, on_progress=report, should_stop=should_stop)  # fmt: skip
-            done += steps
-            dreamed = result.images
-            change = (dreamed - frame.to(dreamed.device)).detach()
-            strength = float(change.abs().mean())
-            if new_shot or shot_strength < 1e-4:  # (a masked-out first frame sets no strength to hold)
-                shot_strength = strength
-            elif video.steady and video.carry > 0 and strength > 0:
-                # Every frame adds its steps on top of what it carried: without this a still shot
-                # builds up without end (2.6x by its 14th frame), and a fading one would not recover.
-                factor = min(max(shot_strength / strength, STEADY_LIMITS[0]), STEADY_LIMITS[1])
-                dreamed = (frame.to(dreamed.device) + change * factor).clamp(0.0, 1.0)
-                change = (dreamed - frame.to(dreamed.device)).detach()
-            previous, last_frame = change, frame
-            yield dreamed
+            yield clip.dream_frame(index, frame, flows)
             if on_state is not None:  # after the caller took the frame: a state never runs ahead of the output
-                on_state(CarriedState(index, change, shot_strength))
+                on_state(CarriedState(index, clip.previous, clip.shot_strength))
+
+
+class _Clip:
+    """What dreaming a clip carries from frame to frame: the previous dream's change, the shot's strength,
+    the steps done and the clip's total (for the progress), and the frame settings."""
+
+    def __init__(self, model, objective, settings, video, frame_count, mask, on_progress, should_stop,
+                 on_new_shot) -> None:  # fmt: skip
+        self.model, self.objective, self.settings, self.video = model, objective, settings, video
+        self.later = settings if video.carry == 0 else settings.with_options(
+            iterations=video.next_iterations, octaves=video.next_octaves)  # fmt: skip
+        self.frame_count, self.mask = frame_count, mask
+        self.on_progress, self.should_stop, self.on_new_shot = on_progress, should_stop, on_new_shot
+        self.previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
+        self.last_frame: torch.Tensor | None = None
+        self.shot_strength = 0.0  # the dream's strength on the shot's first frame
+        self.done = 0
+        self.total: int | None = None
+
+    def resume(self, state: CarriedState, frame: torch.Tensor) -> None:
+        self.previous, self.last_frame = state.change.to(frame.device), frame
+        self.shot_strength = state.shot_strength
+
+    def _is_new_shot(self, frame: torch.Tensor, agreed: torch.Tensor | None) -> bool:
+        return self.previous is None or (
+            self.video.cut_threshold > 0
+            and shot_match(frame, self.last_frame) < self.video.cut_threshold
+            and (agreed is None or float(agreed.mean()) < RELIABLE_SHARE)
+        )
+
+    def _count(self, index: int, frame: torch.Tensor, frame_settings: DreamSettings, new_shot: bool) -> int:
+        """This frame's steps; the clip's total worked out on the first frame, corrected at every cut."""
+        steps = plan(self.model, *frame.shape[-2:], frame_settings).steps
+        later_steps = plan(self.model, *frame.shape[-2:], self.later).steps
+        if index == 0 and self.frame_count is not None:  # all frames share the first one's size
+            self.total = steps + (self.frame_count - 1) * later_steps
+        elif new_shot and self.total is not None:  # a cut: this frame gets a full dream, not the later steps
+            self.total += steps - later_steps
+        return steps
+
+    def dream_frame(self, index: int, frame: torch.Tensor, flows) -> torch.Tensor:
+        backward, forward = flows.result() if flows is not None else (None, None)  # computed ahead
+        agreed = reliable(backward, forward) if forward is not None and self.previous is not None else None
+        new_shot = self._is_new_shot(frame, agreed)
+        if new_shot and self.on_new_shot is not None:
+            self.on_new_shot(index)
+        start, frame_settings = frame, self.settings if new_shot else self.later
+        frame_settings = frame_settings.with_options(seed=frame_seed(self.settings.seed, index))
+        if not new_shot and backward is not None:
+            carried = warp(self.previous, backward)
+            if agreed is not None:
+                carried = carried * agreed.to(carried.device)
+            start = (frame + self.video.carry * carried).clamp(0.0, 1.0)
+        steps = self._count(index, frame, frame_settings, new_shot)
+        report = None
+        if self.on_progress is not None:
+            total = self.total if self.total is not None else self.done + steps
+            report = offset_progress(self.on_progress, self.done, total)
+        mask = self.mask
+        frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
+        result: DreamResult = dream(start, self.model, self.objective, frame_settings, mask=frame_mask,
+                                    on_progress=report, should_stop=self.should_stop)  # fmt: skip
+        self.done += steps
+        return self._held(frame, result.images, new_shot)
+
+    def _held(self, frame: torch.Tensor, dreamed: torch.Tensor, new_shot: bool) -> torch.Tensor:
+        """The dream with its strength held at the shot's (`video.steady`); remembered for the next frame."""
+        change = (dreamed - frame.to(dreamed.device)).detach()
+        strength = float(change.abs().mean())
+        if new_shot or self.shot_strength < 1e-4:  # (a masked-out first frame sets no strength to hold)
+            self.shot_strength = strength
+        elif self.video.steady and self.video.carry > 0 and strength > 0:
+            # Every frame adds its steps on top of what it carried: without this a still shot
+            # builds up without end (2.6x by its 14th frame), and a fading one would not recover.
+            factor = min(max(self.shot_strength / strength, STEADY_LIMITS[0]), STEADY_LIMITS[1])
+            dreamed = (frame.to(dreamed.device) + change * factor).clamp(0.0, 1.0)
+            change = (dreamed - frame.to(dreamed.device)).detach()
+        self.previous, self.last_frame = change, frame
+        return dreamed
 
 
 class _FlowAhead:

@@ -11,30 +11,7 @@ from .video_nodes import DreamVideo, DreamVideoFile
 register_model_folder()
 register_sample_provider()
 
-NODE_CLASS_MAPPINGS = {
-    "LoadFeatureModel": LoadFeatureModel,
-    "LayerWeights": LayerWeights,
-    "OctaveDream": OctaveDream,
-    "DetailReinject": DetailReinject,
-    "DreamRegion": DreamRegion,
-    "LayerSweep": LayerSweep,
-    "DreamFrames": DreamFrames,
-    "DreamZoom": DreamZoom,
-    "DreamVideo": DreamVideo,
-    "DreamVideoFile": DreamVideoFile,
-    "TrainFeatureModel": TrainFeatureModel,
-}
-
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "LoadFeatureModel": "Load Feature Model (DeepDream)",
-    "LayerWeights": "Layer Weights (DeepDream)",
-    "OctaveDream": "Octave Dream (DeepDream)",
-    "DetailReinject": "Detail Reinject (DeepDream)",
-    "DreamRegion": "Dream Region (DeepDream)",
-    "LayerSweep": "Layer Sweep (DeepDream)",
-    "DreamFrames": "Dream Frames (DeepDream)",
-    "DreamZoom": "Dream Zoom (DeepDream)",
-    "DreamVideo": "Dream Video (DeepDream)",
-    "DreamVideoFile": "Dream Video File (DeepDream)",
-    "TrainFeatureModel": "Train Feature Model (DeepDream)",
-}
+NODES = (LoadFeatureModel, LayerWeights, OctaveDream, DetailReinject, DreamRegion, LayerSweep, DreamFrames, DreamZoom,
+         DreamVideo, DreamVideoFile, TrainFeatureModel)
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.DISPLAY_NAME for cls in NODES}  # each declared with its class

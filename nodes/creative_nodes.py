@@ -14,15 +14,14 @@ from . import comfy_bridge
 from .dream_nodes import (
     FEATURE_MODEL_INPUT,
     IMAGE_INPUT,
-    dream_layers,
+    NodeDream,
     dream_option_inputs,
     optional_inputs,
     run_engine,
     to_bchw,
     to_bhwc,
 )
-
-CATEGORY = "DeepDream"
+from .node import node
 
 
 def _default_sweep_text() -> str:
@@ -33,6 +32,7 @@ def _default_sweep_text() -> str:
     return "\n".join(lines)
 
 
+@node("Layer Sweep")
 class LayerSweep:
     """Dreams the same image once per layer choice and lays the results out on a labelled sheet."""
 
@@ -42,8 +42,6 @@ class LayerSweep:
         "dreams plus a contact sheet labelled with each line. Lower layers give strokes and textures, "
         "higher ones eyes, animals and buildings."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "IMAGE")
     RETURN_NAMES = ("images", "contact_sheet")
     OUTPUT_TOOLTIPS = (
@@ -86,7 +84,7 @@ class LayerSweep:
     def run(self, image, feature_model, layers: str, columns: int = 0, **inputs):
         entries = parse_sweep(layers)
         sweep = [weights for _, weights in entries]
-        dreams = run_engine(layer_sweep, image, feature_model, sweep, inputs)
+        dreams = run_engine(layer_sweep, image, NodeDream.read(feature_model, None, inputs, sweep=sweep))
         batch = to_bchw(image).shape[0]
         dreams = dreams.to(comfy_bridge.output_device())
         labels = [label for _ in range(batch) for label, _ in entries]
@@ -96,6 +94,7 @@ class LayerSweep:
         return (to_bhwc(dreams), to_bhwc(sheet))
 
 
+@node("Dream Frames")
 class DreamFrames:
     """OctaveDream that also returns the image every N ascent steps: the dream as it forms."""
 
@@ -104,8 +103,6 @@ class DreamFrames:
         "the final size, ending with the final image: a batch of frames showing the dream as it forms, ready "
         "for an animated WEBP or GIF. Every image of a batch is dreamed."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "IMAGE")
     RETURN_NAMES = ("image", "frames")
     OUTPUT_TOOLTIPS = (
@@ -136,13 +133,13 @@ class DreamFrames:
 
     def run(self, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs):
         out = comfy_bridge.output_device()
-        result, frames = run_engine(
-            dream_frames, image, feature_model, dream_layers(feature_model, layer_weights, inputs.get("regions")),
-            inputs, every_n_steps, frames_device=out,  # frames wait off the GPU
-        )  # fmt: skip
+        call = NodeDream.read(feature_model, layer_weights, inputs)
+        # The frames wait off the GPU.
+        result, frames = run_engine(dream_frames, image, call, every_n_steps, frames_device=out)
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
 
+@node("Dream Zoom")
 class DreamZoom:
     """The infinite zoom: dream, zoom in a little, dream again, for N frames."""
 
@@ -152,8 +149,6 @@ class DreamZoom:
         "batch for Save Animated WEBP. Every frame is a full dream, so keep octaves and iterations low. A batch "
         "gives one animation per image, one after the other."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     OUTPUT_TOOLTIPS = (
@@ -175,9 +170,7 @@ class DreamZoom:
     def run(self, image, feature_model, frames: int = 12, zoom: float = 1.05, angle: float = 0.0,
             shift_x: float = 0.0, shift_y: float = 0.0, layer_weights=None, **inputs):  # fmt: skip
         out = comfy_bridge.output_device()
-        animation = run_engine(
-            dream_zoom, image, feature_model, dream_layers(feature_model, layer_weights, inputs.get("regions")),
-            inputs, frames, zoom, angle, shift_x, shift_y,
-            frames_device=out,  # finished frames wait off the GPU
-        )  # fmt: skip
+        call = NodeDream.read(feature_model, layer_weights, inputs)
+        animation = run_engine(dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y,
+                               frames_device=out)  # finished frames wait off the GPU
         return (to_bhwc(animation).to(out),)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from ..dream_core import DreamSettings, dream
 from ..dream_core import options as option_table
 from ..dream_core.errors import DreamError
 from ..dream_core.imageops import reinject_detail, resize
+from ..dream_core.objectives import Objective
 from . import comfy_bridge
+from .node import node
 
-CATEGORY = "DeepDream"
 IMAGE_INPUT = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
 FEATURE_MODEL_INPUT = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
 OPTIONAL_INPUTS = {
@@ -79,49 +85,61 @@ def dream_layers(feature_model, layer_weights, regions=None) -> dict[str, float]
     return {} if regions else dict(feature_model.spec.default_layers)
 
 
-def dream_terms(layers, regions=None) -> list[str]:
-    """Every layer-weights term a dream uses: its own and its regions'."""
-    return [*layers, *(term for _, weights in regions or () for term in weights)]
+@dataclass
+class NodeDream:
+    """A dream node's inputs in the engine's terms, read once: the one path from any dream node (images, sweeps,
+    zooms, clips, streamed videos) to an engine call on ComfyUI's device, with its progress bar, Cancel and
+    memory handling."""
+
+    model: Any
+    objectives: list[Objective]
+    """Resolved against the model: one, or one per line of a sweep."""
+    settings: DreamSettings
+    mask: torch.Tensor | None = None
+    sweep: bool = False
+    """One dream per objective (`layer_sweep` takes them all)."""
+
+    @classmethod
+    def read(cls, feature_model, layer_weights, inputs: dict, sweep: list | None = None) -> NodeDream:
+        """From the node's model, layer weights (or a sweep's lines), widgets and connected mask/guide/regions."""
+        inputs = dict(inputs)
+        mask, guide, regions = (inputs.pop(name, None) for name in ("mask", "guide", "regions"))
+        if guide is not None:
+            if guide.shape[0] == 0:
+                raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
+            guide = to_bchw(guide)[:1]
+        lines = sweep if sweep is not None else [dream_layers(feature_model, layer_weights, regions)]
+        objectives = [Objective.of(line, regions=regions or (), guide=guide).resolved(feature_model) for line in lines]
+        return cls(feature_model, objectives, DreamSettings().with_options(**inputs), mask, sweep is not None)
+
+    @property
+    def objective(self) -> Objective:
+        return self.objectives[0]
+
+    @contextlib.contextmanager
+    def on_device(self, image_shape: tuple[int, ...]) -> Iterator[torch.device]:
+        """The model on ComfyUI's device with room for images of `image_shape`; `settings` then hold the host's
+        tile cap."""
+        terms = [term for objective in self.objectives for term in objective.terms()]
+        with comfy_bridge.dream_device(self.model, image_shape, terms, self.settings) as (device, settings):
+            self.settings = settings
+            yield device
+
+    def engine_options(self, total: int = 1) -> dict:
+        """The engine call's mask, progress bar with preview (the engine reports its own total from its plan,
+        `engine.plan`, unless `total` is given) and Cancel."""
+        return {"mask": self.mask, "on_progress": comfy_bridge.progress_reporter(total),
+                "should_stop": comfy_bridge.raise_if_interrupted}
 
 
-def dream_inputs(device: torch.device, mask=None, guide=None, regions=None) -> dict:
-    """A dream node's optional inputs in the engine's terms; only those connected."""
-    inputs = {}
-    if mask is not None:
-        inputs["mask"] = mask
-    if guide is not None:
-        if guide.shape[0] == 0:
-            raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
-        inputs["guide"] = to_bchw(guide)[:1].to(device)
-    if regions:
-        inputs["regions"] = [(region_mask.to(device), weights) for region_mask, weights in regions]
-    return inputs
-
-
-def run_engine(function, image, feature_model, objective, inputs: dict, *args, **kwargs):
-    """The one path from a dream node's inputs to an engine call on ComfyUI's device.
-
-    `function(images, model, objective, settings, *args, ...)` is `dream` or one of its
-    relatives (`layer_sweep`, `dream_frames`, `dream_zoom`); `objective` is the layer
-    weights, or a list of them for a sweep; `options` the node's dream-option widgets;
-    `inputs` the node's dream-option widgets and whichever of mask, guide and regions
-    are connected. It gets ComfyUI's progress bar with preview (the engine reports its
-    own total: the plan it made, `engine.plan`), its Cancel, and the device and memory
-    handling.
-    """
-    inputs = dict(inputs)
-    mask, guide, regions = (inputs.pop(name, None) for name in ("mask", "guide", "regions"))
-    settings = DreamSettings().with_options(**inputs)
+def run_engine(function, image, call: NodeDream, *args, **kwargs):
+    """`function(images, model, objective, settings, *args, ...)`, `dream` or one of its relatives (`layer_sweep`
+    is given the sweep's objectives, the others the one), on ComfyUI's device."""
     images = to_bchw(image)
-    weights = objective if isinstance(objective, list) else [objective]
-    terms = dream_terms([term for layer_weights in weights for term in layer_weights], regions)
-    with comfy_bridge.dream_device(feature_model, images.shape, terms, settings) as (device, settings):
-        return function(
-            images.to(device), feature_model, objective, settings, *args,
-            on_progress=comfy_bridge.progress_reporter(1),  # the engine reports the real total from its plan
-            should_stop=comfy_bridge.raise_if_interrupted,
-            **dream_inputs(device, mask, guide, regions), **kwargs,
-        )  # fmt: skip
+    objective = call.objectives if call.sweep else call.objective
+    with call.on_device(images.shape) as device:
+        return function(images.to(device), call.model, objective, call.settings, *args, **call.engine_options(),
+                        **kwargs)  # fmt: skip
 
 
 def _octave_batch(octave_images: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
@@ -130,6 +148,7 @@ def _octave_batch(octave_images: list[torch.Tensor], shape: tuple[int, int]) -> 
     return stacked.flatten(0, 1)
 
 
+@node("Octave Dream")
 class OctaveDream:
     """The DeepDream loop over several octaves, with optional mask."""
 
@@ -138,8 +157,6 @@ class OctaveDream:
         "octaves (small to full size), re-injecting the detail lost by shrinking. Defaults are Keras' "
         "DeepDream example's numbers with Google's jitter. Every image of a batch is dreamed."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "IMAGE")
     RETURN_NAMES = ("image", "octave_images")
     OUTPUT_TOOLTIPS = (
@@ -156,13 +173,13 @@ class OctaveDream:
         }
 
     def run(self, image, feature_model, layer_weights=None, **inputs):
-        layers = dream_layers(feature_model, layer_weights, inputs.get("regions"))
-        result = run_engine(dream, image, feature_model, layers, inputs)
+        result = run_engine(dream, image, NodeDream.read(feature_model, layer_weights, inputs))
         out = comfy_bridge.output_device()
         frames = _octave_batch(result.octave_images, tuple(result.images.shape[-2:]))
         return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
 
+@node("Detail Reinject")
 class DetailReinject:
     """Enlarges a dream and adds back the original's detail: put an upscaler between dreams."""
 
@@ -171,8 +188,6 @@ class DetailReinject:
         "dream lacks (the step between octaves, as a node). Connect an upscaler's output to 'upscaled' to "
         "use it instead of a plain bilinear enlargement; then dream again at the larger size."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
     OUTPUT_TOOLTIPS = ("The enlarged dream with the original's detail re-injected.",)
@@ -229,6 +244,7 @@ class DetailReinject:
         return (to_bhwc(result).to(comfy_bridge.output_device()),)
 
 
+@node("Dream Region")
 class DreamRegion:
     """One region of a multi-region dream: a mask and the layer weights dreamed inside it."""
 
@@ -237,8 +253,6 @@ class DreamRegion:
         "several DreamRegion nodes (each takes the previous ones) to dream different layers in different parts "
         "of the picture at once, e.g. eyes on the left, buildings on the right."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("DREAM_REGIONS",)
     RETURN_NAMES = ("regions",)
     OUTPUT_TOOLTIPS = ("The regions so far, for OctaveDream's 'regions' input or another DreamRegion.",)

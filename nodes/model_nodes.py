@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 
 from ..dream_core import DEFAULT_MODEL, ZOO, load_feature_model, parse_layer_weights
-from ..dream_core.models import LEARNING_PHASE_HELP, LEARNING_PHASES
+from ..dream_core.feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES
 from . import comfy_bridge
+from .node import node
 
 IMAGENET = "imagenet"
-CATEGORY = "DeepDream"
 
 
 def _layers_text(layers: dict[str, float]) -> str:
     return "\n".join(f"{name}: {weight:g}" for name, weight in layers.items())
 
 
+@node("Load Feature Model", function="load")
 class LoadFeatureModel:
     """Loads a zoo network with ImageNet weights or a checkpoint from models/deepdream."""
 
@@ -25,8 +26,6 @@ class LoadFeatureModel:
         "theirs once into models/deepdream. Or pick your own checkpoint (.safetensors, or .pt/.pth read "
         "safely) from models/deepdream, e.g. a classifier fine-tuned on your pictures."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
     RETURN_TYPES = ("FEATURE_MODEL",)
     RETURN_NAMES = ("feature_model",)
     OUTPUT_TOOLTIPS = ("The frozen network, ready for OctaveDream.",)
@@ -82,6 +81,7 @@ class LoadFeatureModel:
         return (model,)
 
 
+@node("Layer Weights", function="build")
 class LayerWeights:
     """Builds the layer weights of a dream; chains to merge several."""
 
@@ -91,8 +91,6 @@ class LayerWeights:
         "suppresses a layer). Connect another LayerWeights to add its weights to these. Names are checked "
         "against the model when dreaming."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
     RETURN_TYPES = ("LAYER_WEIGHTS",)
     RETURN_NAMES = ("layer_weights",)
     OUTPUT_TOOLTIPS = ("Layer names and their weights, for OctaveDream or another LayerWeights.",)

@@ -10,21 +10,23 @@ import numpy as np
 import torch
 
 from ..dream_core.memory import estimate_training_memory
-from ..dream_core.models import per_class_text, trainable_models
+from ..dream_core.options import TRAIN_OPTIONS, TrainSettings
 from ..dream_core.outputs import check_outputs
-from ..dream_core.training import TrainSettings, train_classifier, training_size
+from ..dream_core.report import per_class_text
+from ..dream_core.training import train_classifier, training_size
+from ..dream_core.zoo import trainable_models
 from . import comfy_bridge
+from .node import node
 
 log = logging.getLogger(__name__)
-CATEGORY = "DeepDream"
 
 
 def pil_to_tensor(picture) -> torch.Tensor:
     """A PIL picture as `[1, 3, H, W]` in 0..1."""
     return torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-_DEFAULTS = TrainSettings()
 
 
+@node("Train Feature Model")
 class TrainFeatureModel:
     """Fine-tunes a zoo network on a folder of pictures (one sub-folder per class)."""
 
@@ -34,8 +36,6 @@ class TrainFeatureModel:
         "if asked, the last blocks), reports the held-out accuracy, saves the model to models/deepdream, and "
         "returns it ready to dream: use 'class: NAME' in LayerWeights to dream a class."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("FEATURE_MODEL", "STRING", "IMAGE")
     RETURN_NAMES = ("feature_model", "model_file", "report")
     OUTPUT_TOOLTIPS = (
@@ -47,7 +47,6 @@ class TrainFeatureModel:
 
     @classmethod
     def INPUT_TYPES(cls):
-        d = _DEFAULTS
         return {
             "required": {
                 "folder": ("STRING", {"default": "deepdream_samples/shapes",
@@ -60,18 +59,7 @@ class TrainFeatureModel:
                 "weights": (["imagenet", *comfy_bridge.model_files()],
                             {"default": "imagenet", "tooltip": "Starting weights: ImageNet, or a checkpoint "
                              "from models/deepdream of this architecture."}),
-                "epochs": ("INT", {"default": d.epochs, "min": 0, "max": 500,
-                                   "tooltip": "Passes over the training pictures; 0 = chosen from the folder's "
-                                   "size (8 to 30). The epoch with the best held-out accuracy is kept."}),
-                "learning_rate": ("FLOAT", {"default": d.learning_rate, "min": 1e-6, "max": 1.0, "step": 1e-4,
-                                            "tooltip": "Step size of the optimiser for the new head (unfrozen "
-                                            "blocks get a tenth of it)."}),
-                "unfreeze_blocks": ("INT", {"default": d.unfreeze, "min": 0, "max": 32,
-                                            "tooltip": "How many of the network's last blocks learn too, after "
-                                            "a quarter of the epochs with the new head alone, at a tenth of its "
-                                            "learning rate. 0 = only the new head."}),
-                "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "tooltip": "Seed of the split, the augmentation and the head's start."}),
+                **{opt.name: opt.widget() for opt in TRAIN_OPTIONS if opt.in_node},
                 "save_as": ("STRING", {"default": "my_classifier",
                                        "tooltip": "File name (without .safetensors) in models/deepdream. An "
                                        "existing file of that name is replaced, but only once the new model is "
@@ -92,14 +80,13 @@ class TrainFeatureModel:
         except (OSError, ValueError):
             return float("nan")
 
-    def run(self, folder, architecture, weights, epochs, learning_rate, unfreeze_blocks, seed, save_as):
+    def run(self, folder, architecture, weights, save_as, **options):
         path = comfy_bridge.input_subfolder(folder)
         target = comfy_bridge.model_save_path(save_as)
         start = "imagenet" if weights == "imagenet" else comfy_bridge.model_file_path(weights)
         if start != "imagenet":
             check_outputs([Path(target)], [Path(start)], overwrite=True)  # never over the model it continues from
-        settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, unfreeze=unfreeze_blocks,
-                                 seed=seed % 2**32)  # fmt: skip
+        settings = TrainSettings(**options).validate()
         device = comfy_bridge.compute_device()
         need = estimate_training_memory(architecture, settings.batch_size, training_size(architecture, settings))
         comfy_bridge.make_room(need, device, f"{need / 2**20:.0f} MB to train {architecture}")

@@ -8,31 +8,23 @@ from pathlib import Path
 import torch
 
 from ..dream_core.errors import DreamError
-from ..dream_core.options import VIDEO_OPTIONS, DreamSettings, VideoSettings
+from ..dream_core.options import VIDEO_OPTIONS, VideoSettings
 from ..dream_core.video import dream_video, stream_batch
 from ..dream_core.videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 from . import comfy_bridge
-from .dream_nodes import (
-    FEATURE_MODEL_INPUT,
-    dream_inputs,
-    dream_layers,
-    dream_option_inputs,
-    dream_terms,
-    optional_inputs,
-    to_bchw,
-    to_bhwc,
-)
-
-CATEGORY = "DeepDream"
+from .dream_nodes import FEATURE_MODEL_INPUT, NodeDream, dream_option_inputs, optional_inputs, to_bchw, to_bhwc
+from .node import node
 
 
-def video_and_dream_settings(inputs: dict) -> tuple[VideoSettings, DreamSettings]:
-    """A video node's widgets as the engine's two settings tables (the table says which is which)."""
+def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoSettings, NodeDream]:
+    """A video node's widgets and inputs as the video settings and the dream call (the table says which is
+    which)."""
     video = {opt.name: inputs[opt.name] for opt in VIDEO_OPTIONS if opt.name in inputs}
     dream = {name: value for name, value in inputs.items() if name not in video}
-    return VideoSettings(**video), DreamSettings().with_options(**dream)
+    return VideoSettings(**video), NodeDream.read(feature_model, layer_weights, dream)
 
 
+@node("Dream Video")
 class DreamVideo:
     """Dreams the frames of a clip one after the other, each starting from the previous dream moved along the
     optical flow, so the patterns stay on the things they grew on instead of boiling."""
@@ -44,8 +36,6 @@ class DreamVideo:
         "picture instead of boiling; what the motion uncovers is dreamed fresh. Set carry to 0 to dream each frame "
         "alone and see the difference."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     OUTPUT_TOOLTIPS = ("The dreamed frames, as many and as large as the input's.",)
@@ -67,27 +57,18 @@ class DreamVideo:
             },
         }
 
-    def run(self, frames, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **inputs):
-        video, settings = video_and_dream_settings(inputs)
-        layers = dream_layers(feature_model, layer_weights, regions)
+    def run(self, frames, feature_model, layer_weights=None, **inputs):
+        video, call = video_node_dream(feature_model, layer_weights, inputs)
         count = frames.shape[0]
         if count == 0:
             raise DreamError("The clip holds no frames (an empty IMAGE batch): check the video that was loaded.")
-        first = to_bchw(frames[:1])
         out_device = comfy_bridge.output_device()
         result = None  # filled frame by frame: the clip is never copied whole
-        with comfy_bridge.dream_device(feature_model, first.shape, dream_terms(layers, regions), settings) as (
-            device,
-            settings,
-        ):
-            progress = comfy_bridge.progress_reporter(count)  # dream_video reports the clip's total steps
+        with call.on_device(to_bchw(frames[:1]).shape) as device:
             source = stream_batch(frames, lambda frame: to_bchw(frame).to(device))
-            dreams = dream_video(
-                source, feature_model, layers, settings, video, frame_count=count,
-                mask=mask,  # each frame's mask goes to the device with that frame only
-                **dream_inputs(device, guide=guide, regions=regions), on_progress=progress,
-                should_stop=comfy_bridge.raise_if_interrupted, weights_dir=comfy_bridge.model_folders() or None,
-            )  # fmt: skip
+            # Each frame's mask goes to the device with that frame only; the progress counts the clip's steps.
+            dreams = dream_video(source, call.model, call.objective, call.settings, video, frame_count=count,
+                                 weights_dir=comfy_bridge.model_folders() or None, **call.engine_options(count))
             for index, dreamed in enumerate(dreams):
                 frame = to_bhwc(dreamed).to(out_device)
                 if result is None:
@@ -96,6 +77,7 @@ class DreamVideo:
         return (result,)
 
 
+@node("Dream Video File")
 class DreamVideoFile:
     """Dreams a whole video file frame by frame, from ComfyUI's VIDEO to a VIDEO: long clips in bounded memory."""
 
@@ -106,8 +88,6 @@ class DreamVideoFile:
         "start new shots; the dream holds still along the motion as in Dream Video. Use Dream Video for short "
         "clips you want to chain with image nodes."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("VIDEO",)
     RETURN_NAMES = ("video",)
     OUTPUT_TOOLTIPS = ("The dreamed clip (an MP4 in ComfyUI's temp folder): connect Save Video to keep it.",)
@@ -128,30 +108,24 @@ class DreamVideoFile:
             },
         }
 
-    def run(self, video, feature_model, layer_weights=None, mask=None, guide=None, regions=None, **inputs):
-        settings_of_video, settings = video_and_dream_settings(inputs)
-        layers = dream_layers(feature_model, layer_weights, regions)
+    def run(self, video, feature_model, layer_weights=None, **inputs):
+        settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
         source = VideoSource(comfy_bridge.video_path(video))
-        output = comfy_bridge.new_video_path(".mp4")
-        keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
-        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None)
         probe = source.frames()
         first = next(probe, None)
         probe.close()
         if first is None:
             raise DreamError("The video holds no frames: check the file that was loaded.")
+        output = comfy_bridge.new_video_path(".mp4")
+        keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
+        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None)
         count = source.count or 1
-        bar = comfy_bridge.progress_reporter(count)
-        with comfy_bridge.dream_device(feature_model, first.shape, dream_terms(layers, regions), settings) as (
-            device,
-            settings,
-        ):
+        bar = comfy_bridge.progress_reporter(count)  # counts frames: a stream's step total is not known ahead
+        options = {**call.engine_options(), "on_progress": None}
+        with call.on_device(first.shape) as device:
             frames = (frame.to(device) for frame in source.frames())
-            dreams = dream_video(
-                frames, feature_model, layers, settings, settings_of_video, mask=mask,
-                **dream_inputs(device, guide=guide, regions=regions),
-                should_stop=comfy_bridge.raise_if_interrupted, weights_dir=comfy_bridge.model_folders() or None,
-            )  # fmt: skip
+            dreams = dream_video(frames, call.model, call.objective, call.settings, settings_of_video,
+                                 weights_dir=comfy_bridge.model_folders() or None, **options)  # fmt: skip
             try:
                 for index, dreamed in enumerate(dreams):
                     sink.write(dreamed)

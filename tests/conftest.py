@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dream_core.imageio import load_image
-from dream_core.models import load_feature_model
+from dream_core.loading import load_feature_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "samples"

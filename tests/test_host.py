@@ -19,6 +19,8 @@ from conftest import pack_module
 from dream_core import DreamSettings
 from dream_core.memory import IMAGE_COPIES, estimate_dream_memory, model_bytes
 
+ONE_EPOCH = {"epochs": 1, "learning_rate": 1e-3, "unfreeze_blocks": 0, "seed": 0}  # Train Feature Model's widgets
+
 ROOT = Path(__file__).resolve().parents[1]
 samples = pack_module("nodes.samples")
 comfy_bridge = pack_module("nodes.comfy_bridge")
@@ -163,7 +165,7 @@ class StandInModelPatcher:
 
 @pytest.fixture(scope="module")
 def random_lite0():
-    from dream_core.models import load_feature_model
+    from dream_core.loading import load_feature_model
 
     return load_feature_model("efficientnet_lite0", "random")
 
@@ -204,8 +206,8 @@ def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_estimate_is_within_1_3x_of_what_a_dream_really_holds(name, layer, size, precision):
     from dream_core import dream
+    from dream_core.loading import load_feature_model
     from dream_core.memory import LiveTensorBytes
-    from dream_core.models import load_feature_model
 
     model = load_feature_model(name, "random")
     settings = DreamSettings(octaves=2, iterations=1, precision=precision)
@@ -228,7 +230,8 @@ def test_the_estimate_is_within_1_3x_of_what_a_dream_really_holds(name, layer, s
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_an_8k_dream_does_not_ask_comfyui_to_empty_a_24_gb_card(monkeypatch, name, layers, precision):
     from dream_core import memory
-    from dream_core.models import FeatureModel, get_spec
+    from dream_core.feature_model import FeatureModel
+    from dream_core.zoo import get_spec
 
     card = 24 << 30
     monkeypatch.setattr(memory, "total_memory", lambda device: card)
@@ -320,7 +323,7 @@ def test_training_asks_comfyui_for_room_before_it_starts(monkeypatch, tmp_path):
 
     monkeypatch.setattr(train_nodes, "train_classifier", fake_train)
     with pytest.raises(Stop):
-        train_nodes.TrainFeatureModel().run(str(tmp_path), "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "x")
+        train_nodes.TrainFeatureModel().run(str(tmp_path), "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
     need = estimate_training_memory("efficientnet_lite0", 16, 224)
     assert started == [[("free_memory", need, torch.device("cpu"))]]
     assert estimate_training_memory("efficientnet_lite0", 32, 224) > need > 4 * 4_000_000 * 4

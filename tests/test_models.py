@@ -22,8 +22,8 @@ from dream_core import (
     layer_catalogue,
     load_feature_model,
 )
-from dream_core.models import ZOO
 from dream_core.options import DreamSettings
+from dream_core.zoo import ZOO
 
 
 def test_inception_v3_answers_to_keras_mixed_names():
@@ -216,7 +216,7 @@ def test_folding_batchnorm_into_convolutions_keeps_the_outputs(name):
                 module.bias.data.uniform_(-0.2, 0.2)
     folded = load_feature_model(name, "random", fold_batchnorm=False)
     folded.net.load_state_dict(plain.net.state_dict())
-    from dream_core.models import fold_batchnorms
+    from dream_core.zoo import fold_batchnorms
 
     assert fold_batchnorms(folded.net) > 10
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.net.modules())
@@ -234,7 +234,7 @@ def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cl
 
     from dream_core.cli import main
     from dream_core.imageio import load_image, save_image
-    from dream_core.models import ZOO, ModelSpec, fold_batchnorms, register_model
+    from dream_core.zoo import ZOO, ModelSpec, fold_batchnorms, register_model
 
     class Tiny(nn.Module):
         def __init__(self, num_classes: int) -> None:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dream_core import DreamError, DreamSettings, UnknownLayerError, dream, objective
 from dream_core.imageops import LUMA, transfer_colors
-from dream_core.objectives import guide_features, guide_similarity, total_variation
+from dream_core.objectives import Objective, guide_features, guide_similarity, total_variation
 
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
 FAST = DreamSettings(octaves=2, iterations=6, step=0.02, jitter=8, seed=2, precision="fp32")
@@ -32,7 +32,7 @@ def test_a_guide_raises_the_match_to_the_guides_features(lite0, small_photo):
     guide = _photo("coffee.jpg")
     settings = FAST.with_options(iterations=12)
     plain = dream(small_photo, lite0, {"blocks.8": 1.0}, settings).images
-    guided = dream(small_photo, lite0, {"blocks.8": 1.0}, settings, guide=guide).images
+    guided = dream(small_photo, lite0, Objective.of({"blocks.8": 1.0}, guide=guide), settings).images
     before = _similarity(lite0, small_photo, guide)
     assert _similarity(lite0, guided, guide) > 1.4 * before
     assert _similarity(lite0, guided, guide) > 1.2 * _similarity(lite0, plain, guide)
@@ -40,7 +40,8 @@ def test_a_guide_raises_the_match_to_the_guides_features(lite0, small_photo):
 
 def test_guide_mix_zero_is_the_unguided_dream(lite0, small_photo):
     plain = dream(small_photo, lite0, LAYERS, FAST).images
-    ignored = dream(small_photo, lite0, LAYERS, FAST.with_options(guide_mix=0.0), guide=_photo("coffee.jpg")).images
+    guided = Objective.of(LAYERS, guide=_photo("coffee.jpg"))
+    ignored = dream(small_photo, lite0, guided, FAST.with_options(guide_mix=0.0)).images
     assert torch.equal(plain, ignored)
 
 
@@ -136,7 +137,7 @@ def test_two_regions_each_raise_their_own_layers_inside_their_mask(lite0, small_
     left[..., :60] = 1.0
     right = 1.0 - left
     low, high = {"blocks.4": 1.0}, {"blocks.10": 1.0}
-    dreamed = dream(small_photo, lite0, {}, FAST, regions=[(left, low), (right, high)]).images
+    dreamed = dream(small_photo, lite0, Objective.of({}, regions=[(left, low), (right, high)]), FAST).images
 
     def gain(layer: str, region: torch.Tensor) -> float:
         with lite0.tap([layer]) as tap, torch.no_grad():

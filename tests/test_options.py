@@ -15,7 +15,8 @@ from PIL import Image
 
 from dream_core import DreamError, DreamSettings, cli, options
 from dream_core.imageio import save_image
-from dream_core.models import load_feature_model
+from dream_core.loading import load_feature_model
+from dream_core.objectives import Layers
 from dream_core.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
     seen = []
 
     def engine(images, model, objective, settings, *args, **kwargs):
-        seen.append((settings, kwargs))
+        seen.append((settings, objective, kwargs))
         raise Reached
 
     monkeypatch.setattr(cli, "load_feature_model", lambda *a, **k: _random_lite0())
@@ -81,9 +82,12 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
     )  # fmt: skip
     with pytest.raises(Reached):
         args.func(args)
-    settings, kwargs = seen[0]
+    settings, objective, kwargs = seen[0]
     assert getattr(settings, opt.name) == value
-    assert kwargs["guide"] is not None and kwargs["mask"] is not None  # sweep and zoom take them too
+    # Sweep and zoom take the guide (in the objective, every sweep line's) and the mask too.
+    for each in objective if isinstance(objective, list) else [objective]:
+        assert any(isinstance(part, Layers) and part.guide is not None for part in each.parts)
+    assert kwargs["mask"] is not None
 
 
 @functools.cache

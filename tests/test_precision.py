@@ -11,6 +11,7 @@ from dream_core import DreamSettings, devices, dream
 from dream_core import engine as engine_module
 from dream_core.devices import PRECISIONS, resolve_precision
 from dream_core.engine import _Ascent
+from dream_core.objectives import Objective
 
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
 
@@ -19,7 +20,7 @@ def ascent_gradient(model, image, layers, precision, tile_size=0):
     weights = model.resolve_weights(layers)
     settings = DreamSettings(jitter=0, precision=precision, tile_size=tile_size)
     with torch.inference_mode(False), model.computing_in(PRECISIONS[precision]):
-        ascent = _Ascent(model, weights, settings, image.shape[0])
+        ascent = _Ascent(model, Objective.of(weights).resolved(model), settings, image)
         try:
             return ascent.gradient(image.clone())[1]
         finally:

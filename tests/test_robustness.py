@@ -28,6 +28,8 @@ from dream_core.devices import PRECISIONS
 from dream_core.objectives import LOSS_MODES, Term, parse_term
 from dream_core.options import COLOR_MODES, NORMALIZATIONS
 
+ONE_EPOCH = {"epochs": 1, "learning_rate": 1e-3, "unfreeze_blocks": 0, "seed": 0}  # Train Feature Model's widgets
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"blocks.3": 1.0}
 TINY = DreamSettings(octaves=1, iterations=1, jitter=0, precision="fp32")
@@ -221,9 +223,9 @@ def test_path_traversal_in_a_workflow_reads_nothing_outside_the_model_folders(tm
     train = pack.NODE_CLASS_MAPPINGS["TrainFeatureModel"]()
     for folder in ("../", "/etc", "../../somewhere"):
         with pytest.raises(ValueError, match="sub-folder of ComfyUI's input folder"):
-            train.run(folder, "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "x")
+            train.run(folder, "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
     with pytest.raises(ValueError, match="no folders"):
-        train.run("ok", "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "../evil")
+        train.run("ok", "efficientnet_lite0", "imagenet", "../evil", **ONE_EPOCH)
 
 
 # ---------------------------------------------------------------- runtime

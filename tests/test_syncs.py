@@ -8,6 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dream_core import DreamSettings, dream
+from dream_core.objectives import Objective
 
 SYNCING = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.lift_fresh.default,
            torch.ops.aten.lift_fresh_copy.default}  # fmt: skip
@@ -37,7 +38,7 @@ def syncs_per_step(model, image, layers, settings, **inputs) -> list[int]:
         marks.append(counter.count)
 
     with counter:
-        dream(image, model, layers, settings, on_progress=progress, **inputs)
+        dream(image, model, Objective.of(layers, **inputs), settings, on_progress=progress)
     return [after - before for before, after in zip(marks, marks[1:], strict=False)]
 
 

@@ -62,10 +62,10 @@ def test_out_of_memory_retries_with_smaller_tiles_and_says_so_once(lite0, small_
 
     real = engine._Ascent._tile_loss
 
-    def small_tiles_only(self, tile, margins=None, region_tiles=()):
+    def small_tiles_only(self, tile, *args, **kwargs):
         if max(tile.shape[-2:]) > 100:  # 64 px tiles plus their context margins fit
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(self, tile, margins, region_tiles)
+        return real(self, tile, *args, **kwargs)
 
     monkeypatch.setattr(engine._Ascent, "_tile_loss", small_tiles_only)
     with caplog.at_level(logging.WARNING):
@@ -102,12 +102,12 @@ def test_gpu_allocation_failures_retry_after_the_failed_steps_tensors_are_releas
     def release(device):  # the cache is emptied only once nothing holds the failed step's tensors
         released.append(failed[-1]() is None)
 
-    def fail_on_big_tiles(self, tile, *args):
+    def fail_on_big_tiles(self, tile, *args, **kwargs):
         if max(tile.shape[-2:]) > 100:
             held = torch.empty(1 << 20)  # what a half-done forward pass holds
             failed.append(weakref.ref(held))
             raise RuntimeError(message)
-        return real(self, tile, *args)
+        return real(self, tile, *args, **kwargs)
 
     monkeypatch.setattr(engine._Ascent, "_tile_loss", fail_on_big_tiles)
     monkeypatch.setattr(engine, "release_cached_memory", release)

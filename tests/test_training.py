@@ -14,6 +14,8 @@ from PIL import Image
 from dream_core import DreamError, DreamSettings, WeightsMismatchError, dream, load_feature_model
 from dream_core.training import TrainSettings, read_folder, train_classifier
 
+ONE_EPOCH = {"epochs": 1, "learning_rate": 1e-3, "unfreeze_blocks": 0, "seed": 0}  # Train Feature Model's widgets
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "samples" / "shapes"
 
@@ -174,7 +176,7 @@ def test_the_train_node_under_inference_mode_leaves_a_model_that_dreams(tmp_path
         original = comfy_bridge.model_save_path
         comfy_bridge.model_save_path = lambda name: str(tmp_path / f"{name}.safetensors")
         try:
-            model, summary, report = node.run(str(folder), "efficientnet_lite0", "imagenet", 1, 1e-3, 0, 0, "mine")
+            model, summary, report = node.run(str(folder), "efficientnet_lite0", "imagenet", "mine", **ONE_EPOCH)
         finally:
             comfy_bridge.model_save_path = original
         assert not any(t.is_inference() for t in model.net.state_dict().values())
