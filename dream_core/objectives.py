@@ -346,6 +346,11 @@ class Part:
         """The layer-weight terms this part reads (their layers are tapped; the fp16 loss scale reads them)."""
         return {}
 
+    @property
+    def climbs(self) -> bool:
+        """Whether this part gives the ascent something to climb (layer terms with weights do)."""
+        return bool(self.terms())
+
     def resolved(self, resolve_weights: Callable[[Mapping], dict[Term, float]]) -> Part | None:
         """This part with its terms checked against the network (`FeatureModel.resolve_weights`); None if empty."""
         return self
@@ -512,13 +517,13 @@ class Objective:
     @property
     def climbs(self) -> bool:
         """Whether there is anything to climb (no terms, or only zero weights: the image stays as it is)."""
-        return any(part.terms() for part in self.parts)
+        return any(part.climbs for part in self.parts)
 
     def resolved(self, model: Any) -> Objective:
         """Every term checked against `model` (`FeatureModel`) once; parts left empty dropped."""
         if self.resolved_for is model:
             return self
-        if not any(isinstance(part, (Layers, Region)) for part in self.parts):
+        if all(isinstance(part, TotalVariation) for part in self.parts):
             raise DreamError("No layers to dream with: give at least one layer and its weight.")
         parts = [part.resolved(model.resolve_weights) for part in self.parts]
         return Objective(tuple(part for part in parts if part is not None), resolved_for=model)
