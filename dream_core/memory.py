@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 from .devices import compute_dtype, free_memory, total_memory
 from .feature_model import FeatureModel
-from .objectives import Term, weighted_loss
+from .objectives import Term, parse_term, weighted_loss
 from .options import DreamSettings
 from .zoo import activation_bytes_per_pixel, get_spec, layer_catalogue
 
@@ -182,15 +182,15 @@ def estimate_dream_memory(
 ) -> MemoryEstimate:
     """Device bytes to dream images of `image_shape` (`[B, 3, H, W]`) with these terms.
 
-    `terms` are layer-weight terms (`layer`, `layer[3,17]`, `class:NAME`); an unknown
-    one raises the same error the dream would. Activations are a step's measured bytes
+    `terms` are layer-weight terms (`layer`, `layer[3,17]`, `class:NAME`), as text or
+    resolved by the dream's `Objective`; a term on an unknown layer raises. Activations are a step's measured bytes
     per pixel (`step_bytes_per_pixel`, in the dream's precision) for the largest tile
     the dream will use at the full size: `tile_size`, else what `plan_tile_side`
     allows on this device. Reduced precisions add the weights' cast copy.
     """
     batch, height, width = int(image_shape[0]), int(image_shape[-2]), int(image_shape[-1])
     dtype = compute_dtype(settings.precision, device)
-    canonical = list(model.resolve_weights(dict.fromkeys(terms, 1.0)))  # class:NAME -> logits[i], aliases
+    canonical = [parse_term(term) for term in terms]  # only their layers matter here (the objective resolved them)
     weights = model_bytes(model)
     if dtype != torch.float32:
         weights += weights * torch.finfo(dtype).bits // 32  # the copy cast once per dream

@@ -248,5 +248,6 @@ def markdown_table(overrides: dict[str, str] | None = None, options: tuple[Optio
             values = f"`{opt.flag}` / `--no-{opt.flag[2:]}`"
         else:
             values = _span(opt.minimum, opt.maximum) if opt.maximum != SEED_MAX else "any whole number >= 0"
-        lines.append(f"| `{opt.flag}` / `{opt.name}` | {default} | {values} | {opt.help} |")
+        names = f"`{opt.flag}` / `{opt.name}`" if opt.in_node else f"`{opt.flag}` (command line only)"
+        lines.append(f"| {names} | {default} | {values} | {opt.help} |")
     return "\n".join(lines)

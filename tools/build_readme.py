@@ -1,9 +1,11 @@
-"""Rewrite the README's table of command-line flags from the parser (dream_core.cli.flags_markdown).
+"""Rewrite the README's tables made from code: the command-line flags (from the parser,
+dream_core.cli.flags_markdown) and the training options (from the option table).
 
     python tools/build_readme.py
 
-The table sits between `<!-- cli-flags -->` and `<!-- /cli-flags -->`; tests fail
-when it differs from what this writes.
+The tables sit between `<!-- cli-flags -->` / `<!-- /cli-flags -->` and
+`<!-- train-options -->` / `<!-- /train-options -->`; tests fail when they differ from
+what this writes.
 """
 
 from __future__ import annotations
@@ -11,17 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from dream_core.cli import flags_markdown
+from dream_core.options import TRAIN_OPTIONS, markdown_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-START, END = "<!-- cli-flags -->", "<!-- /cli-flags -->"
+BLOCKS = {"cli-flags": flags_markdown, "train-options": lambda: markdown_table(options=TRAIN_OPTIONS)}
 
 
 def with_flags_table(text: str) -> str:
-    """The README text with the block between the markers replaced by the current table."""
-    head, found, rest = text.partition(START)
-    if not found or END not in rest:
-        raise SystemExit(f"README.md lacks the markers {START} ... {END}")
-    return f"{head}{START}\n{flags_markdown()}\n{END}{rest.partition(END)[2]}"
+    """The README text with each block between its markers replaced by the current table."""
+    for name, table in BLOCKS.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        head, found, rest = text.partition(start)
+        if not found or end not in rest:
+            raise SystemExit(f"README.md lacks the markers {start} ... {end}")
+        text = f"{head}{start}\n{table()}\n{end}{rest.partition(end)[2]}"
+    return text
 
 
 if __name__ == "__main__":
