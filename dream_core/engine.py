@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import tiling
+from . import looks, tiling
 from .devices import compute_dtype, cudnn_benchmark, release_cached_memory
 from .errors import DreamCancelled, DreamError
 from .feature_model import FeatureModel
@@ -145,6 +145,8 @@ class _Ascent:
         self.active: torch.Tensor | None = None  # per image, with max_loss: 1 until its loss passed it
         self._climbing = _HostFlag(model.device)
         self.blur = gaussian_kernel(settings.grad_blur, model.device) if settings.grad_blur > 0 else None
+        self.precondition = looks.precondition(settings.precondition)
+        self._affine: tuple[float, float] | None = None  # this step's random (scale, angle), if any
         # Python's generator, not torch's: drawing a shift must not build or read a tensor (a
         # device sync on a GPU), and the same seed gives the same shifts on every device.
         self.rng = random.Random(settings.seed)
@@ -170,7 +172,8 @@ class _Ascent:
 
     def _tile_loss(self, tile: torch.Tensor, objective: Objective, whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
-        features = self.tap(tile)  # in the model's compute dtype (see FeatureModel.computing_in)
+        seen = looks.transformed(tile, *self._affine) if self._affine is not None else tile
+        features = self.tap(seen)  # in the model's compute dtype (see FeatureModel.computing_in)
         value, climbed = objective(features, tile, whole=whole)
         climbed = climbed.sum()
         if self.scale_loss:
@@ -184,6 +187,7 @@ class _Ascent:
         """(loss per image, normalised gradient) at `image`, tile by tile if it is large."""
         j = self.settings.jitter
         dy, dx = (self._randint(-j, j), self._randint(-j, j)) if j else (0, 0)
+        self._affine = looks.random_affine(self.rng, self.settings.scale_jitter, self.settings.rotate_jitter)
         height, width = image.shape[-2:]
         while True:
             tiles = tiling.tile_grid(height, width, self.tile_size)
@@ -213,6 +217,8 @@ class _Ascent:
         loss, grad = self._tiles(image, tiles, shift_y, shift_x)
         if self.blur is not None:
             grad = blur(grad, self.blur)
+        if self.precondition is not None:
+            grad = self.precondition(grad)
         if self.settings.normalize == "mean_abs":
             # vector_norm reduces without a full-size temporary (which matters at 8K).
             scale = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3)) / grad[0].numel()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import DreamError
+from .looks import PRECONDITIONS
 from .objectives import LOSS_MODES
 
 NORMALIZATIONS = ("mean_abs", "std")
@@ -37,6 +38,9 @@ class Option:
     """Older command-line flags still accepted for it."""
     in_node: bool = True
     """Shown as a node widget (False: a command-line flag only)."""
+    appended: bool = False
+    """Added after the first release: its node widget comes after every other input, so the widget values of
+    saved workflows still land where they belong."""
 
     @property
     def kind(self) -> type:
@@ -145,6 +149,19 @@ class DreamSettings:
         "GPUs, fp32 elsewhere.",
         choices=PRECISION_CHOICES,
     )
+    precondition: str = option(
+        "off",
+        "How each step's gradient is shaped before it moves the picture. off: the classic step. lapnorm: split "
+        "into a Laplacian pyramid, each band normalised on its own (the TensorFlow DeepDream notebook): large, "
+        "smooth, colourful structures instead of fine grain. whitened: the step taken in decorrelated colours "
+        "and a 1/frequency-scaled spectrum (lucid's parametrisation): less noise, richer colour.",
+        choices=PRECONDITIONS, appended=True,
+    )  # fmt: skip
+    scale_jitter: float = option(0.0, "Random scale change before each gradient (0.1 = up to 10% larger or "
+                                 "smaller): only patterns that survive it grow, for cleaner shapes. 0 = off.",
+                                 minimum=0.0, maximum=0.5, step=0.01, appended=True)  # fmt: skip
+    rotate_jitter: float = option(0.0, "Random rotation (degrees, either way) before each gradient, for the same "
+                                  "reason. 0 = off.", minimum=0.0, maximum=45.0, step=0.5, appended=True)  # fmt: skip
 
     def validate(self) -> DreamSettings:
         """Raise a `DreamError` naming the first option out of its range."""

@@ -44,12 +44,15 @@ OPTIONAL_INPUTS = {
 
 
 def dream_option_inputs(**defaults) -> dict[str, tuple]:
-    """A widget for every dream option, made from the option table; `defaults` changes some defaults."""
+    """A widget for every dream option, made from the option table; `defaults` changes some defaults. Options
+    added after the first release are left out here: `optional_inputs` puts them after every other input."""
     unknown = set(defaults) - {opt.name for opt in option_table.OPTIONS}
     if unknown:
         raise KeyError(f"No dream option named {sorted(unknown)}")
     specs = {}
     for opt in option_table.OPTIONS:  # read at call time: the table is the one source
+        if opt.appended:
+            continue
         kind, options = opt.widget()
         if opt.name in defaults:
             options["default"] = defaults[opt.name]
@@ -58,8 +61,10 @@ def dream_option_inputs(**defaults) -> dict[str, tuple]:
 
 
 def optional_inputs(*names: str) -> dict[str, tuple]:
-    """The optional inputs a dream node takes, from the shared list."""
-    return {name: OPTIONAL_INPUTS[name] for name in names}
+    """The optional inputs a dream node takes, from the shared list, and then the widgets of the dream options
+    added after the first release (last, so a saved workflow's widget values keep their places)."""
+    appended = {opt.name: opt.widget() for opt in option_table.OPTIONS if opt.appended}
+    return {**{name: OPTIONAL_INPUTS[name] for name in names}, **appended}
 
 
 def to_bchw(image: torch.Tensor) -> torch.Tensor:

@@ -64,9 +64,10 @@ def test_every_input_is_well_formed(nodes):
 def test_octave_dream_node_defaults_are_the_engine_defaults(nodes):
     from dream_core import DreamSettings
 
-    required = nodes["OctaveDream"].INPUT_TYPES()["required"]
+    types = nodes["OctaveDream"].INPUT_TYPES()
+    widgets = {**types["required"], **types["optional"]}
     for field, value in vars(DreamSettings()).items():
-        assert required[field][1]["default"] == value, field
+        assert widgets[field][1]["default"] == value, field
 
 
 def test_octave_dream_dreams_a_whole_batch_and_returns_octave_frames(nodes, model, small_photo):

@@ -117,9 +117,16 @@ def test_every_option_widget_of_every_dream_node_reaches_the_engine(monkeypatch,
 
     monkeypatch.setattr(module, function, engine)
     node = getattr(module, node_name)
-    required = node.INPUT_TYPES()["required"]
-    inputs = {name: spec[1]["default"] for name, spec in required.items() if "default" in spec[1]}
+    types = node.INPUT_TYPES()
+    widgets = {**types["required"], **types["optional"]}
+    inputs = {name: spec[1]["default"] for name, spec in widgets.items() if "default" in spec[1]}
     assert {o.name for o in OPTIONS} <= set(inputs), "every option is a widget of every dream node"
+    # Options added after the first release come after every other input: saved widget values keep their places.
+    names = [name for name, spec in {**types["required"], **types["optional"]}.items()
+             if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")]  # widgets, in order
+    assert all(names.index(o.name) > names.index(p.name) for o in OPTIONS if o.appended for p in OPTIONS
+               if not p.appended)  # fmt: skip
+    assert names[-sum(o.appended for o in OPTIONS):] == [o.name for o in OPTIONS if o.appended]
     inputs[opt.name] = other_value(opt)
     with pytest.raises(Reached):
         getattr(node(), node.FUNCTION)(small_photo.permute(0, 2, 3, 1), _random_lite0(), **inputs)
@@ -169,6 +176,8 @@ SETTING_FLAGS = {  # a value that must change the picture from BASE's
     "keep_colors": ["--keep-colors", "luminance"], "grad_blur": ["--grad-blur", "2"],
     "tv_weight": ["--tv-weight", "50"],
     "guide_mix": ["--guide", "GUIDE", "--guide-mix", "0.5"], "precision": ["--precision", "bf16"],
+    "precondition": ["--precondition", "lapnorm"], "scale_jitter": ["--scale-jitter", "0.2"],
+    "rotate_jitter": ["--rotate-jitter", "10"],
 }  # fmt: skip
 OTHER_FLAGS = {
     "layers": ["--layers", "blocks.3:1"], "weights": ["--weights", "random"], "guide": ["--guide", "GUIDE"],

@@ -1,0 +1,80 @@
+"""The new looks: lapnorm and whitened steps, random scale and rotation (dream_core/looks.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dream_core import DreamSettings, dream, objective
+from dream_core.looks import laplacian_bands, lapnorm, merge_bands, transformed, whitened
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from looks import high_frequency_share  # noqa: E402  (the benchmark's own measure)
+
+LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
+FAST = DreamSettings(octaves=2, iterations=6, seed=1)
+
+
+def test_the_laplacian_pyramid_adds_back_exactly_and_lapnorm_evens_its_bands():
+    x = torch.randn(2, 3, 37, 50)
+    bands = laplacian_bands(x)
+    assert len(bands) == 5 and bands[0].shape[-2:] == (3, 4)
+    assert torch.allclose(merge_bands(bands), x, atol=1e-5)
+    # A gradient that is mostly fine grain: lapnorm gives its coarse bands far more weight against the fine ones.
+    rough = torch.randn(1, 3, 64, 64)
+
+    def coarse_to_fine(x):
+        sizes = [band.square().mean().sqrt().item() for band in laplacian_bands(x)]
+        return sizes[0] / sizes[-1]
+
+    assert coarse_to_fine(lapnorm(rough)) > 3 * coarse_to_fine(rough)
+
+
+def test_whitened_moves_the_energy_of_a_white_gradient_to_low_frequencies():
+    noise = torch.randn(1, 3, 96, 96)
+    assert high_frequency_share(whitened(noise)) < 0.25 * high_frequency_share(noise)
+
+
+def test_a_turn_and_scale_of_zero_is_the_identity_and_gradients_come_back_to_the_pixels():
+    image = torch.rand(1, 3, 40, 60, requires_grad=True)
+    assert torch.allclose(transformed(image, 1.0, 0.0), image, atol=1e-5)
+    turned = transformed(image, 1.1, 10.0)
+    assert turned.shape == image.shape and not torch.allclose(turned, image, atol=1e-2)
+    (grad,) = torch.autograd.grad(turned.square().sum(), image)
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("options", [{"precondition": "lapnorm"}, {"precondition": "whitened"},
+                                     {"scale_jitter": 0.15}, {"rotate_jitter": 10.0}])  # fmt: skip
+def test_each_look_changes_the_picture_and_a_seed_gives_it_again(lite0, small_photo, options):
+    classic = dream(small_photo, lite0, LAYERS, FAST).images
+    settings = FAST.with_options(**options)
+    first = dream(small_photo, lite0, LAYERS, settings).images
+    assert (first - classic).abs().max() > 0.05
+    assert torch.equal(first, dream(small_photo, lite0, LAYERS, settings).images)
+    gain = objective(lite0, first, LAYERS) / objective(lite0, small_photo, LAYERS)
+    assert (gain > 1.2).all()  # it still dreams
+
+
+@pytest.mark.parametrize("look", ["lapnorm", "whitened"])
+def test_new_steps_move_the_change_toward_low_frequencies_and_still_dream(lite0, small_photo, look):
+    settings = DreamSettings(octaves=2, iterations=10, seed=0)
+    before = objective(lite0, small_photo, LAYERS)
+    classic = dream(small_photo, lite0, LAYERS, settings).images
+    new = dream(small_photo, lite0, LAYERS, settings.with_options(precondition=look)).images
+    assert high_frequency_share(new - small_photo) < 0.5 * high_frequency_share(classic - small_photo)
+    classic_gain = objective(lite0, classic, LAYERS) / before
+    assert (objective(lite0, new, LAYERS) / before >= 0.7 * classic_gain).all()
+
+
+def test_the_looks_respect_the_mask_and_the_tiles(lite0, small_photo):
+    mask = torch.zeros(1, 128, 121)
+    mask[..., :56] = 1.0
+    settings = FAST.with_options(precondition="lapnorm", rotate_jitter=5.0, tile_size=64)
+    out = dream(small_photo, lite0, LAYERS, settings, mask=mask).images
+    assert (out - small_photo)[..., 64:].abs().max().item() < 1 / 255  # right of the soft edge: untouched
+    assert (out - small_photo)[..., :50].abs().mean().item() > 0.005
