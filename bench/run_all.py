@@ -2,8 +2,9 @@
 
     python bench/run_all.py
 
-speed.py (per-step ratios), seams.py (tile seams at 2048 px), memory.py (peak RSS
-up to 8192 px; the longest part, several minutes on 2 CPU cores).
+speed.py (per-step ratios), seams.py (tile seams at 2048 px), looks.py (the new looks
+against the classic step), memory.py (peak RSS up to 8192 px; the longest part, several
+minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -14,6 +15,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ("speed.py", "seams.py", "memory.py"):
+for script in ("speed.py", "seams.py", "looks.py", "memory.py"):
     print(f"\n=== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True)
