@@ -389,8 +389,21 @@ class ReadyContext:
     """A mask in any of the accepted shapes made `[B, 1, H, W]` on the device, at the images' size."""
 
 
+class _Weighted(Part):
+    """A part made of layer-weight terms (`self.weights`); dropped when none is left after resolution."""
+
+    weights: Mapping[Any, float]
+
+    def terms(self) -> Mapping[Term, float]:
+        return self.weights
+
+    def resolved(self, resolve_weights):
+        weights = resolve_weights(self.weights)
+        return replace(self, weights=weights) if weights else None
+
+
 @dataclass(frozen=True)
-class Layers(Part):
+class Layers(_Weighted):
     """Layer terms (layers, channels, classes) counted everywhere; with a guide, Google's guided dream."""
 
     weights: Mapping[Any, float]
@@ -399,13 +412,6 @@ class Layers(Part):
     loss: str = "l2"
     guide_mix: float = 1.0
     guide_features: Mapping[str, torch.Tensor] | None = None
-
-    def terms(self) -> Mapping[Term, float]:
-        return self.weights
-
-    def resolved(self, resolve_weights):
-        weights = resolve_weights(self.weights)
-        return replace(self, weights=weights) if weights else None
 
     def readied(self, context: ReadyContext) -> Part:
         settings = context.settings
@@ -432,19 +438,12 @@ GUIDE_MAX_SIDE = 512
 
 
 @dataclass(frozen=True)
-class Region(Part):
+class Region(_Weighted):
     """Layer terms counted only where a mask is (each position weighted by it)."""
 
     mask: torch.Tensor
     weights: Mapping[Any, float]
     loss: str = "l2"
-
-    def terms(self) -> Mapping[Term, float]:
-        return self.weights
-
-    def resolved(self, resolve_weights):
-        weights = resolve_weights(self.weights)
-        return replace(self, weights=weights) if weights else None
 
     def readied(self, context: ReadyContext) -> Part:
         return replace(self, mask=context.prepare_mask(self.mask), loss=context.settings.loss)
