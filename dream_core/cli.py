@@ -189,26 +189,22 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device,
                                learning_phase=args.learning_phase or "inference")  # fmt: skip
-    model.resolve_weights(layers)  # fail on a bad layer name before any work
+    model.resolve_weights(layers)  # a sweep's default lines: a bad layer name fails before any work
     regions = []
     for spec in args.region:
         mask_file, sep, region_layers = spec.partition("=")
         if not sep:
             raise DreamError(f"--region {spec!r}: write it as MASK_FILE=LAYERS, e.g. left.png=mixed3:1.")
         regions.append((load_mask(mask_file), parse_layer_weights(region_layers)))
-        model.resolve_weights(regions[-1][1])
-    if regions and not args.layers:
-        layers_everywhere = {}  # the regions say what to dream
-    else:
-        layers_everywhere = layers
+    layers_everywhere = {} if regions and not args.layers else layers  # regions alone say what to dream
+    mask = load_mask(args.mask) if args.mask else None
+    guide = load_image(args.guide) if args.guide else None
+    objective = Objective.of(layers_everywhere, regions=regions, guide=guide).resolved(model)  # checked once, here
     print(plan_text(model, layers_everywhere, regions, settings), file=sys.stderr)
     logging.getLogger(__name__).info("every setting: %s", settings)
     if model.training_report:
         print(describe_training(Path(str(model.weights)).name, model.class_names or [], model.training_report),
               file=sys.stderr)  # fmt: skip
-    mask = load_mask(args.mask) if args.mask else None
-    guide = load_image(args.guide) if args.guide else None
-    objective = Objective.of(layers_everywhere, regions=regions, guide=guide).resolved(model)
     return DreamJob(model, objective, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
 
 

@@ -130,11 +130,11 @@ class NodeDream:
             self.settings = settings
             yield device
 
-    def engine_options(self, total: int = 1) -> dict:
+    def engine_options(self, total: int | None = 1) -> dict:
         """The engine call's mask, progress bar with preview (the engine reports its own total from its plan,
-        `engine.plan`, unless `total` is given) and Cancel."""
-        return {"mask": self.mask, "on_progress": comfy_bridge.progress_reporter(total),
-                "should_stop": comfy_bridge.raise_if_interrupted}
+        `engine.plan`, unless `total` is given; None: no bar, the caller counts) and Cancel."""
+        progress = comfy_bridge.progress_reporter(total) if total is not None else None
+        return {"mask": self.mask, "on_progress": progress, "should_stop": comfy_bridge.raise_if_interrupted}
 
 
 def run_engine(function, image, call: NodeDream, *args, **kwargs):

@@ -24,6 +24,16 @@ def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoS
     return VideoSettings(**video), NodeDream.read(feature_model, layer_weights, dream)
 
 
+def video_inputs(clip: tuple[str, tuple], mask_tooltip: str) -> dict:
+    """A video node's inputs: its clip input, the model, the dream and video options, and the optional inputs
+    (the mask with a video's own tooltip)."""
+    optional = optional_inputs("layer_weights", "mask", "guide", "regions")
+    optional["mask"] = ("MASK", {"tooltip": mask_tooltip})  # same place among the inputs
+    required = {clip[0]: clip[1], "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs(),
+                **{opt.name: opt.widget() for opt in VIDEO_OPTIONS}}  # fmt: skip
+    return {"required": required, "optional": optional}
+
+
 @node("Dream Video")
 class DreamVideo:
     """Dreams the frames of a clip one after the other, each starting from the previous dream moved along the
@@ -42,20 +52,9 @@ class DreamVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": ("IMAGE", {"tooltip": "The clip's frames in order, as one IMAGE batch."}),
-                "feature_model": FEATURE_MODEL_INPUT,
-                **dream_option_inputs(),
-                **{opt.name: opt.widget() for opt in VIDEO_OPTIONS},
-            },
-            "optional": {
-                **optional_inputs("layer_weights"),
-                "mask": ("MASK", {"tooltip": "Dream strength per pixel: one mask for every frame, or one per frame "
-                                  "(a shorter batch is used in turn)."}),  # fmt: skip
-                **optional_inputs("guide", "regions"),
-            },
-        }
+        return video_inputs(("frames", ("IMAGE", {"tooltip": "The clip's frames in order, as one IMAGE batch."})),
+                            "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch "
+                            "is used in turn).")  # fmt: skip
 
     def run(self, frames, feature_model, layer_weights=None, **inputs):
         video, call = video_node_dream(feature_model, layer_weights, inputs)
@@ -94,19 +93,8 @@ class DreamVideoFile:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "video": ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."}),
-                "feature_model": FEATURE_MODEL_INPUT,
-                **dream_option_inputs(),
-                **{opt.name: opt.widget() for opt in VIDEO_OPTIONS},
-            },
-            "optional": {
-                **optional_inputs("layer_weights"),
-                "mask": ("MASK", {"tooltip": "Dream strength per pixel, the same for every frame; resized to it."}),
-                **optional_inputs("guide", "regions"),
-            },
-        }
+        return video_inputs(("video", ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."})),
+                            "Dream strength per pixel, the same for every frame; resized to it.")
 
     def run(self, video, feature_model, layer_weights=None, **inputs):
         settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
@@ -121,7 +109,7 @@ class DreamVideoFile:
         sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None)
         count = source.count or 1
         bar = comfy_bridge.progress_reporter(count)  # counts frames: a stream's step total is not known ahead
-        options = {**call.engine_options(), "on_progress": None}
+        options = call.engine_options(total=None)
         with call.on_device(first.shape) as device:
             frames = (frame.to(device) for frame in source.frames())
             dreams = dream_video(frames, call.model, call.objective, call.settings, settings_of_video,
