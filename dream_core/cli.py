@@ -19,13 +19,14 @@ from tqdm import tqdm
 
 from . import options as option_table
 from .animation import ZOOM_OPTIONS, dream_frames, dream_zoom
+from .channels import channel_pictures, default_layer, parse_channels, top_channels
 from .engine import DreamSettings, dream
 from .errors import DreamError
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES, FeatureModel
 from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
-from .options import Option
+from .options import ChannelSettings, Option
 from .outputs import check_outputs, distinct_names, folder_written_whole, replace_folder, written_whole
 from .presets import PRESETS, default_preset, get_preset
 from .report import describe_training, per_class_text
@@ -58,17 +59,23 @@ class ProgressBar:
             self.bar = None
 
 
-def plan_text(model: FeatureModel, layers: dict, regions: list, settings: DreamSettings) -> str:
+def _terms_text(layers: dict) -> str:
+    return ", ".join(str(term) if weight == 1 else f"{term} x{weight:g}" for term, weight in layers.items())
+
+
+def plan_text(model: FeatureModel, layers: dict, regions: list, settings: DreamSettings,
+              networks: Sequence = ()) -> str:  # fmt: skip
     """What a dreaming command will do, in a user's words: its first line (every setting under -v)."""
-    dreamed = ", ".join(str(term) if weight == 1 else f"{term} x{weight:g}" for term, weight in layers.items())
+    dreamed = _terms_text(layers)
     if regions:
         dreamed += (" and " if dreamed else "") + f"{len(regions)} region{'s' if len(regions) > 1 else ''}"
-    weights = Path(str(model.weights)).name
+    each = [(dreamed, model)] if dreamed else []
+    each += [(_terms_text(other_layers), other) for other, other_layers in networks]
+    what = " with ".join(f"{terms} of {net.name} ({Path(str(net.weights)).name} weights)" for terms, net in each)
     changed = [f"{opt.name.replace('_', ' ')} {getattr(settings, opt.name)}" for opt in option_table.OPTIONS
                if opt.name not in ("octaves", "iterations", "step") and getattr(settings, opt.name) != opt.default]
-    return (f"Dreaming {dreamed} of {model.name} ({weights} weights) on {model.device}: {settings.octaves} octaves "
-            f"of {settings.iterations} steps of {settings.step:g}" + (f"; {', '.join(changed)}" if changed else "")
-            + ".")  # fmt: skip
+    return (f"Dreaming {what} on {model.device}: {settings.octaves} octaves of {settings.iterations} steps of "
+            f"{settings.step:g}" + (f"; {', '.join(changed)}" if changed else "") + ".")
 
 
 def _preset_values(opt: Option) -> str:
@@ -114,6 +121,10 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", action="append", default=[], metavar="MASK=LAYERS",
                    help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; "
                    "repeat for several regions")
+    p.add_argument("--network", action="append", default=[], metavar="MODEL[@WEIGHTS]=LAYERS",
+                   help="one more network dreaming the same picture with its own layer weights, e.g. "
+                   "'vgg16=conv4_3:1' or 'efficientnet_lite0@mine.safetensors=class:dots:2' (weights: imagenet, "
+                   "random or a checkpoint; default imagenet); repeat for several")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_option_flags(p, option_table.OPTIONS)
@@ -137,10 +148,13 @@ class DreamJob:
     mask: torch.Tensor | None = None
     guide: torch.Tensor | None = None
     regions: list = field(default_factory=list)
+    networks: list = field(default_factory=list)
+    """(feature model, layer weights) of the other networks dreaming with it (--network)."""
 
     def line(self, layer_weights: dict) -> Objective:
-        """A sweep line's objective: its layers, with the job's guide and regions."""
-        return Objective.of(layer_weights, regions=self.regions, guide=self.guide).resolved(self.model)
+        """A sweep line's objective: its layers, with the job's guide, regions and other networks."""
+        return Objective.of(layer_weights, regions=self.regions, guide=self.guide,
+                            networks=self.networks).resolved(self.model)  # fmt: skip
 
 
 def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float], DreamSettings]:
@@ -196,23 +210,50 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         if not sep:
             raise DreamError(f"--region {spec!r}: write it as MASK_FILE=LAYERS, e.g. left.png=mixed3:1.")
         regions.append((load_mask(mask_file), parse_layer_weights(region_layers)))
-    layers_everywhere = {} if regions and not args.layers else layers  # regions alone say what to dream
+    networks = [_load_network(spec, args) for spec in args.network]
+    # Regions or other networks alone say what to dream.
+    layers_everywhere = {} if (regions or networks) and not args.layers else layers
     mask = load_mask(args.mask) if args.mask else None
     guide = load_image(args.guide) if args.guide else None
-    objective = Objective.of(layers_everywhere, regions=regions, guide=guide).resolved(model)  # checked once, here
-    print(plan_text(model, layers_everywhere, regions, settings), file=sys.stderr)
+    objective = Objective.of(layers_everywhere, regions=regions, guide=guide, networks=networks).resolved(model)
+    print(plan_text(model, layers_everywhere, regions, settings, networks), file=sys.stderr)
     logging.getLogger(__name__).info("every setting: %s", settings)
     if model.training_report:
         print(describe_training(Path(str(model.weights)).name, model.class_names or [], model.training_report),
               file=sys.stderr)  # fmt: skip
-    return DreamJob(model, objective, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions)
+    return DreamJob(model, objective, settings, sweep_layers=layers, mask=mask, guide=guide, regions=regions,
+                    networks=networks)
+
+
+def _network_spec(text: str) -> tuple[str, str, str]:
+    """(architecture, weights, layer weights text) of a --network value MODEL[@WEIGHTS]=LAYERS."""
+    model, sep, layers = text.partition("=")
+    if not sep or not model.strip() or not layers.strip():
+        raise DreamError(f"--network {text[:60]!r}: write it as MODEL=LAYERS or MODEL@WEIGHTS=LAYERS, e.g. "
+                         "'vgg16=conv4_3:1'.")
+    architecture, _, weights = model.partition("@")
+    return architecture.strip(), weights.strip() or "imagenet", layers
+
+
+def _load_network(text: str, args: argparse.Namespace) -> tuple[FeatureModel, dict]:
+    """A --network's feature model (on the dream's device) and its layer weights, checked."""
+    architecture, weights, layers = _network_spec(text)
+    model = load_feature_model(get_spec(architecture).name, weights, args.weights_dir, device=args.device,
+                               learning_phase=args.learning_phase or "inference")  # fmt: skip
+    layer_weights = parse_layer_weights(layers)
+    try:
+        model.resolve_weights(layer_weights)
+    except DreamError as error:
+        raise DreamError(f"--network {architecture}: {error}") from None
+    return model, layer_weights
 
 
 def _job_inputs(args: argparse.Namespace) -> list[Path]:
     """Every file a dreaming command reads besides its pictures: mask, guide, region masks, checkpoint."""
     files = [args.mask, args.guide, *(Path(spec.partition("=")[0]) for spec in args.region)]
-    if args.weights not in ("imagenet", "random"):
-        files.append(Path(args.weights))
+    for weights in (args.weights, *(_network_spec(spec)[1] for spec in args.network)):
+        if weights not in ("imagenet", "random"):
+            files.append(Path(weights))
     return [Path(f) for f in files if f is not None]
 
 
@@ -297,6 +338,58 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sheet = contact_sheet(images, lines, args.columns)
     print(f"wrote {save_image(sheet[0], args.output)}")
     return 0
+
+
+def _cmd_channels(args: argparse.Namespace) -> int:
+    outputs = [Path(args.output)] + ([Path(args.pictures)] if args.pictures else [])
+    _check_picture_output(Path(args.output))
+    weights = [Path(args.weights)] if args.weights not in ("imagenet", "random") else []
+    check_outputs(outputs, [*weights, *([Path(args.image)] if args.image else [])], args.overwrite)
+    chosen, top = parse_channels(args.channels)
+    if top and not args.image:
+        raise DreamError(f"--channels top{top} picks the channels most active on a picture: give it with --image.")
+    settings = ChannelSettings(**{opt.name: getattr(args, opt.name) for opt in option_table.CHANNEL_OPTIONS
+                                  if getattr(args, opt.name) is not None}).validate()  # fmt: skip
+    image = load_image(args.image) if args.image else None
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_device(args.device)
+    model = load_feature_model(get_spec(args.model).name, args.weights, args.weights_dir, device=args.device)
+    layer = model.resolve_layer(args.layer).name if args.layer else default_layer(model)
+    if top:
+        chosen = top_channels(model, layer, image, top)
+    print(f"Growing {len(chosen)} pictures of {layer} of {model.name} ({Path(str(model.weights)).name} weights) "
+          f"on {model.device}: {settings.size} px, {settings.steps} steps.", file=sys.stderr)  # fmt: skip
+    result = channel_pictures(model, layer, chosen, settings, on_progress=ProgressBar(layer))
+    measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
+    gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
+    print(_after_bar(f"mean activation on the starting noise -> on the picture: {gains}"), file=sys.stderr)
+    if args.pictures:
+        with folder_written_whole(Path(args.pictures)) as folder:
+            for label, picture in zip(result.labels, result.images, strict=True):
+                save_image(picture, folder / f"{label.replace('[', '_').replace(']', '')}.png")
+        print(f"wrote {len(chosen)} pictures to {args.pictures}")
+    print(f"wrote {save_image(contact_sheet(result.images, result.labels, args.columns)[0], args.output)}")
+    return 0
+
+
+def _add_channels_parser(sub) -> None:
+    p = sub.add_parser("channels", help="grow a picture from noise for each of a layer's channels; write a sheet")
+    p.add_argument("-o", "--output", required=True, help="the labelled sheet (PNG/JPEG)")
+    p.add_argument("--layer", help="the layer (default: the middle one of the model's default layers); see "
+                   "'layers MODEL'")  # fmt: skip
+    p.add_argument("--channels", default="0-7", help="channels, e.g. '0-7' or '3,17,40-47', or 'top8': the 8 most "
+                   "active on --image (default 0-7)")  # fmt: skip
+    p.add_argument("--image", help="picture whose most active channels 'topN' picks")
+    p.add_argument("--pictures", help="also write each picture into this folder (LAYER_CHANNEL.png)")
+    p.add_argument("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL}); see 'models'")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (default), 'random', or a .safetensors/.pt/.pth checkpoint file")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    _add_option_flags(p, option_table.CHANNEL_OPTIONS)
+    p.set_defaults(func=_cmd_channels)
 
 
 def _cmd_zoom(args: argparse.Namespace) -> int:
@@ -551,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)
+    _add_channels_parser(sub)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_cmd_models)
     p = sub.add_parser("layers", help="list a model's layers, aliases and channels")
     p.add_argument("model")

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import torch
@@ -137,8 +138,9 @@ class _Ascent:
         self.settings = settings
         self.should_stop = should_stop
         terms = objective.terms()
-        self.tap = model.tap(dict.fromkeys(term.layer for term in terms))
-        context = ReadyContext(original, settings, self.tap, lambda mask: prepare_mask(mask, original))
+        # No tap when only other networks' parts climb.
+        self.tap = model.tap(dict.fromkeys(term.layer for term in terms)) if terms else None
+        context = ReadyContext(original, settings, self._features, lambda mask: prepare_mask(mask, original))
         self.objective = objective.readied(context)
         self._terms = terms
         self._octave = self.objective  # the objective at the current octave's size (see start_octave)
@@ -163,9 +165,17 @@ class _Ascent:
         model = self.model
         if settings.tile_size > 0:
             return max(settings.tile_size, model.spec.min_size)
-        per_pixel = step_bytes_per_pixel(model.name, model.deepest_layer(terms), model.compute_dtype,
-                                         model.learning_phase)  # fmt: skip
+        # Every network a step runs holds its activations at once: their bytes per pixel add up.
+        per_pixel = sum(step_bytes_per_pixel(net.name, net.deepest_layer(net_terms), net.compute_dtype,
+                                             net.learning_phase)
+                        for net, net_terms in ((model, terms), *self._other_networks()) if net_terms)  # fmt: skip
         return plan_tile_side(per_pixel, batch, model.device, model.spec.min_size)
+
+    def _other_networks(self) -> list:
+        return [(part.model, part.weights) for part in self.objective.parts if part.networks()]
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.tap(image) if self.tap is not None else {}
 
     def _randint(self, low: int, high: int) -> int:
         return self.rng.randint(low, high)
@@ -173,8 +183,8 @@ class _Ascent:
     def _tile_loss(self, tile: torch.Tensor, objective: Objective, whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
         tile = tile.detach().requires_grad_(True)
         seen = looks.transformed(tile, *self._affine) if self._affine is not None else tile
-        features = self.tap(seen)  # in the model's compute dtype (see FeatureModel.computing_in)
-        value, climbed = objective(features, tile, whole=whole)
+        features = self._features(seen)  # in the model's compute dtype (see FeatureModel.computing_in)
+        value, climbed = objective(features, tile, whole=whole, seen=seen)
         climbed = climbed.sum()
         if self.scale_loss:
             if self._step_scale is None:  # the step's first tile sets it, so every tile's gradient matches
@@ -272,7 +282,9 @@ class _Ascent:
         return self._climbing.is_false()
 
     def close(self) -> None:
-        self.tap.close()
+        if self.tap is not None:
+            self.tap.close()
+        self.objective.close()
 
 
 class _HostFlag:
@@ -345,24 +357,35 @@ def dream(
         log.warning("All layer weights are zero: the image is returned unchanged.")
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
-    with torch.inference_mode(False), torch.enable_grad(), cudnn_benchmark(model.device):
-        model.make_autograd_safe()  # whoever last moved it may have done so under inference mode
+    with torch.inference_mode(False), torch.enable_grad(), cudnn_benchmark(model.device), ExitStack() as cast:
         # No copy when the images are already float32 on the device: `original` is
         # only read, and the dreamed image is a copy made below.
         # Contiguous, so that a permuted view (ComfyUI's [B, H, W, C]) dreams exactly as
         # a plain tensor would: the memory layout picks the convolution kernels.
         original = images.detach().to(model.device, torch.float32).contiguous()
         full_mask = prepare_mask(mask, original) if mask is not None else None
-        with model.computing_in(compute_dtype(settings.precision, model.device)):
-            climbing = objective.climbs and settings.iterations > 0
-            ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
-            try:
-                octave_images, done = _octaves(original, the_plan, ascent, settings, full_mask, on_progress,
-                                               should_stop, images.device)  # fmt: skip
-            finally:
-                if ascent is not None:
-                    ascent.close()
+        _ready_networks((model, *objective.networks()), settings, cast)
+        climbing = objective.climbs and settings.iterations > 0
+        ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
+        try:
+            octave_images, done = _octaves(original, the_plan, ascent, settings, full_mask, on_progress,
+                                           should_stop, images.device)  # fmt: skip
+        finally:
+            if ascent is not None:
+                ascent.close()
     return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
+
+
+def _ready_networks(networks: Sequence[FeatureModel], settings: DreamSettings, stack: ExitStack) -> None:
+    """Every network a dream runs (its own and any others of the objective) made safe for autograd and cast to
+    the dream's precision until `stack` closes; they must share one device."""
+    if len({str(network.device) for network in networks}) > 1:
+        where = ", ".join(f"{network.name} on {network.device}" for network in networks)
+        raise DreamError(f"The networks of one dream must be on one device; they are not ({where}). Load them "
+                         "with the same device.")
+    for network in networks:
+        network.make_autograd_safe()  # whoever last moved it may have done so under inference mode
+        stack.enter_context(network.computing_in(compute_dtype(settings.precision, networks[0].device)))
 
 
 def _sanitised(images: torch.Tensor) -> torch.Tensor:

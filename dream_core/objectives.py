@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -375,6 +376,13 @@ class Part:
         """What the ascent subtracts but the reported objective leaves out, per image `[B]`, or None."""
         return None
 
+    def networks(self) -> tuple:
+        """Feature models besides the dream's own that this part runs (put on the device, cast with it)."""
+        return ()
+
+    def close(self) -> None:
+        """Release what `readied` made (hooks on another network)."""
+
 
 @dataclass(frozen=True)
 class ReadyContext:
@@ -472,6 +480,51 @@ class TotalVariation(Part):
 
 
 @dataclass(frozen=True)
+class Network(Part):
+    """Another network's layer terms on the same picture (torch-dreams' model bunch): e.g. an ImageNet network's
+    eyes with a fine-tuned network's textures. It runs its own forward pass on what the dream's network sees
+    (the same jitter, scale and rotation) and adds its weighted terms; the gradient flows back to the one
+    picture through both networks."""
+
+    model: Any
+    """A `FeatureModel` (on the dream's device; `dream` casts it to the dream's precision)."""
+    weights: Mapping[Any, float]
+    loss: str = "l2"
+    tap: Any = None
+
+    def terms(self) -> Mapping[Term, float]:
+        return {}  # none of the dream's own network's layers: this part taps its own
+
+    @property
+    def climbs(self) -> bool:
+        return bool(self.weights)
+
+    def networks(self) -> tuple:
+        return (self.model,)
+
+    def resolved(self, resolve_weights):
+        if not self.weights:
+            raise DreamError(f"The extra network {self.model.name} has no layer weights: give it at least one layer.")
+        weights = self.model.resolve_weights(self.weights)  # against its own network, not the dream's
+        return replace(self, weights=weights) if weights else None
+
+    def readied(self, context: ReadyContext) -> Part:
+        return replace(self, loss=context.settings.loss, tap=self.model.tap(self.weights))
+
+    def value(self, features, image, whole):
+        smallest = self.model.spec.min_size
+        if min(image.shape[-2:]) < smallest:  # a small tile or octave: enlarged to what this network takes
+            scale = smallest / min(image.shape[-2:])
+            size = (math.ceil(image.shape[-2] * scale), math.ceil(image.shape[-1] * scale))
+            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        return weighted_loss(self.tap(image), self.weights, self.loss, whole).float()
+
+    def close(self) -> None:
+        if self.tap is not None:
+            self.tap.close()
+
+
+@dataclass(frozen=True)
 class Objective:
     """Everything a dream maximises, as one value: a sum of parts.
 
@@ -487,16 +540,18 @@ class Objective:
 
     @classmethod
     def of(cls, layer_weights: Mapping | Objective | None = None, *, regions: Sequence = (),
-           guide: torch.Tensor | None = None) -> Objective:  # fmt: skip
-        """The objective of layer weights (text keys or `Term`s), (mask, layer weights) regions and a guide image."""
+           guide: torch.Tensor | None = None, networks: Sequence = ()) -> Objective:  # fmt: skip
+        """The objective of layer weights (text keys or `Term`s), (mask, layer weights) regions, a guide image
+        and (feature model, layer weights) pairs of other networks dreaming the same picture."""
         if isinstance(layer_weights, Objective):
-            if not regions and guide is None:
+            if not regions and guide is None and not networks:
                 return layer_weights
-            return layer_weights + cls.of(None, regions=regions, guide=guide)
+            return layer_weights + cls.of(None, regions=regions, guide=guide, networks=networks)
         parts: list[Part] = []
         if layer_weights:  # the guide pulls the plain layers only
             parts.append(Layers(dict(layer_weights), _checked_guide(guide)))
         parts += [Region(mask, dict(weights)) for mask, weights in regions]
+        parts += [Network(model, dict(weights)) for model, weights in networks]
         return cls((*parts, TotalVariation()))
 
     def __add__(self, other: Objective) -> Objective:
@@ -530,21 +585,32 @@ class Objective:
     def readied(self, context: ReadyContext) -> Objective:
         return replace(self, parts=tuple(part.readied(context) for part in self.parts))
 
+    def networks(self) -> tuple:
+        """The feature models other than the dream's own that the parts run, each once."""
+        found = [net for part in self.parts for net in part.networks() if net is not self.resolved_for]
+        return tuple({id(net): net for net in found}.values())
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
     def at_size(self, shape: tuple[int, int]) -> Objective:
         return replace(self, parts=tuple(part.at_size(shape) for part in self.parts))
 
     def cropped(self, rows: Any, cols: Any) -> Objective:
         return replace(self, parts=tuple(part.cropped(rows, cols) for part in self.parts))
 
-    def __call__(self, features: Mapping[str, torch.Tensor], image: torch.Tensor,
-                 whole: bool = True) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def __call__(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, whole: bool = True,
+                 seen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """(the objective's value, what the ascent climbs), per image `[B]`; the value has no gradient.
 
-        `whole`: the image is the whole picture (Keras' loss leaves its border out), not a tile.
+        `whole`: the image is the whole picture (Keras' loss leaves its border out), not a tile. `seen`: the
+        image as the network saw it (randomly scaled and rotated), for parts that look at it themselves;
+        penalties read `image`.
         """
         value = torch.zeros(image.shape[0], device=image.device)
         for part in self.parts:
-            added = part.value(features, image, whole)
+            added = part.value(features, image if seen is None else seen, whole)
             if added is not None:
                 value = value + added
         climbed = value

@@ -251,6 +251,34 @@ class TrainSettings:
 TRAIN_OPTIONS: tuple[Option, ...] = table(TrainSettings)
 
 
+@dataclass(frozen=True)
+class ChannelSettings:
+    """How channel pictures are grown from noise (`deepdream channels`, Channel Pictures)."""
+
+    size: int = option(224, "Side of each picture (px).", minimum=64, maximum=2048, step=8)
+    steps: int = option(256, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
+    step: float = option(0.05, "Step size on Keras' [-1, 1] pixel scale, as a dream's.", minimum=0.0, maximum=1.0,
+                         step=0.005)  # fmt: skip
+    precondition: str = option("whitened", "How each step's gradient is shaped (see the dream option): whitened "
+                               "(decorrelated colours, 1/frequency spectrum, lucid's choice) grows clear shapes; "
+                               "off grows high-frequency noise.", choices=PRECONDITIONS)  # fmt: skip
+    jitter: int = option(16, "Largest random shift (px) before each step.", minimum=0, maximum=512)
+    scale_jitter: float = option(0.1, "Random scale change before each step (0.1 = up to 10%).", minimum=0.0,
+                                 maximum=0.5, step=0.01)  # fmt: skip
+    rotate_jitter: float = option(10.0, "Random rotation (degrees, either way) before each step.", minimum=0.0,
+                                  maximum=45.0, step=0.5)  # fmt: skip
+    seed: int = option(0, "Seed of the starting noise and the jitter: the same seed gives the same pictures.",
+                       minimum=0, maximum=SEED_MAX)  # fmt: skip
+    precision: str = option("auto", "What the network computes in (see the dream option).", choices=PRECISION_CHOICES)
+
+    def validate(self) -> ChannelSettings:
+        """Raise a `DreamError` naming the first option out of its range."""
+        return check(self, CHANNEL_OPTIONS, "channel picture settings")
+
+
+CHANNEL_OPTIONS: tuple[Option, ...] = table(ChannelSettings)
+
+
 def markdown_table(overrides: dict[str, str] | None = None, options: tuple[Option, ...] | None = None) -> str:
     """The README's table of the dream options (or of `options`): flag, default, what it does.
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 import torch
@@ -191,8 +191,9 @@ def offload_device() -> torch.device:
     return model_management.unet_offload_device() if model_management is not None else torch.device("cpu")
 
 
-def load_feature_model_onto(model, device: torch.device, memory_required: int) -> None:
-    """Put the feature model on `device` through ComfyUI's model management.
+def load_feature_models_onto(models: Sequence, device: torch.device, memory_required: int) -> None:
+    """Put the feature models (a dream's network and any others it runs) on `device` through ComfyUI's model
+    management, all in one request so that loading one never offloads another.
 
     As ComfyUI's own training node does: a `ModelPatcher` over the network, loaded with
     `load_models_gpu` inside `inference_mode(False)` (a move made under inference mode
@@ -203,19 +204,23 @@ def load_feature_model_onto(model, device: torch.device, memory_required: int) -
     Outside ComfyUI the model is simply moved.
     """
     if model_management is None or ModelPatcher is None:
-        model.to(device)
+        for model in models:
+            model.to(device)
         return
-    patcher = _patchers.get(model)
-    if patcher is None or patcher.load_device != device:
-        patcher = ModelPatcher(model.net, load_device=device, offload_device=offload_device())
-        _patchers[model] = patcher
+    patchers = []
+    for model in models:
+        patcher = _patchers.get(model)
+        if patcher is None or patcher.load_device != device:
+            patcher = ModelPatcher(model.net, load_device=device, offload_device=offload_device())
+            _patchers[model] = patcher
+        patchers.append(patcher)
     with torch.inference_mode(False):
-        model_management.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
+        model_management.load_models_gpu(patchers, memory_required=memory_required, force_full_load=True)
 
 
 @contextlib.contextmanager
 def dream_device(
-    model, image_shape: tuple[int, ...], terms: Iterable[str], settings: DreamSettings
+    model, image_shape: tuple[int, ...], terms: Iterable[str], settings: DreamSettings, others: Sequence = ()
 ) -> Iterator[tuple[torch.device, DreamSettings]]:
     """Run a dream on ComfyUI's device, the model held there by ComfyUI's model management.
 
@@ -223,7 +228,8 @@ def dream_device(
     `load_models_gpu` is asked to leave free, so it offloads other models (a checkpoint,
     an upscaler) first. Under --lowvram / --novram automatic tiles are capped. Yields
     the device and the settings to dream with. The model stays loaded afterwards: the
-    next run finds it there, and ComfyUI offloads it when it needs the room.
+    next run finds it there, and ComfyUI offloads it when it needs the room. `others`: (feature model, terms)
+    of further networks the dream runs (loaded with it; their activations add to what it needs).
     """
     device = compute_device()
     cap = host_tile_cap()
@@ -231,7 +237,10 @@ def dream_device(
         settings = replace(settings, tile_size=cap)
     estimate = estimate_dream_memory(model, terms, settings, image_shape, device, cap)
     log.info("DeepDream: %s on %s.", estimate.describe(), device)
-    load_feature_model_onto(model, device, estimate.activations + estimate.images)
+    needed = estimate.activations + estimate.images
+    for other, other_terms in others:
+        needed += estimate_dream_memory(other, other_terms, settings, image_shape, device, cap).activations
+    load_feature_models_onto([model, *(other for other, _ in others)], device, needed)
     yield device, settings
 
 

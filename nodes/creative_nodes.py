@@ -78,7 +78,7 @@ class LayerSweep:
                     },
                 ),
             },
-            "optional": optional_inputs("mask", "guide"),
+            "optional": optional_inputs("mask", "guide", "networks"),
         }
 
     def run(self, image, feature_model, layers: str, columns: int = 0, **inputs):
@@ -128,7 +128,7 @@ class DreamFrames:
                     },
                 ),
             },
-            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
         }
 
     def run(self, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs):
@@ -164,7 +164,7 @@ class DreamZoom:
                 **dream_option_inputs(octaves=2, iterations=10),
                 **{opt.name: opt.widget() for opt in ZOOM_OPTIONS},
             },
-            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
         }
 
     def run(self, image, feature_model, frames: int = 12, zoom: float = 1.05, angle: float = 0.0,

@@ -40,6 +40,11 @@ OPTIONAL_INPUTS = {
         {"tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
          "layer_weights, which apply everywhere)."},
     ),
+    "networks": (
+        "DREAM_NETWORKS",
+        {"tooltip": "More networks from Dream Network nodes, each with its own layer weights, dreaming the same "
+         "picture at once (their objectives added to this node's)."},
+    ),
 }  # fmt: skip
 
 
@@ -82,12 +87,12 @@ def to_bhwc(image: torch.Tensor) -> torch.Tensor:
     return image.permute(0, 2, 3, 1).contiguous()
 
 
-def dream_layers(feature_model, layer_weights, regions=None) -> dict[str, float]:
-    """What a dream node amplifies: the given weights; nothing more if regions say what to
-    dream; else the model's default layers."""
+def dream_layers(feature_model, layer_weights, others=None) -> dict[str, float]:
+    """What a dream node amplifies on its own network: the given weights; nothing more if regions or other
+    networks say what to dream; else the model's default layers."""
     if layer_weights:
         return layer_weights
-    return {} if regions else dict(feature_model.spec.default_layers)
+    return {} if others else dict(feature_model.spec.default_layers)
 
 
 @dataclass
@@ -108,13 +113,14 @@ class NodeDream:
     def read(cls, feature_model, layer_weights, inputs: dict, sweep: list | None = None) -> NodeDream:
         """From the node's model, layer weights (or a sweep's lines), widgets and connected mask/guide/regions."""
         inputs = dict(inputs)
-        mask, guide, regions = (inputs.pop(name, None) for name in ("mask", "guide", "regions"))
+        mask, guide, regions, networks = (inputs.pop(name, None) for name in ("mask", "guide", "regions", "networks"))
         if guide is not None:
             if guide.shape[0] == 0:
                 raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
             guide = to_bchw(guide)[:1]
-        lines = sweep if sweep is not None else [dream_layers(feature_model, layer_weights, regions)]
-        objectives = [Objective.of(line, regions=regions or (), guide=guide).resolved(feature_model) for line in lines]
+        lines = sweep if sweep is not None else [dream_layers(feature_model, layer_weights, regions or networks)]
+        objectives = [Objective.of(line, regions=regions or (), guide=guide, networks=networks or ()).resolved(
+            feature_model) for line in lines]  # fmt: skip
         return cls(feature_model, objectives, DreamSettings().with_options(**inputs), mask, sweep is not None)
 
     @property
@@ -126,7 +132,8 @@ class NodeDream:
         """The model on ComfyUI's device with room for images of `image_shape`; `settings` then hold the host's
         tile cap."""
         terms = [term for objective in self.objectives for term in objective.terms()]
-        with comfy_bridge.dream_device(self.model, image_shape, terms, self.settings) as (device, settings):
+        others = [(part.model, part.weights) for part in self.objective.parts if part.networks()]
+        with comfy_bridge.dream_device(self.model, image_shape, terms, self.settings, others) as (device, settings):
             self.settings = settings
             yield device
 
@@ -174,7 +181,7 @@ class OctaveDream:
     def INPUT_TYPES(cls):
         return {
             "required": {"image": IMAGE_INPUT, "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs()},
-            "optional": optional_inputs("layer_weights", "mask", "guide", "regions"),
+            "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
         }
 
     def run(self, image, feature_model, layer_weights=None, **inputs):
@@ -277,3 +284,36 @@ class DreamRegion:
     def run(self, mask, layer_weights, regions=None):
         # A new list: the incoming one is shared with other nodes and cached.
         return ([*(regions or ()), (mask, dict(layer_weights))],)
+
+
+@node("Dream Network")
+class DreamNetwork:
+    """One more network for a dream: a feature model and the layer weights it dreams, on the same picture."""
+
+    DESCRIPTION = (
+        "Adds a network to a dream: this feature model, with its own layer weights, climbs the same picture as "
+        "the dream node's own network, at every step (the two objectives add up; the gradient flows through "
+        "both). E.g. an ImageNet network's eyes with a fine-tuned network's textures. Chain several (each takes "
+        "the previous ones) and connect the last to a dream node's 'networks' input. Each network costs its "
+        "own forward and backward pass per step."
+    )
+    RETURN_TYPES = ("DREAM_NETWORKS",)
+    RETURN_NAMES = ("networks",)
+    OUTPUT_TOOLTIPS = ("The networks so far, for a dream node's 'networks' input or another Dream Network.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "feature_model": ("FEATURE_MODEL", {"tooltip": "The extra network (from Load Feature Model)."}),
+                "layer_weights": ("LAYER_WEIGHTS", {"tooltip": "What this network dreams: its layers, channels "
+                                  "or classes and their weights (weigh them against the dream node's own)."}),
+            },
+            "optional": {
+                "networks": ("DREAM_NETWORKS", {"tooltip": "Networks added before this one, to add to."}),
+            },
+        }  # fmt: skip
+
+    def run(self, feature_model, layer_weights, networks=None):
+        feature_model.resolve_weights(layer_weights)  # a bad layer fails on this node, naming it
+        return ([*(networks or ()), (feature_model, dict(layer_weights))],)

@@ -27,7 +27,7 @@ def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoS
 def video_inputs(clip: tuple[str, tuple], mask_tooltip: str) -> dict:
     """A video node's inputs: its clip input, the model, the dream and video options, and the optional inputs
     (the mask with a video's own tooltip)."""
-    optional = optional_inputs("layer_weights", "mask", "guide", "regions")
+    optional = optional_inputs("layer_weights", "mask", "guide", "regions", "networks")
     optional["mask"] = ("MASK", {"tooltip": mask_tooltip})  # same place among the inputs
     required = {clip[0]: clip[1], "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs(),
                 **{opt.name: opt.widget() for opt in VIDEO_OPTIONS}}  # fmt: skip

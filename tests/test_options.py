@@ -182,7 +182,7 @@ SETTING_FLAGS = {  # a value that must change the picture from BASE's
 OTHER_FLAGS = {
     "layers": ["--layers", "blocks.3:1"], "weights": ["--weights", "random"], "guide": ["--guide", "GUIDE"],
     "mask": ["--mask", "MASK"], "region": ["--region", "MASK=blocks.3:1"],
-    "learning_phase": ["--learning-phase", "training"],
+    "learning_phase": ["--learning-phase", "training"], "network": ["--network", "efficientnet_lite0=blocks.10:1"],
 }  # fmt: skip
 REFUSED = {  # flags that cannot change this picture here: refused with a reason, nothing written
     "model": (["--model", "googlenet"], "googlenet"),

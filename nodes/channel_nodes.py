@@ -1,0 +1,70 @@
+"""What one channel sees: Channel Pictures, a picture grown from noise per channel of a layer, and their sheet."""
+
+from __future__ import annotations
+
+from ..dream_core import options as option_table
+from ..dream_core.channels import channel_pictures, default_layer, dream_settings, parse_channels, top_channels
+from ..dream_core.errors import DreamError
+from ..dream_core.objectives import Term
+from ..dream_core.options import ChannelSettings
+from ..dream_core.sheet import contact_sheet
+from . import comfy_bridge
+from .dream_nodes import FEATURE_MODEL_INPUT, to_bchw, to_bhwc
+from .node import node
+
+
+@node("Channel Pictures")
+class ChannelPictures:
+    """Feature visualisation: one picture per channel of a layer, grown from noise to make that channel fire."""
+
+    DESCRIPTION = (
+        "What one channel sees: for each chosen channel of a layer, a picture grown from noise so that the channel "
+        "fires as hard as it can (lucid's feature visualisation), with random shifts, scales and turns at every "
+        "step so that what grows is a pattern, not noise. Use it to pick channels for Layer Weights "
+        "(`layer[3,17]`), or to see what a layer of your own trained network has learnt."
+    )
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("pictures", "sheet")
+    OUTPUT_TOOLTIPS = (
+        "The pictures as a batch, one per channel, in the order of 'channels'.",
+        "The pictures on one labelled sheet (layer[channel] under each).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        widgets = {opt.name: opt.widget() for opt in option_table.CHANNEL_OPTIONS}
+        return {
+            "required": {
+                "feature_model": FEATURE_MODEL_INPUT,
+                "layer": ("STRING", {"default": "", "tooltip": "The layer whose channels to show, e.g. blocks.8 or "
+                          "mixed4 (see Layer Weights). Empty: the middle one of the model's default layers."}),
+                "channels": ("STRING", {"default": "0-7", "tooltip": "Which channels: '0-7', '3,17,40-47', or "
+                             "'top8' for the 8 most active on the connected image."}),
+                "columns": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the sheet; 0 = about "
+                            "square."}),
+                **widgets,
+            },
+            "optional": {
+                "image": ("IMAGE", {"tooltip": "With channels 'topN': the picture whose most active channels are "
+                          "shown (its first image)."}),
+            },
+        }  # fmt: skip
+
+    def run(self, feature_model, layer, channels, columns, image=None, **options):
+        settings = ChannelSettings(**options).validate()
+        chosen, top = parse_channels(channels)
+        if top and image is None:
+            raise DreamError(f"channels 'top{top}' picks the channels most active on a picture: connect an image.")
+        layer = feature_model.resolve_layer(layer).name if layer.strip() else default_layer(feature_model)
+        count = top or len(chosen)
+        shape = (count, 3, settings.size, settings.size)
+        terms = [Term(layer, channels=chosen) if chosen else Term(layer)]
+        with comfy_bridge.dream_device(feature_model, shape, terms, dream_settings(settings)) as (device, _):
+            if top:
+                chosen = top_channels(feature_model, layer, to_bchw(image)[:1].to(device), top)
+            result = channel_pictures(feature_model, layer, chosen, settings, device=device,
+                                      on_progress=comfy_bridge.progress_reporter(settings.steps),
+                                      should_stop=comfy_bridge.raise_if_interrupted)  # fmt: skip
+        sheet = contact_sheet(result.images, result.labels, columns)
+        out = comfy_bridge.output_device()
+        return (to_bhwc(result.images).to(out), to_bhwc(sheet).to(out))
