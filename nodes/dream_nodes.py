@@ -307,7 +307,8 @@ class DreamNetwork:
             "required": {
                 "feature_model": ("FEATURE_MODEL", {"tooltip": "The extra network (from Load Feature Model)."}),
                 "layer_weights": ("LAYER_WEIGHTS", {"tooltip": "What this network dreams: its layers, channels "
-                                  "or classes and their weights (weigh them against the dream node's own)."}),
+                                  "or classes and their weights, added to the dream node's own. A class score "
+                                  "pulls about ten times less than a layer: give it a weight near 10."}),
             },
             "optional": {
                 "networks": ("DREAM_NETWORKS", {"tooltip": "Networks added before this one, to add to."}),

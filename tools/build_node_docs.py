@@ -46,13 +46,20 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         [
             ("gallery/sample.jpg", "The sample photo with the default settings."),
             ("gallery/octaves.webp", "The `octave_images` output: the dream after each octave."),
+            ("gallery/look_classic.jpg", "The classic step (workflow 16)."),
+            ("gallery/look_lapnorm.jpg", "precondition lapnorm, scale_jitter 0.1, rotate_jitter 5: the same "
+             "strength, larger smoother structures."),
+            ("gallery/look_whitened.jpg", "precondition whitened, same jitter: smooth patterns in the photo's "
+             "colours."),
         ],
         "The classic recipe: `octaves` scales dreamed smallest first, `iterations` steps per octave of size "
         "`step`, the lost detail put back between octaves. Larger `step` or more `iterations` dream harder; "
         "more `octaves` or a larger `octave_scale` grow larger patterns. Connect a `mask` to dream only part of "
-        "the picture, a `guide` image to dream toward what the network sees in it, and `regions` to dream "
-        "different layers in different places. Long dreams show a preview in the progress bar and stop within "
-        "one step when you press Cancel.",
+        "the picture, a `guide` image to dream toward what the network sees in it, `regions` to dream "
+        "different layers in different places, and `networks` (from **Dream Network**) to dream with more "
+        "networks at once. `precondition` lapnorm or whitened, with some `scale_jitter` and `rotate_jitter`, "
+        "grows larger, smoother patterns than the classic step. Long dreams show a preview in the progress bar "
+        "and stop within one step when you press Cancel.",
     ),
     "DetailReinject": (
         [("gallery/upscaled.jpg", "Dreamed at half size, upscaled, detail re-injected, dreamed again.")],
@@ -64,6 +71,25 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         [("gallery/regions.jpg", "A low layer on the left, high layers on the right, dreamed at once.")],
         "Chain several regions and connect the last to **Octave Dream**'s `regions`. Masks from any mask node "
         "work; they are resized to the image. Layer weights connected to Octave Dream itself apply everywhere.",
+    ),
+    "DreamNetwork": (
+        [("gallery/networks.jpg", "The ImageNet network's eyes (blocks.10) with a network trained on the bundled "
+          "shapes dreaming its class 'dots' (weight 10), on one picture.")],
+        "Load a second network (another architecture, or one you trained with **Train Feature Model**), give it "
+        "its own **Layer Weights**, and connect this node to a dream node's `networks` input; chain several to "
+        "dream with more. Every step runs each network on the same jittered, scaled and turned picture and adds "
+        "their objectives, so the gradient flows through all of them. Layers of different networks, and classes "
+        "against layers, pull with different strengths: raise a weight until its network shows (a class near "
+        "10 against a layer at 1). Each network adds its own time and memory per step.",
+    ),
+    "ChannelPictures": (
+        [("gallery/channel_sheet.jpg", "Channels 0-7 of blocks.8 of EfficientNet-Lite0, each grown from noise.")],
+        "Pick a layer and channels (`0-7`, `3,17,40-47`, or `top8` with an image connected: the channels that "
+        "fire most on it). Each picture starts from the same kind of grey noise and climbs its own channel; "
+        "`whitened` steps with random shifts, scales and turns (the defaults) grow clear shapes rather than "
+        "high-frequency noise. The labels read `layer[channel]`: write the same in **Layer Weights** "
+        "(`blocks.8[3]: 1`) to dream that channel into a photo. Connect `pictures` to see them one by one, "
+        "`sheet` to save them together.",
     ),
     "LayerSweep": (
         [("gallery/sweep_sheet.jpg", "The contact sheet: each line of layers dreamed on its own.")],

@@ -1,10 +1,12 @@
 """Rewrite the README's tables made from code: the command-line flags (from the parser,
-dream_core.cli.flags_markdown) and the training options (from the option table).
+dream_core.cli.flags_markdown), the training options and the channel-picture options (from the option
+table).
 
     python tools/build_readme.py
 
 The tables sit between `<!-- cli-flags -->` / `<!-- /cli-flags -->` and
-`<!-- train-options -->` / `<!-- /train-options -->`; tests fail when they differ from
+`<!-- train-options -->` / `<!-- /train-options -->` and `<!-- channel-options -->` /
+`<!-- /channel-options -->`; tests fail when they differ from
 what this writes.
 """
 
@@ -13,10 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from dream_core.cli import flags_markdown
-from dream_core.options import TRAIN_OPTIONS, markdown_table
+from dream_core.options import CHANNEL_OPTIONS, TRAIN_OPTIONS, markdown_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = {"cli-flags": flags_markdown, "train-options": lambda: markdown_table(options=TRAIN_OPTIONS)}
+BLOCKS = {
+    "cli-flags": flags_markdown,
+    "train-options": lambda: markdown_table(options=TRAIN_OPTIONS),
+    "channel-options": lambda: markdown_table(options=CHANNEL_OPTIONS),
+}
 
 
 def with_flags_table(text: str) -> str:

@@ -407,6 +407,53 @@ def dream_video_file(info: dict) -> dict:
     return g.to_json()
 
 
+def looks(info: dict) -> dict:
+    """(16) The classic step beside lapnorm and whitened steps (with random scale and rotation): same photo,
+    same layers, same strength."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    layers = g.add("LayerWeights", (0, 520), {"layers": LITE_LAYERS})
+    for row, (name, extra) in enumerate((("classic", {}),
+                                         ("lapnorm", {"precondition": "lapnorm", "scale_jitter": 0.1,
+                                                      "rotate_jitter": 5.0}),
+                                         ("whitened", {"precondition": "whitened", "scale_jitter": 0.1,
+                                                       "rotate_jitter": 5.0}))):  # fmt: skip
+        dream = g.add("OctaveDream", (380 + 380 * row, 0), {"step": 0.015, **extra}, title=f"Dream: {name}",
+                      image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+        g.add("SaveImage", (380 + 380 * row, 800), {"filename_prefix": f"deepdream/look_{name}"},
+              images=(dream, 0))  # fmt: skip
+    return g.to_json()
+
+
+def two_networks(info: dict) -> dict:
+    """(17) Two networks in one dream: the ImageNet network's eyes and a network trained on the bundled shapes
+    dreaming its class 'dots', on the same picture at every step."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    imagenet = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
+    eyes = g.add("LayerWeights", (0, 520), {"layers": "blocks.10: 1.0"}, title="ImageNet network: eyes")
+    trained = g.add("TrainFeatureModel", (380, 380), {"folder": TRAINING_FOLDER, "epochs": 6,
+                                                     "save_as": "deepdream_shapes"})  # fmt: skip
+    dots = g.add("LayerWeights", (760, 520), {"layers": "class:dots: 10"}, title="Trained network: dots")
+    networks = g.add("DreamNetwork", (760, 380), {}, feature_model=(trained, 0), layer_weights=(dots, 0))
+    dream = g.add("OctaveDream", (1140, 0), {"step": 0.02, "octaves": 4, "octave_scale": 1.5, "grad_blur": 1.0},
+                  image=(image, 0), feature_model=(imagenet, 0), layer_weights=(eyes, 0),
+                  networks=(networks, 0))  # fmt: skip
+    g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/networks"}, images=(dream, 0))
+    return g.to_json()
+
+
+def channel_sheet(info: dict) -> dict:
+    """(18) What single channels see: 8 channels of a middle layer grown from noise, on a labelled sheet."""
+    g = Graph(info)
+    model = g.add("LoadFeatureModel", (0, 0), {"architecture": "efficientnet_lite0"})
+    pictures = g.add("ChannelPictures", (380, 0), {"layer": "blocks.8", "channels": "0-7", "columns": 4,
+                                                    "size": 160, "steps": 128}, feature_model=(model, 0))  # fmt: skip
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/channel_sheet"}, images=(pictures, 1))
+    return g.to_json()
+
+
 WORKFLOWS = {
     "01_dream_sample_photo": sample_dream,
     "02_keras_inception_v3": keras_inception,
@@ -423,6 +470,9 @@ WORKFLOWS = {
     "13_train_and_dream": train_and_dream,
     "14_dream_a_video": dream_video,
     "15_dream_a_long_video": dream_video_file,
+    "16_lapnorm_vs_classic": looks,
+    "17_two_networks": two_networks,
+    "18_channel_sheet": channel_sheet,
 }
 
 

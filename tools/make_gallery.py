@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "web" / "docs" / "gallery"
 PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
             "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes", "video_coherent",
-            "video_frame_by_frame", "training_report"]  # fmt: skip
+            "video_frame_by_frame", "training_report", "look_classic", "look_lapnorm", "look_whitened", "networks",
+            "channel_sheet"]  # fmt: skip
 
 
 def newest(folders: list[Path], prefix: str) -> Path | None:
@@ -56,7 +57,7 @@ def main() -> None:
                 target = GALLERY / f"{prefix}.webp"
                 frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, loop=0, quality=70)
             else:
-                width = 784 if prefix in ("sweep_sheet", "training_report") else 320
+                width = 784 if prefix in ("sweep_sheet", "training_report", "channel_sheet") else 320
                 still = image.convert("RGB")
                 still = still.resize((width, round(still.height * width / still.width)), Image.LANCZOS)
                 target = GALLERY / f"{prefix}.jpg"

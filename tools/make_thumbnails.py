@@ -34,6 +34,7 @@ MAIN_OUTPUT = {  # where a workflow saves several pictures, the one that shows i
     "09_layer_sweep": "sweep_sheet",
     "14_dream_a_video": "video_coherent",
     "15_dream_a_long_video": "video_streamed",
+    "16_lapnorm_vs_classic": "look_lapnorm",
 }
 CARDS = {
     "02_keras_inception_v3": "Keras' recipe on InceptionV3\n\nNeeds torchvision's ImageNet\nweights: downloaded into\n"
