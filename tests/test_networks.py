@@ -118,3 +118,26 @@ def test_the_cli_takes_networks(tmp_path, capsys):
     assert cli.main(["dream", str(build_workflows.ROOT / "samples" / "astronaut.png"), "-o", str(checkpoint),
                      "--network", f"efficientnet_lite0@{checkpoint}=blocks.6"]) != 0  # fmt: skip
     assert checkpoint.read_bytes() == b"not a picture"
+
+
+def test_networks_compose_with_masks_regions_guides_and_video(lite0, twin, small_photo):
+    """Another network's part sits beside the others: a mask still holds, regions and a guide still pull, and a
+    clip's frames are dreamed with it."""
+    mask = torch.zeros(1, *small_photo.shape[-2:])
+    mask[..., :, 60:] = 1.0
+    left = torch.zeros_like(mask)
+    left[..., :, :40] = 1.0
+    objective = objectives.Objective.of({"blocks.6": 1.0}, regions=[(left, {"blocks.3": 1.0})],
+                                        guide=small_photo.flip(-1), networks=[(twin, {"blocks.10": 1.0})])  # fmt: skip
+    settings = options.DreamSettings(**FP32)
+    masked = engine.dream(small_photo, lite0, objective, settings, mask=mask).images
+    assert (masked - small_photo)[..., :, :52].abs().max() < 1e-5  # the mask's zeros (off its resized edge) stay
+    assert (masked - small_photo)[..., :, 60:].abs().mean() > 0.005
+    without = engine.dream(small_photo, lite0, objectives.Objective.of({"blocks.6": 1.0}, regions=[(left, {
+        "blocks.3": 1.0})], guide=small_photo.flip(-1)), settings, mask=mask).images  # fmt: skip
+    assert (masked - without).abs().mean() > 0.002  # the other network still pulls
+    video = pack_module("dream_core.video")
+    frames = [small_photo, small_photo.roll(4, -1), small_photo.roll(8, -1)]
+    dreamed = list(video.dream_video(frames, lite0, objectives.Objective.of({}, networks=[(twin, {"blocks.8": 1.0})]),
+                                     settings, options.VideoSettings(flow="ilk")))  # fmt: skip
+    assert len(dreamed) == 3 and all((d - f).abs().mean() > 0.003 for d, f in zip(dreamed, frames, strict=True))
