@@ -257,7 +257,8 @@ class ChannelSettings:
 
     size: int = option(224, "Side of each picture (px).", minimum=64, maximum=2048, step=8)
     steps: int = option(256, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
-    step: float = option(0.05, "Step size on Keras' [-1, 1] pixel scale, as a dream's.", minimum=0.0, maximum=1.0,
+    step: float = option(0.01, "Step size on Keras' [-1, 1] pixel scale, as a dream's; larger steps push the "
+                         "pictures to black and white.", minimum=0.0, maximum=1.0,
                          step=0.005)  # fmt: skip
     precondition: str = option("whitened", "How each step's gradient is shaped (see the dream option): whitened "
                                "(decorrelated colours, 1/frequency spectrum, lucid's choice) grows clear shapes; "
