@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import shutil
@@ -14,16 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import cluster
 from . import options as option_table
 from .animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from .channels import channel_pictures, default_layer, parse_channels, top_channels
 from .engine import DreamSettings, dream
 from .errors import DreamError
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES, FeatureModel
-from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image
+from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image, save_pixels
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
 from .options import ChannelSettings, Option
@@ -32,7 +35,7 @@ from .presets import PRESETS, default_preset, get_preset
 from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
-from .video import CarriedState, dream_video
+from .video import CarriedState, dream_video, shot_ranges
 from .videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 from .zoo import DEFAULT_MODEL, LOGITS, ZOO, get_spec, layer_catalogue
 
@@ -281,6 +284,8 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     else:
         _check_picture_output(out)
         targets = {inputs[0]: out}
+    if args.ray is not None:
+        return _dream_on_ray(args, inputs, targets, out if to_folder else out.parent)
     planned = list(targets.values())
     for target in targets.values():
         if args.frames_every:
@@ -324,6 +329,96 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Path, Path], folder: Path) -> int:
+    """`deepdream dream ... --ray`: the images dreamed by the cluster's workers, each written as it comes back;
+    a job stopped and run again goes on from the images it finished."""
+    if args.frames_every or args.save_octaves:
+        raise DreamError("--frames-every and --save-octaves are not spread over a cluster: leave them out, or "
+                         "leave out --ray.")  # fmt: skip
+    read = [*inputs, *_job_inputs(args)]
+    journal = cluster.Journal(folder / ".deepdream-job.json", cluster.job_text(args, _job_inputs(args)))
+    left = [path for path in inputs if not (journal.finished(targets[path].name, path) and targets[path].is_file())]
+    check_outputs([targets[path] for path in left], read, args.overwrite)
+    if len(left) < len(inputs):
+        print(f"going on: {len(inputs) - len(left)} of {len(inputs)} images were finished by an earlier run",
+              file=sys.stderr)  # fmt: skip
+    if not left:
+        journal.close()
+        return 0
+
+    def handle(path: Path, result) -> bool:
+        save_pixels(result, targets[path])
+        journal.add(targets[path].name, path)
+        print(f"wrote {targets[path]}")
+        return True
+
+    with _ray_pool(args) as pool:
+        failed = pool.run(left, lambda worker, path: worker.dream_image.remote(load_image(path)[0].numpy()),
+                          handle, cluster.Progress("images", len(left), "images"))  # fmt: skip
+    for path, reason in failed:
+        print(f"error: {path.name}: {reason}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(inputs)} images failed: {', '.join(p.name for p, _ in failed)} (the "
+              "others are written; run the same command again to retry these)", file=sys.stderr)  # fmt: skip
+        return 1
+    journal.close()
+    return 0
+
+
+def _ray_pool(args: argparse.Namespace) -> cluster.Pool:
+    """The job checked here (a bad flag fails before any worker starts), then the cluster's workers."""
+    prepare_dream(copy.copy(args))  # the workers pick their own device: this copy's choice stays here
+    plan = cluster.connect(args.ray, args.workers, args.worker_threads)
+    print(f"on the Ray cluster: {plan.describe()}", file=sys.stderr)
+    return cluster.Pool(plan, prepare_dream, args)
+
+
+def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str]) -> torch.Tensor:
+    """A sweep's lines dreamed by the cluster's workers, one line each, in the order of the lines."""
+    dreams: dict[int, np.ndarray] = {}
+
+    def handle(item: tuple[int, str], result) -> bool:
+        dreams[item[0]] = result
+        return True
+
+    array = image[0].numpy()
+    with _ray_pool(args) as pool:
+        failed = pool.run(list(enumerate(lines)), lambda worker, item: worker.dream_line.remote(array, item[1]),
+                          handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
+    if failed:
+        raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
+    return torch.stack([torch.from_numpy(dreams[index]) for index in range(len(lines))])
+
+
+def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink, out: Path, video) -> int:
+    """`deepdream video ... --ray`: the clip's shots found here, each dreamed coherently by one worker, shots in
+    parallel; the frames written into the work folder as they come, then joined in order as without Ray."""
+    work, _ = _video_work(out, args, source)
+    print(f"finding the shots of {source.path.name} ...", file=sys.stderr)
+    shots = shot_ranges(source.frames(), video, device=args.device or "cpu", weights_dir=args.weights_dir)
+    left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
+    print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an earlier run"
+          if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip
+
+    def handle(shot: tuple[int, int], result) -> bool:
+        first, frames, done = result
+        for offset, frame in enumerate(frames):
+            save_pixels(frame, work / f"frame_{first + offset:05d}.png")
+        if done:
+            with written_whole(work / f"shot_{shot[0]:05d}.done") as partial:
+                partial.write_text("")
+        return done
+
+    clip = str(source.path)
+    with _ray_pool(args) as pool:
+        failed = pool.run(left, lambda worker, shot: worker.shot_frames.remote(shot, clip, args.fps, video),
+                          handle, cluster.Progress("video", len(left), "shots"))  # fmt: skip
+    if failed:
+        raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
+                         "finished shots are kept: run the same command again to go on.")  # fmt: skip
+    return _finish_video(work, sink, out, source)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     _check_picture_output(Path(args.output))
     check_outputs([Path(args.output)], [Path(args.input), *_job_inputs(args)], args.overwrite)
@@ -333,8 +428,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not args.line and len(job.sweep_layers) > 1:
         lines.append(", ".join(lines))
     sweep = [job.line(parse_layer_weights(line)) for line in lines]
-    images = layer_sweep(image, job.model, sweep, job.settings, mask=job.mask,
-                         on_progress=ProgressBar(Path(args.input).name))  # fmt: skip
+    if args.ray is not None:
+        images = _sweep_on_ray(args, image, lines)
+    else:
+        images = layer_sweep(image, job.model, sweep, job.settings, mask=job.mask,
+                             on_progress=ProgressBar(Path(args.input).name))  # fmt: skip
     sheet = contact_sheet(images, lines, args.columns)
     print(f"wrote {save_image(sheet[0], args.output)}")
     return 0
@@ -370,6 +468,18 @@ def _cmd_channels(args: argparse.Namespace) -> int:
         print(f"wrote {len(chosen)} pictures to {args.pictures}")
     print(f"wrote {save_image(contact_sheet(result.images, result.labels, args.columns)[0], args.output)}")
     return 0
+
+
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="spread the work over a Ray cluster (pip install \"deepdream-nodes[ray]\"): images, sweep "
+                   "lines or a clip's shots go to its workers, the results are the same files; ADDRESS of a running "
+                   "cluster ('auto': the one 'ray start' began here; none: RAY_ADDRESS, or a cluster started for "
+                   "this command). Give it after the inputs")  # fmt: skip
+    p.add_argument("--workers", type=int, default=0,
+                   help="with --ray: how many workers (default: one per GPU of the cluster, else one per CPU)")
+    p.add_argument("--worker-threads", type=int, default=0,
+                   help="with --ray: CPU threads per worker where there is no GPU (default 1)")
 
 
 def _add_channels_parser(sub) -> None:
@@ -429,8 +539,8 @@ def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> tup
     job["input"] = [str(source.path.resolve()), stat.st_size, stat.st_mtime_ns, [str(f) for f in source.files]]
     fingerprint = json.dumps(job, sort_keys=True)
     state_file = work / "state.pt"
-    if (work / "job.json").is_file() and (work / "job.json").read_text() == fingerprint and state_file.is_file():
-        return work, CarriedState.load(state_file)
+    if (work / "job.json").is_file() and (work / "job.json").read_text() == fingerprint:
+        return work, CarriedState.load(state_file) if state_file.is_file() else None
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     with written_whole(work / "job.json") as partial:
@@ -478,6 +588,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     sink.audio_from = source.path if keep_audio and not sink.to_folder else None
+    if args.ray is not None:
+        return _video_on_ray(args, source, sink, out, video)
     job = prepare_dream(args)
     # Dreamed frames go to a work folder, with what the next frame needs after each: a stopped
     # render (Ctrl-C, a crash, a reboot) run again with the same arguments goes on from there.
@@ -492,10 +604,15 @@ def _cmd_video(args: argparse.Namespace) -> int:
         print(_after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
               file=sys.stderr)  # fmt: skip
         raise
+    return _finish_video(work, sink, out, source)
+
+
+def _finish_video(work: Path, sink: VideoSink, out: Path, source: VideoSource) -> int:
+    """The finished frames of the work folder into the output: a file (whole or not at all) or the folder."""
     count = len(list(work.glob("frame_*.png")))
-    try:  # the finished frames into the output: a file (whole or not at all) or the folder itself
+    try:
         if sink.to_folder:
-            for name in ("job.json", "state.pt"):
+            for name in ("job.json", "state.pt", *(p.name for p in work.glob("shot_*.done"))):
                 (work / name).unlink(missing_ok=True)
             replace_folder(work, out)
         else:
@@ -506,7 +623,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
         sink.abort()
         raise
     shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {count} frames at {float(source.rate):g} fps to {args.output}"
+    print(f"wrote {count} frames at {float(source.rate):g} fps to {out}"
           + (" with the audio" if sink.audio_from is not None else ""))  # fmt: skip
     return 0
 
@@ -608,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames-every", type=int, metavar="N",
                    help="also write an animated WEBP of the image every N steps (NAME_frames.webp)")  # fmt: skip
     p.add_argument("--save-octaves", action="store_true", help="also write the image after each octave")
+    _add_ray_flags(p)
     p = sub.add_parser("sweep", help="dream one image once per layer-weights line; write a contact sheet")
     p.add_argument("input", help="image file")
     p.add_argument("-o", "--output", required=True, help="contact sheet file (PNG/JPEG)")
@@ -616,6 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "each of the model's default layers alone, then all of them")  # fmt: skip
     p.add_argument("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
     _add_dream_options(p)
+    _add_ray_flags(p)
     p.set_defaults(func=_cmd_sweep)
     p = sub.add_parser("zoom", help="the infinite zoom: dream, zoom in, dream again; write an animated WEBP")
     p.add_argument("input", help="image file")
@@ -633,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate of a folder of frames (default 24), or to override a file's")
     _add_option_flags(p, option_table.VIDEO_OPTIONS)
     _add_dream_options(p)
+    _add_ray_flags(p)
     p.set_defaults(func=_cmd_video)
     p = sub.add_parser("train", help="fine-tune a classifier on a folder (one sub-folder per class)")
     p.add_argument("folder", help="folder with one sub-folder of pictures per class")

@@ -77,8 +77,19 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Save a `[3, H, W]` tensor in 0..1, whole or not at all (see `outputs.written_whole`); returns the path."""
+    return save_pixels(pixels(image), path)
+
+
+def pixels(image: torch.Tensor) -> np.ndarray:
+    """The 8-bit pixels `[H, W, 3]` a `[3, H, W]` tensor in 0..1 is saved as: what a worker sends back for the
+    driver to save (`save_pixels`), exactly as `save_image` would have saved the tensor."""
+    return np.asarray(to_pil(image))
+
+
+def save_pixels(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Save 8-bit RGB pixels `[H, W, 3]`, whole or not at all; returns the path."""
     path = Path(path)
-    picture = to_pil(image)
+    picture = Image.fromarray(np.ascontiguousarray(array), "RGB")
     with written_whole(path) as partial:
         picture.save(partial)
     return path

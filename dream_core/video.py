@@ -125,6 +125,36 @@ class CarriedState:
         return cls(int(data["index"]), data["change"], float(data["shot_strength"]))
 
 
+def is_cut(frame: torch.Tensor, previous: torch.Tensor, agreed: torch.Tensor | None, video: VideoSettings) -> bool:
+    """Whether `frame` starts a new shot after `previous`: its picture does not continue the previous one
+    (`shot_match` under `video.cut_threshold`) and, where the flow check ran (`agreed`: its map of pixels whose
+    flows agree), too few pixels moved consistently. Depends on the original frames only, never on a dream."""
+    return (
+        video.cut_threshold > 0
+        and shot_match(frame, previous) < video.cut_threshold
+        and (agreed is None or float(agreed.mean()) < RELIABLE_SHARE)
+    )
+
+
+def shot_ranges(frames: Iterable[torch.Tensor], video: VideoSettings, flow: FlowFunction | None = None,
+                device: torch.device | str = "cpu", weights_dir=None) -> list[tuple[int, int]]:  # fmt: skip
+    """Each shot's frames as (first, after last), in order, as `dream_video` would find them dreaming the clip:
+    the same flows, the same check. A shot dreamed on its own from its first frame (`dream_video(..., start=)`)
+    then gives exactly the frames the whole clip's dream gives there."""
+    video = video.validate()
+    estimate = flow or (flow_function(video.flow, torch.device(device), weights_dir) if video.carry > 0 else None)
+    starts: list[int] = []
+    last, count = None, 0
+    with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
+        for index, (frame, flows) in enumerate(frames_and_flows):
+            backward, forward = flows.result() if flows is not None else (None, None)
+            agreed = reliable(backward, forward) if forward is not None and last is not None else None
+            if last is None or is_cut(frame, last, agreed, video):
+                starts.append(index)
+            last, count = frame, index + 1
+    return list(zip(starts, [*starts[1:], count], strict=True))
+
+
 def frame_seed(seed: int, index: int) -> int:
     """The jitter seed of frame `index`: a fresh jitter every frame (one seed for all would put the
     same shifts under every frame), the same clip and seed giving the same frames."""
@@ -147,6 +177,7 @@ def dream_video(
     on_new_shot: Callable[[int], None] | None = None,
     resume: CarriedState | None = None,
     on_state: Callable[[CarriedState], None] | None = None,
+    start: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
 
@@ -168,13 +199,16 @@ def dream_video(
     been taken, what the next frames need; given back as `resume` with `frames` starting
     at frame `resume.index` (which is read, not dreamed again), the frames after it come
     out exactly as in an uninterrupted run.
+
+    `start`: the clip's index of the first frame given (its seed and mask follow it); a shot dreamed alone from
+    its first frame (see `shot_ranges`) comes out as in the whole clip's dream.
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
     clip = _Clip(model, Objective.of(objective).resolved(model), settings, video, frame_count, mask, on_progress,
                  should_stop, on_new_shot)  # fmt: skip
     estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
-    first = resume.index if resume is not None else 0
+    first = resume.index if resume is not None else start
     with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
         for index, (frame, flows) in enumerate(frames_and_flows, start=first):
             if resume is not None and index == resume.index:  # dreamed before the interruption: only read
@@ -209,11 +243,7 @@ class _Clip:
         self.shot_strength = state.shot_strength
 
     def _is_new_shot(self, frame: torch.Tensor, agreed: torch.Tensor | None) -> bool:
-        return self.previous is None or (
-            self.video.cut_threshold > 0
-            and shot_match(frame, self.last_frame) < self.video.cut_threshold
-            and (agreed is None or float(agreed.mean()) < RELIABLE_SHARE)
-        )
+        return self.previous is None or is_cut(frame, self.last_frame, agreed, self.video)
 
     def _count(self, index: int, frame: torch.Tensor, frame_settings: DreamSettings, new_shot: bool) -> int:
         """This frame's steps; the clip's total worked out on the first frame, corrected at every cut."""

@@ -1,0 +1,312 @@
+"""Past one machine: a folder's images, a sweep's lines and a clip's shots dreamed by the workers of a Ray cluster.
+
+Ray is an optional extra (``pip install "deepdream-nodes[ray]"``); nothing imports it until a command is given
+``--ray`` (`import_ray`), so every command works without it.
+
+Each worker is a Ray actor that reads the job once (its model loaded once) and then dreams what it is handed:
+an image, a sweep line, or a shot of a clip a few frames at a time. It sends back the 8-bit pixels the
+single-machine command would have saved (`imageio.pixels`) and the driver writes them (`imageio.save_pixels`),
+so outputs are the same files, written as they come in. A worker that dies has what it held handed to another,
+started in its place; an item that fails is named at the end and the rest are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import itertools
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DreamError
+from .imageio import pixels
+from .outputs import written_whole
+
+RAY_INSTALL = 'pip install "deepdream-nodes[ray]"'
+MAX_ATTEMPTS = 2
+"""An item whose worker died this many times is reported as failed instead of killing more workers."""
+FRAMES_PER_CALL = 4
+"""A shot comes back a few frames per call: memory stays bounded and frames are written as they are made."""
+
+
+def import_ray():
+    """The `ray` module, or a `DreamError` saying how to install it."""
+    try:
+        import ray
+    except ImportError as error:
+        raise DreamError(f"--ray needs Ray, which is not installed here. Install it with: {RAY_INSTALL} (on this "
+                         "machine and every machine of the cluster); without --ray everything runs here.") from error
+    return ray
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """How many workers, with how many CPU threads each, and whether each has a GPU of its own."""
+
+    workers: int
+    threads: int
+    gpus: bool
+
+    def describe(self) -> str:
+        each = "one GPU" if self.gpus else f"{self.threads} CPU thread{'s' if self.threads > 1 else ''}"
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''}, {each} each"
+
+
+def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterPlan:
+    """Join the cluster at `address` (None: `RAY_ADDRESS`, or a local cluster started here) and plan the workers:
+    one per GPU where the cluster has GPUs, else one per `threads` CPUs (1 each unless given)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address or None, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            reason = str(error).splitlines()[0]
+            raise DreamError(f"--ray {address}: no Ray cluster answers there ({reason}). Start one with 'ray start "
+                             "--head', or give --ray alone for a cluster on this machine.") from None
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+    threads = threads or 1
+    if workers < 0 or threads < 1:
+        raise DreamError("--workers and --worker-threads must be positive (0 workers: as many as the cluster holds).")
+    return ClusterPlan(workers or (gpus if gpus else max(1, cpus // threads)), threads, gpus > 0)
+
+
+class Worker:
+    """One worker process: the job read once from the command's arguments (`make_job`, the CLI's
+    `prepare_dream`), then images, sweep lines and shots dreamed exactly as the command would dream them here."""
+
+    def __init__(self, make_job: Callable, args: Any, threads: int) -> None:
+        torch.set_num_threads(threads)
+        args = copy.copy(args)
+        args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        with contextlib.redirect_stderr(io.StringIO()):  # the plan's first line is the driver's to print
+            self.job = make_job(args)
+        self.args = args
+        self._shot: tuple[Any, Iterator] | None = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def dream_image(self, image: np.ndarray) -> np.ndarray:
+        """The pixels of the dream of one image (`[3, H, W]` float32 in 0..1)."""
+        from .engine import dream
+
+        job = self.job
+        result = dream(torch.from_numpy(image).unsqueeze(0), job.model, job.objective, job.settings, mask=job.mask)
+        return pixels(result.images[0])
+
+    def dream_line(self, image: np.ndarray, line: str) -> np.ndarray:
+        """A sweep line's dream of the image, as floats (the sheet is made from them)."""
+        from .engine import dream
+        from .objectives import parse_layer_weights
+
+        job = self.job
+        objective = job.line(parse_layer_weights(line))
+        result = dream(torch.from_numpy(image).unsqueeze(0), job.model, objective, job.settings, mask=job.mask)
+        return result.images[0].numpy()
+
+    def shot_frames(self, shot: tuple[int, int], clip: str, fps: float | None, video: Any) -> tuple[int, list, bool]:
+        """The next few dreamed frames of a shot (`(first, after last)` of the clip): the clip's index of the
+        first of them, their pixels, and whether the shot is done."""
+        from .video import dream_video
+        from .videoio import VideoSource
+
+        if self._shot is None or self._shot[0] != shot:
+            first, stop = shot
+            frames = itertools.islice(VideoSource(clip, fps=fps).frames(first), stop - first)
+            job = self.job
+            dreams = dream_video(frames, job.model, job.objective, job.settings, video, mask=job.mask,
+                                 weights_dir=self.args.weights_dir, start=first)  # fmt: skip
+            self._shot = (shot, dreams, first)
+        _, dreams, index = self._shot
+        out = [pixels(frame[0]) for frame in itertools.islice(dreams, min(FRAMES_PER_CALL, shot[1] - index))]
+        done = index + len(out) >= shot[1] or not out
+        self._shot = None if done else (shot, dreams, index + len(out))
+        return index, out, done
+
+
+@dataclass
+class Progress:
+    """One line for the whole job: items done, workers, time, ETA (redrawn on a terminal, a line each in a log)."""
+
+    label: str
+    total: int
+    unit: str
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+
+    def line(self, workers: int) -> str:
+        elapsed = time.monotonic() - self.started
+        eta = f"  eta {elapsed / self.done * (self.total - self.done):.0f}s" if self.done else ""
+        return f"{self.label}: {self.done}/{self.total} {self.unit}  {workers} workers  {elapsed:.0f}s{eta}"
+
+    def show(self, workers: int) -> None:
+        tty = sys.stderr.isatty()
+        print(("\r" if tty else "") + self.line(workers), file=sys.stderr, end="" if tty else "\n", flush=True)
+        if tty and self.done >= self.total:
+            print(file=sys.stderr)
+
+
+class Pool:
+    """The job's workers and the loop that keeps them busy.
+
+    `run(items, submit, handle)`: each idle worker is handed the next item (`submit(worker, item)` returns the
+    call's object ref); `handle(item, result)` takes what came back and says whether the item is finished (a
+    shot takes several calls, all to the same worker). A dead worker's item goes back to the queue and a new
+    worker takes its place.
+    """
+
+    watch: Callable[[Pool], None] | None = None
+    """Called with the pool after each call's result (tests kill a worker from here)."""
+
+    def __init__(self, plan: ClusterPlan, make_job: Callable, args: Any) -> None:
+        self.ray = import_ray()
+        self.plan, self.make_job, self.args = plan, make_job, args
+        self.remote = self.ray.remote(Worker)
+        self.pids: dict[Any, int] = {}
+        self.running: dict[Any, tuple[Any, Any]] = {}
+        """Object ref -> (worker, item) of every call in flight."""
+        self.replaced = 0
+        self.workers = [self._start() for _ in range(plan.workers)]
+        for worker in self.workers:  # each reads the job now: a bad job fails here, once
+            self.pids[worker] = self._get(worker.pid.remote())
+
+    def _start(self):
+        resources = {"num_gpus": 1} if self.plan.gpus else {"num_cpus": self.plan.threads}
+        return self.remote.options(**resources).remote(self.make_job, self.args, self.plan.threads)
+
+    def _get(self, ref):
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as error:
+            raise DreamError(f"A worker could not start: {error.cause if error.cause else error}") from None
+
+    def kill(self, worker) -> None:
+        """Kill a worker's process (as a crash or a lost machine would)."""
+        os.kill(self.pids[worker], 9)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """The workers are stopped with the job (their resources free for the next one at once)."""
+        for worker in self.workers:
+            self.ray.kill(worker)
+
+    def run(self, items: Iterable, submit: Callable, handle: Callable, progress: Progress) -> list[tuple[Any, str]]:
+        """Every item done (or failed: returned as (item, reason))."""
+        queue, idle, failed = deque(items), list(self.workers), []
+        attempts: dict[Any, int] = {}
+        busy: dict[Any, Any] = {}  # worker -> the item it is on (a shot stays with its worker)
+        progress.show(len(self.workers))
+        while queue or busy:
+            while idle and queue:
+                worker, item = idle.pop(), queue.popleft()
+                try:
+                    ref = submit(worker, item)
+                except DreamError as error:  # the driver could not read the item (a broken picture)
+                    failed.append((item, str(error)))
+                    idle.append(worker)
+                    continue
+                busy[worker] = item
+                self.running[ref] = (worker, item)
+            if not self.running:
+                break
+            (ref,), _ = self.ray.wait(list(self.running), num_returns=1)
+            worker, item = self.running.pop(ref)
+            try:
+                result = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError:  # the worker died: its item goes to another one
+                del busy[worker]
+                attempts[item] = attempts.get(item, 0) + 1
+                if attempts[item] >= MAX_ATTEMPTS:
+                    failed.append((item, f"its worker died {attempts[item]} times"))
+                else:
+                    queue.appendleft(item)
+                idle.append(self._replace(worker))
+                continue
+            except self.ray.exceptions.RayTaskError as error:
+                failed.append((item, str(error.cause) if error.cause else str(error).splitlines()[0]))
+                del busy[worker]
+                idle.append(worker)
+                continue
+            if handle(item, result):
+                del busy[worker]
+                idle.append(worker)
+                progress.done += 1
+                progress.show(len(self.workers))
+            else:
+                self.running[submit(worker, item)] = (worker, item)
+            if self.watch is not None:
+                self.watch(self)
+        return failed
+
+    def _replace(self, dead):
+        """A new worker in a dead one's place (a few times over: a job that kills every worker stops)."""
+        self.replaced += 1
+        if self.replaced > 2 * self.plan.workers + 2:
+            raise DreamError(f"{self.replaced} workers died; the cluster cannot finish this job (see its logs: "
+                             "'ray logs', or the dashboard).")
+        self.workers.remove(dead)
+        worker = self._start()
+        self.workers.append(worker)
+        self.pids[worker] = self._get(worker.pid.remote())
+        return worker
+
+
+class Journal:
+    """What a job has finished, kept beside its outputs: the same command run again goes on from there.
+
+    The job's arguments are stored with it (another job starts afresh), and with each finished output the size and
+    time of the input it came from: an input changed since is dreamed again, one added is dreamed, one removed is
+    left out.
+    """
+
+    def __init__(self, path: Path, job: str) -> None:
+        self.path, self.job = path, job
+        self.done: dict[str, list] = {}
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if isinstance(saved, dict) and saved.get("job") == job and isinstance(saved.get("done"), dict):
+            self.done = saved["done"]
+
+    def finished(self, name: str, source: Path) -> bool:
+        return self.done.get(name) == identity(source)
+
+    def add(self, name: str, source: Path) -> None:
+        self.done[name] = identity(source)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with written_whole(self.path) as partial:
+            partial.write_text(json.dumps({"job": self.job, "done": self.done}, sort_keys=True))
+
+    def close(self) -> None:
+        """The job is complete: nothing to go on from."""
+        self.path.unlink(missing_ok=True)
+
+
+def identity(path: Path) -> list:
+    """A file as a job remembers it: where, how large, when last changed."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def job_text(args: Any, files: Iterable[Path]) -> str:
+    """A job's identity for `Journal`: its arguments (not how it is spread) and the files they name (mask, guide,
+    checkpoints)."""
+    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads", "inputs")
+    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
+    job["files"] = [identity(path) for path in files]
+    return json.dumps(job, sort_keys=True)
