@@ -168,7 +168,8 @@ class Pool:
     """
 
     watch: Callable[[Pool], None] | None = None
-    """Called with the pool after each call's result (tests kill a worker from here)."""
+    """Called with the pool whenever calls are in flight, before waiting for one (tests kill a worker from here:
+    `last` is the worker and item of the call submitted last)."""
 
     def __init__(self, plan: ClusterPlan, make_job: Callable, args: Any) -> None:
         self.ray = import_ray()
@@ -178,6 +179,7 @@ class Pool:
         self.running: dict[Any, tuple[Any, Any]] = {}
         """Object ref -> (worker, item) of every call in flight."""
         self.replaced = 0
+        self.last: tuple[Any, Any] | None = None
         self.workers = [self._start() for _ in range(plan.workers)]
         for worker in self.workers:  # each reads the job now: a bad job fails here, once
             self.pids[worker] = self._get(worker.pid.remote())
@@ -221,8 +223,11 @@ class Pool:
                     continue
                 busy[worker] = item
                 self.running[ref] = (worker, item)
+                self.last = (worker, item)
             if not self.running:
                 break
+            if self.watch is not None:
+                self.watch(self)
             (ref,), _ = self.ray.wait(list(self.running), num_returns=1)
             worker, item = self.running.pop(ref)
             try:
@@ -246,10 +251,9 @@ class Pool:
                 idle.append(worker)
                 progress.done += 1
                 progress.show(len(self.workers))
-            else:
+            else:  # the next part of the same item, from the same worker
                 self.running[submit(worker, item)] = (worker, item)
-            if self.watch is not None:
-                self.watch(self)
+                self.last = (worker, item)
         return failed
 
     def _replace(self, dead):
