@@ -26,7 +26,7 @@ from .channels import channel_pictures, default_layer, parse_channels, top_chann
 from .engine import DreamSettings, dream
 from .errors import DreamError
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES, FeatureModel
-from .imageio import expand_inputs, load_image, load_mask, save_animation, save_image, save_pixels
+from .imageio import expand_inputs, load_image, load_mask, pixels, save_animation, save_image, save_pixels
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
 from .options import ChannelSettings, Option
@@ -36,7 +36,7 @@ from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
 from .video import CarriedState, dream_video, shot_ranges
-from .videoio import VideoSink, VideoSource, audio_codecs, audio_fits
+from .videoio import VIDEO_SUFFIXES, VideoSink, VideoSource, audio_codecs, audio_fits
 from .zoo import DEFAULT_MODEL, LOGITS, ZOO, get_spec, layer_catalogue
 
 
@@ -403,7 +403,7 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
     def handle(shot: tuple[int, int], result) -> bool:
         first, frames, done = result
         for offset, frame in enumerate(frames):
-            save_pixels(frame, work / f"frame_{first + offset:05d}.png")
+            save_pixels(frame, work / f"frame_{first + offset:05d}.png", quick=not sink.to_folder)
         if done:
             with written_whole(work / f"shot_{shot[0]:05d}.done") as partial:
                 partial.write_text("")
@@ -556,7 +556,7 @@ def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, 
                          job.settings, video, mask=job.mask, weights_dir=args.weights_dir, resume=resume,
                          on_state=lambda state: state.save(work / "state.pt"))  # fmt: skip
     for dreamed in frames:
-        save_image(dreamed[0], work / f"frame_{written:05d}.png")
+        save_pixels(pixels(dreamed[0]), work / f"frame_{written:05d}.png", quick=Path(args.output).suffix.lower() in VIDEO_SUFFIXES)
         written += 1
         elapsed = time.monotonic() - started
         if source.count:
