@@ -265,6 +265,19 @@ def _check_picture_output(path: Path) -> None:
         raise DreamError(f"{path.name}: pictures are written as {', '.join(WRITABLE_PICTURES)}; use one of those.")
 
 
+def _dream_targets(args: argparse.Namespace, inputs: list[Path], out: Path) -> dict[Path, Path]:
+    """Each input's output file: `out` itself for one picture, else a distinct name in the folder `out`."""
+    if not (len(inputs) > 1 or out.suffix == "" or out.is_dir()):
+        _check_picture_output(out)
+        return {inputs[0]: out}
+    for given in map(Path, args.inputs):
+        if given.is_dir() and given.resolve() == out.resolve():
+            raise DreamError(f"The output folder {out} is the input folder: the dreams would be mixed with "
+                             "the pictures (and dreamed again next time). Write to another folder.")  # fmt: skip
+    names = distinct_names(inputs)
+    return {path: out / names[path] for path in inputs}
+
+
 def _cmd_dream(args: argparse.Namespace) -> int:
     inputs = list(dict.fromkeys(expand_inputs(args.inputs)))  # a file given twice is dreamed once
     if not inputs:
@@ -273,19 +286,9 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     if missing:
         raise DreamError(f"Input not found: {', '.join(missing)}.")
     out = Path(args.output)
-    to_folder = len(inputs) > 1 or out.suffix == "" or out.is_dir()
-    if to_folder:
-        for given in map(Path, args.inputs):
-            if given.is_dir() and given.resolve() == out.resolve():
-                raise DreamError(f"The output folder {out} is the input folder: the dreams would be mixed with "
-                                 "the pictures (and dreamed again next time). Write to another folder.")  # fmt: skip
-        names = distinct_names(inputs)
-        targets = {path: out / names[path] for path in inputs}
-    else:
-        _check_picture_output(out)
-        targets = {inputs[0]: out}
+    targets = _dream_targets(args, inputs, out)
     if args.ray is not None:
-        return _dream_on_ray(args, inputs, targets, out if to_folder else out.parent)
+        return _dream_on_ray(args, inputs, targets, out if out not in targets.values() else out.parent)
     planned = list(targets.values())
     for target in targets.values():
         if args.frames_every:
@@ -555,8 +558,9 @@ def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, 
     frames = dream_video(source.frames(resume.index if resume is not None else 0), job.model, job.objective,
                          job.settings, video, mask=job.mask, weights_dir=args.weights_dir, resume=resume,
                          on_state=lambda state: state.save(work / "state.pt"))  # fmt: skip
+    into_video = Path(args.output).suffix.lower() in VIDEO_SUFFIXES  # frames on their way: lightly compressed
     for dreamed in frames:
-        save_pixels(pixels(dreamed[0]), work / f"frame_{written:05d}.png", quick=Path(args.output).suffix.lower() in VIDEO_SUFFIXES)
+        save_pixels(pixels(dreamed[0]), work / f"frame_{written:05d}.png", quick=into_video)
         written += 1
         elapsed = time.monotonic() - started
         if source.count:
