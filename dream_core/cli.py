@@ -538,7 +538,8 @@ def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> tup
     same command (same arguments, same input file) was stopped; a different job starts afresh."""
     work = out.parent / f".{out.name}.work"
     stat = source.path.stat()
-    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in ("func", "overwrite", "verbose")}
+    left_out = ("func", "overwrite", "verbose", "workers", "worker_threads")  # not what is made, only how
+    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
     job["input"] = [str(source.path.resolve()), stat.st_size, stat.st_mtime_ns, [str(f) for f in source.files]]
     fingerprint = json.dumps(job, sort_keys=True)
     state_file = work / "state.pt"

@@ -210,7 +210,19 @@ def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cl
     here, spread = _pixels(tmp_path / "here"), _pixels(tmp_path / "ray")
     assert len(here) == 12 and here.keys() == spread.keys()
     assert all(np.array_equal(spread[name], here[name]) for name in here)
+    def stop_after_a_shot(pool):
+        if list((tmp_path / ".again.work").glob("shot_*.done")):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster.Pool, "watch", staticmethod(stop_after_a_shot))
+    again = ["video", str(clip), "-o", str(tmp_path / "again"), *VIDEO_FAST, "--ray"]
+    assert cli.main(again) == 130 and not (tmp_path / "again").exists()
     monkeypatch.setattr(cluster.Pool, "watch", None)
+    capsys.readouterr()
+    assert cli.main([*again, "--workers", "1"]) == 0  # goes on with the shots left, on fewer workers
+    assert "finished by an earlier run" in capsys.readouterr().err
+    resumed = _pixels(tmp_path / "again")
+    assert resumed.keys() == here.keys() and all(np.array_equal(resumed[name], here[name]) for name in here)
     out = tmp_path / "dreamed.mp4"
     assert cli.main(["video", str(clip), "-o", str(out), *VIDEO_FAST, "--ray"]) == 0
     with av.open(str(out)) as container:
