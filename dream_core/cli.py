@@ -350,14 +350,21 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
         return 0
 
     def handle(path: Path, result) -> bool:
-        save_pixels(result, targets[path])
+        if result is not None:  # the worker does not see this folder: its pixels came back to be written here
+            save_pixels(result, targets[path])
         journal.add(targets[path].name, path)
         print(f"wrote {targets[path]}")
         return True
 
-    with _ray_pool(args) as pool:
-        failed = pool.run(left, lambda worker, path: worker.dream_image.remote(load_image(path)[0].numpy()),
-                          handle, cluster.Progress("images", len(left), "images"))  # fmt: skip
+    def submit(worker, path: Path):
+        return worker.dream_image.remote(load_image(path)[0].numpy(), str(targets[path].resolve()), outbox)
+
+    outbox, pool = cluster.Outbox(folder), None
+    try:
+        with _ray_pool(args) as pool:
+            failed = pool.run(left, submit, handle, cluster.Progress("images", len(left), "images"))
+    finally:
+        outbox.close(pool.pids.values() if pool is not None else ())
     for path, reason in failed:
         print(f"error: {path.name}: {reason}", file=sys.stderr)
     if failed:
@@ -406,16 +413,23 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
     def handle(shot: tuple[int, int], result) -> bool:
         first, frames, done = result
         for offset, frame in enumerate(frames):
-            save_pixels(frame, work / f"frame_{first + offset:05d}.png", quick=not sink.to_folder)
+            if frame is not None:  # else the worker wrote it into the work folder itself
+                save_pixels(frame, work / f"frame_{first + offset:05d}.png", quick=not sink.to_folder)
         if done:
             with written_whole(work / f"shot_{shot[0]:05d}.done") as partial:
                 partial.write_text("")
         return done
 
-    clip = str(source.path)
-    with _ray_pool(args) as pool:
-        failed = pool.run(left, lambda worker, shot: worker.shot_frames.remote(shot, clip, args.fps, video),
-                          handle, cluster.Progress("video", len(left), "shots"))  # fmt: skip
+    def submit(worker, shot: tuple[int, int]):
+        return worker.shot_frames.remote(shot, str(source.path.resolve()), args.fps, video, str(work.resolve()),
+                                         outbox, not sink.to_folder)  # fmt: skip
+
+    outbox, pool = cluster.Outbox(work), None
+    try:
+        with _ray_pool(args) as pool:
+            failed = pool.run(left, submit, handle, cluster.Progress("video", len(left), "shots"))
+    finally:
+        outbox.close(pool.pids.values() if pool is not None else ())
     if failed:
         raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
                          "finished shots are kept: run the same command again to go on.")  # fmt: skip

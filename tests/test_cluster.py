@@ -236,3 +236,23 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST, "--ray"]) == 2
     assert 'pip install "deepdream-nodes[ray]"' in capsys.readouterr().err
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST]) == 0
+
+
+def test_a_worker_writes_where_it_sees_the_drivers_folder_and_else_sends_the_pixels(tmp_path):
+    """Through the outbox on a shared folder, or back to the driver: the same file either way."""
+    photo = F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96), mode="area")
+    args = cli.build_parser().parse_args(["dream", "x.png", "-o", str(tmp_path / "y.png"), *FAST])
+    with threads(torch.get_num_threads()):  # a worker sets its process's threads: this one's are put back
+        worker = cluster.Worker(cli.prepare_dream, args, 1)
+        outbox = cluster.Outbox(tmp_path / "shared")
+        assert worker.dream_image(photo[0].numpy(), str(tmp_path / "shared" / "a.png"), outbox) is None
+        elsewhere = cluster.Outbox(tmp_path / "other")
+        elsewhere.token = "not what the file says"  # as a worker on a machine that does not share the folder
+        sent = worker.dream_image(photo[0].numpy(), str(tmp_path / "other" / "b.png"), elsewhere)
+    assert sent is not None and not (tmp_path / "other" / "b.png").exists()
+    imageio.save_pixels(sent, tmp_path / "b.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "shared" / "a.png")), np.asarray(Image.open(tmp_path /
+                                                                                                        "b.png")))
+    (tmp_path / "shared" / f".a{pack_module('dream_core.outputs').PARTIAL}12345-x.png").write_bytes(b"half")
+    outbox.close([12345])  # what a dead worker left half-written goes with the token
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["a.png"]
