@@ -245,5 +245,7 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, f
     covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "overwrite", "help", "preset", "model"}
     command_only = {"frames_every", "save_octaves", "line", "columns", "frames", "zoom", "angle", "shift_x",
                     "shift_y", "fps"}  # fmt: skip
-    dests = {a.dest for a in sub._actions if a.option_strings} - command_only
+    # How the work is spread, never what it makes: tests/test_cluster.py checks the same pixels come out.
+    spread = {"ray", "workers", "worker_threads"}
+    dests = {a.dest for a in sub._actions if a.option_strings} - command_only - spread
     assert dests <= covered | {"weights_dir", "device"}
