@@ -341,13 +341,15 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
     read = [*inputs, *_job_inputs(args)]
     journal = cluster.Journal(folder / ".deepdream-job.json", cluster.job_text(args, _job_inputs(args)))
     left = [path for path in inputs if not (journal.finished(targets[path].name, path) and targets[path].is_file())]
-    check_outputs([targets[path] for path in left], read, args.overwrite)
+    # An earlier run of this job may have written an output it never reported: its own, so not refused.
+    check_outputs([targets[p] for p in left if targets[p].name not in journal.planned], read, args.overwrite)
     if len(left) < len(inputs):
         print(f"going on: {len(inputs) - len(left)} of {len(inputs)} images were finished by an earlier run",
               file=sys.stderr)  # fmt: skip
     if not left:
         journal.close()
         return 0
+    journal.plan(targets[path].name for path in left)
 
     def handle(path: Path, result) -> bool:
         if result is not None:  # the worker does not see this folder: its pixels came back to be written here
@@ -356,15 +358,10 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
         print(f"wrote {targets[path]}")
         return True
 
-    def submit(worker, path: Path):
+    def submit(worker, path: Path, outbox: cluster.Outbox):
         return worker.dream_image.remote(load_image(path)[0].numpy(), str(targets[path].resolve()), outbox)
 
-    outbox, pool = cluster.Outbox(folder), None
-    try:
-        with _ray_pool(args) as pool:
-            failed = pool.run(left, submit, handle, cluster.Progress("images", len(left), "images"))
-    finally:
-        outbox.close(pool.pids.values() if pool is not None else ())
+    failed = _run_on_ray(args, left, submit, handle, cluster.Progress("images", len(left), "images"), folder)
     for path, reason in failed:
         print(f"error: {path.name}: {reason}", file=sys.stderr)
     if failed:
@@ -383,6 +380,19 @@ def _ray_pool(args: argparse.Namespace) -> cluster.Pool:
     return cluster.Pool(plan, prepare_dream, args)
 
 
+def _run_on_ray(args: argparse.Namespace, items: list, submit, handle, progress: cluster.Progress,
+                folder: Path | None = None) -> list:  # fmt: skip
+    """The items run by the cluster's workers (`cluster.Pool.run`); what failed, with why. With `folder`, an outbox
+    there lets the workers that see it write their results themselves (`submit(worker, item, outbox)`)."""
+    outbox, pool = (cluster.Outbox(folder) if folder is not None else None), None
+    try:
+        with _ray_pool(args) as pool:
+            return pool.run(items, lambda worker, item: submit(worker, item, outbox), handle, progress)
+    finally:
+        if outbox is not None:
+            outbox.close(pool.pids.values() if pool is not None else ())
+
+
 def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str]) -> torch.Tensor:
     """A sweep's lines dreamed by the cluster's workers, one line each, in the order of the lines."""
     dreams: dict[int, np.ndarray] = {}
@@ -392,9 +402,8 @@ def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str
         return True
 
     array = image[0].numpy()
-    with _ray_pool(args) as pool:
-        failed = pool.run(list(enumerate(lines)), lambda worker, item: worker.dream_line.remote(array, item[1]),
-                          handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
+    failed = _run_on_ray(args, list(enumerate(lines)), lambda worker, item, _: worker.dream_line.remote(array, item[1]),
+                         handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
     return torch.stack([torch.from_numpy(dreams[index]) for index in range(len(lines))])
@@ -420,16 +429,11 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
                 partial.write_text("")
         return done
 
-    def submit(worker, shot: tuple[int, int]):
+    def submit(worker, shot: tuple[int, int], outbox: cluster.Outbox):
         return worker.shot_frames.remote(shot, str(source.path.resolve()), args.fps, video, str(work.resolve()),
                                          outbox, not sink.to_folder)  # fmt: skip
 
-    outbox, pool = cluster.Outbox(work), None
-    try:
-        with _ray_pool(args) as pool:
-            failed = pool.run(left, submit, handle, cluster.Progress("video", len(left), "shots"))
-    finally:
-        outbox.close(pool.pids.values() if pool is not None else ())
+    failed = _run_on_ray(args, left, submit, handle, cluster.Progress("video", len(left), "shots"), work)
     if failed:
         raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
                          "finished shots are kept: run the same command again to go on.")  # fmt: skip

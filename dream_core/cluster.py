@@ -323,21 +323,32 @@ class Journal:
     def __init__(self, path: Path, job: str) -> None:
         self.path, self.job = path, job
         self.done: dict[str, list] = {}
+        self.planned: set[str] = set()
+        """The outputs an earlier run of this job set out to write: its own, to finish or replace."""
         try:
             saved = json.loads(path.read_text())
         except (OSError, ValueError):
             saved = None
         if isinstance(saved, dict) and saved.get("job") == job and isinstance(saved.get("done"), dict):
-            self.done = saved["done"]
+            self.done, self.planned = saved["done"], set(saved.get("planned", []))
 
     def finished(self, name: str, source: Path) -> bool:
         return self.done.get(name) == identity(source)
 
+    def plan(self, names: Iterable[str]) -> None:
+        """Record the outputs this run sets out to write (a worker may write one before it is reported done)."""
+        self.planned |= set(names)
+        self._write()
+
     def add(self, name: str, source: Path) -> None:
         self.done[name] = identity(source)
+        self._write()
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with written_whole(self.path) as partial:
-            partial.write_text(json.dumps({"job": self.job, "done": self.done}, sort_keys=True))
+            partial.write_text(json.dumps({"job": self.job, "done": self.done, "planned": sorted(self.planned)},
+                                          sort_keys=True))  # fmt: skip
 
     def close(self) -> None:
         """The job is complete: nothing to go on from."""

@@ -132,7 +132,7 @@ def test_a_bad_image_is_named_and_a_stopped_job_goes_on(ray_cluster, folder, sin
 
     monkeypatch.setattr(cluster.Pool, "watch", staticmethod(stop_after_five))
     assert cli.main(["dream", str(pictures), "-o", str(out), *FAST, "--ray"]) == 130
-    assert len(list(out.glob("*.png"))) == 5
+    assert len(list(out.glob("*.png"))) >= 5  # (a worker may have written one more it had not yet reported)
     monkeypatch.setattr(cluster.Pool, "watch", None)
     capsys.readouterr()
     assert cli.main(["dream", str(pictures), "-o", str(out), *FAST, "--ray"]) == 1  # broken.png fails
