@@ -79,7 +79,15 @@ def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterP
     threads = threads or 1
     if workers < 0 or threads < 1:
         raise DreamError("--workers and --worker-threads must be positive (0 workers: as many as the cluster holds).")
-    return ClusterPlan(workers or (gpus if gpus else max(1, cpus // threads)), threads, gpus > 0)
+    plan = ClusterPlan(workers or (gpus if gpus else max(1, cpus // threads)), threads, gpus > 0)
+    # A worker the cluster has no room for would wait for ever: refused here instead.
+    if gpus and plan.workers > gpus:
+        raise DreamError(f"--workers {plan.workers}: the cluster has {gpus} GPUs, one per worker. Ask for {gpus} or "
+                         "fewer, or add machines.")  # fmt: skip
+    if not gpus and plan.workers * threads > cpus:
+        raise DreamError(f"{plan.workers} workers of {threads} threads need {plan.workers * threads} CPUs; the "
+                         f"cluster has {cpus}. Ask for fewer workers or threads, or add machines.")  # fmt: skip
+    return plan
 
 
 class Outbox:

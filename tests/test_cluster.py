@@ -230,6 +230,14 @@ def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cl
         assert sum(1 for _ in container.decode(video=0)) == 12
 
 
+def test_workers_the_cluster_has_no_room_for_are_refused_not_waited_for(ray_cluster, tmp_path, capsys):
+    photo = ROOT / "samples" / "astronaut.png"
+    assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST, "--ray", "--workers", "2",
+                     "--worker-threads", "2"]) == 2  # fmt: skip
+    assert "need 4 CPUs; the cluster has 2" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
     photo = ROOT / "samples" / "astronaut.png"
