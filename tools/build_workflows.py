@@ -421,7 +421,7 @@ def looks(info: dict) -> dict:
                                                        "rotate_jitter": 5.0}))):  # fmt: skip
         dream = g.add("OctaveDream", (380 + 380 * row, 0), {"step": 0.015, **extra}, title=f"Dream: {name}",
                       image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
-        g.add("SaveImage", (380 + 380 * row, 800), {"filename_prefix": f"deepdream/look_{name}"},
+        g.add("SaveImage", (380 + 380 * row, 1000), {"filename_prefix": f"deepdream/look_{name}"},
               images=(dream, 0))  # fmt: skip
     return g.to_json()
 
