@@ -376,7 +376,12 @@ def _ray_pool(args: argparse.Namespace) -> cluster.Pool:
     """The job checked here (a bad flag fails before any worker starts), then the cluster's workers."""
     prepare_dream(copy.copy(args))  # the workers pick their own device: this copy's choice stays here
     plan = cluster.connect(args.ray, args.workers, args.worker_threads)
-    print(f"on the Ray cluster: {plan.describe()}", file=sys.stderr)
+    here = torch.get_num_threads()
+    note = ""
+    if not plan.gpus and plan.threads != here:  # a CPU's sums, and so a dream's last bits, follow its threads
+        note = (f" (the same pixels as a run on one machine with {plan.threads} thread{'s' * (plan.threads > 1)}; "
+                f"--worker-threads {here} for this machine's)")
+    print(f"on the Ray cluster: {plan.describe()}{note}", file=sys.stderr)
     return cluster.Pool(plan, prepare_dream, args)
 
 
