@@ -194,6 +194,8 @@ def _check_device(device: str) -> None:
 def prepare_dream(args: argparse.Namespace) -> DreamJob:
     """Read every dream flag once: the model, layers, settings, mask, guide and regions."""
     model_name, layers, settings = _settings_from_args(args)
+    if getattr(args, "ray", None) is None and (getattr(args, "workers", 0) or getattr(args, "worker_threads", 0)):
+        raise DreamError("--workers and --worker-threads only matter with --ray; add --ray or leave them out.")
     if args.guide is None and args.guide_mix is not None:
         raise DreamError("--guide-mix only matters with --guide IMAGE; give a guide image or leave it out.")
     if args.weights_dir is not None and (args.weights != "imagenet" or get_spec(model_name).imagenet_weights is None):
@@ -420,6 +422,8 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
     work, _ = _video_work(out, args, source)
     print(f"finding the shots of {source.path.name} ...", file=sys.stderr)
     shots = shot_ranges(source.frames(), video, device=args.device or "cpu", weights_dir=args.weights_dir)
+    if not shots:
+        raise DreamError(f"{source.path.name} holds no frames to dream.")
     left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
     print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an earlier run"
           if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip

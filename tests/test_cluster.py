@@ -243,6 +243,8 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
     photo = ROOT / "samples" / "astronaut.png"
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST, "--ray"]) == 2
     assert 'pip install "deepdream-nodes[ray]"' in capsys.readouterr().err
+    assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST, "--workers", "2"]) == 2
+    assert "only matter with --ray" in capsys.readouterr().err
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST]) == 0
 
 
