@@ -374,9 +374,10 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
     return 0
 
 
-def _ray_pool(args: argparse.Namespace) -> cluster.Pool:
-    """The job checked here (a bad flag fails before any worker starts), then the cluster's workers."""
-    prepare_dream(copy.copy(args))  # the workers pick their own device: this copy's choice stays here
+def _ray_pool(args: argparse.Namespace, checked: bool = False) -> cluster.Pool:
+    """The job checked here unless it was (a bad flag fails before any worker starts), then the cluster's workers."""
+    if not checked:
+        prepare_dream(copy.copy(args))  # the workers pick their own device: this copy's choice stays here
     plan = cluster.connect(args.ray, args.workers, args.worker_threads)
     here = torch.get_num_threads()
     note = ""
@@ -388,12 +389,12 @@ def _ray_pool(args: argparse.Namespace) -> cluster.Pool:
 
 
 def _run_on_ray(args: argparse.Namespace, items: list, submit, handle, progress: cluster.Progress,
-                folder: Path | None = None) -> list:  # fmt: skip
+                folder: Path | None = None, checked: bool = False) -> list:  # fmt: skip
     """The items run by the cluster's workers (`cluster.Pool.run`); what failed, with why. With `folder`, an outbox
     there lets the workers that see it write their results themselves (`submit(worker, item, outbox)`)."""
     outbox, pool = (cluster.Outbox(folder) if folder is not None else None), None
     try:
-        with _ray_pool(args) as pool:
+        with _ray_pool(args, checked) as pool:
             return pool.run(items, lambda worker, item: submit(worker, item, outbox), handle, progress)
     finally:
         if outbox is not None:
@@ -410,7 +411,7 @@ def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str
 
     array = image[0].numpy()
     failed = _run_on_ray(args, list(enumerate(lines)), lambda worker, item, _: worker.dream_line.remote(array, item[1]),
-                         handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
+                         handle, cluster.Progress("sweep", len(lines), "lines"), checked=True)  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
     return torch.stack([torch.from_numpy(dreams[index]) for index in range(len(lines))])
@@ -421,7 +422,8 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
     parallel; the frames written into the work folder as they come, then joined in order as without Ray."""
     work, _ = _video_work(out, args, source)
     print(f"finding the shots of {source.path.name} ...", file=sys.stderr)
-    shots = shot_ranges(source.frames(), video, device=args.device or "cpu", weights_dir=args.weights_dir)
+    here = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the flows of the shot search
+    shots = shot_ranges(source.frames(), video, device=here, weights_dir=args.weights_dir)
     if not shots:
         raise DreamError(f"{source.path.name} holds no frames to dream.")
     left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
@@ -453,7 +455,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _check_picture_output(Path(args.output))
     check_outputs([Path(args.output)], [Path(args.input), *_job_inputs(args)], args.overwrite)
     image = load_image(args.input)
-    job = prepare_dream(args)
+    job = prepare_dream(copy.copy(args) if args.ray is not None else args)  # Ray's workers pick their own device
     lines = args.line or [f"{name}: {weight:g}" for name, weight in job.sweep_layers.items()]
     if not args.line and len(job.sweep_layers) > 1:
         lines.append(", ".join(lines))
