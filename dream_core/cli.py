@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
+import math
 import shutil
 import signal
 import sys
@@ -360,10 +362,10 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
         print(f"wrote {targets[path]}")
         return True
 
-    def submit(worker, path: Path, outbox: cluster.Outbox):
-        return worker.dream_image.remote(load_image(path)[0].numpy(), str(targets[path].resolve()), outbox)
-
-    failed = _run_on_ray(args, left, submit, handle, cluster.Progress("images", len(left), "images"), folder)
+    with _on_ray(args, folder) as (pool, outbox):
+        failed = pool.run(left, lambda worker, path: worker.dream_image.remote(
+            load_image(path)[0].numpy(), str(targets[path].resolve()), outbox), handle,
+            cluster.Progress("images", len(left), "images"))  # fmt: skip
     for path, reason in failed:
         print(f"error: {path.name}: {reason}", file=sys.stderr)
     if failed:
@@ -388,14 +390,14 @@ def _ray_pool(args: argparse.Namespace, checked: bool = False) -> cluster.Pool:
     return cluster.Pool(plan, prepare_dream, args)
 
 
-def _run_on_ray(args: argparse.Namespace, items: list, submit, handle, progress: cluster.Progress,
-                folder: Path | None = None, checked: bool = False) -> list:  # fmt: skip
-    """The items run by the cluster's workers (`cluster.Pool.run`); what failed, with why. With `folder`, an outbox
-    there lets the workers that see it write their results themselves (`submit(worker, item, outbox)`)."""
+@contextlib.contextmanager
+def _on_ray(args: argparse.Namespace, folder: Path | None = None, checked: bool = False):
+    """The cluster's workers (`cluster.Pool`) for the length of the block, and with `folder` an outbox there: the
+    workers that see it write their results themselves."""
     outbox, pool = (cluster.Outbox(folder) if folder is not None else None), None
     try:
         with _ray_pool(args, checked) as pool:
-            return pool.run(items, lambda worker, item: submit(worker, item, outbox), handle, progress)
+            yield pool, outbox
     finally:
         if outbox is not None:
             outbox.close(pool.pids.values() if pool is not None else ())
@@ -410,25 +412,19 @@ def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str
         return True
 
     array = image[0].numpy()
-    failed = _run_on_ray(args, list(enumerate(lines)), lambda worker, item, _: worker.dream_line.remote(array, item[1]),
-                         handle, cluster.Progress("sweep", len(lines), "lines"), checked=True)  # fmt: skip
+    with _on_ray(args, checked=True) as (pool, _):
+        failed = pool.run(list(enumerate(lines)), lambda worker, item: worker.dream_line.remote(array, item[1]),
+                          handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
     return torch.stack([torch.from_numpy(dreams[index]) for index in range(len(lines))])
 
 
 def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink, out: Path, video) -> int:
-    """`deepdream video ... --ray`: the clip's shots found here, each dreamed coherently by one worker, shots in
-    parallel; the frames written into the work folder as they come, then joined in order as without Ray."""
+    """`deepdream video ... --ray`: the clip's shots found by the workers (each part of the clip judged as the
+    one-machine dream judges it), each shot dreamed coherently by one worker, shots in parallel; the frames
+    written into the work folder as they come, then joined in order as without Ray."""
     work, _ = _video_work(out, args, source)
-    print(f"finding the shots of {source.path.name} ...", file=sys.stderr)
-    here = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the flows of the shot search
-    shots = shot_ranges(source.frames(), video, device=here, weights_dir=args.weights_dir)
-    if not shots:
-        raise DreamError(f"{source.path.name} holds no frames to dream.")
-    left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
-    print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an earlier run"
-          if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip
 
     def handle(shot: tuple[int, int], result) -> bool:
         first, frames, done = result
@@ -440,15 +436,53 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
                 partial.write_text("")
         return done
 
-    def submit(worker, shot: tuple[int, int], outbox: cluster.Outbox):
-        return worker.shot_frames.remote(shot, str(source.path.resolve()), args.fps, video, str(work.resolve()),
-                                         outbox, not sink.to_folder)  # fmt: skip
-
-    failed = _run_on_ray(args, left, submit, handle, cluster.Progress("video", len(left), "shots"), work)
+    clip = str(source.path.resolve())
+    with _on_ray(args, work) as (pool, outbox):
+        shots = _shots(pool, source, video, work, args)
+        left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
+        print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an "
+              "earlier run" if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip
+        failed = pool.run(left, lambda worker, shot: worker.shot_frames.remote(
+            shot, clip, args.fps, video, str(work.resolve()), outbox, not sink.to_folder), handle,
+            cluster.Progress("video", len(left), "shots"))  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
                          "finished shots are kept: run the same command again to go on.")  # fmt: skip
     return _finish_video(work, sink, out, source)
+
+
+def _shots(pool: cluster.Pool, source: VideoSource, video, work: Path, args: argparse.Namespace) -> list:
+    """The clip's shots (first frame, after the last): from an earlier run of the job, else found by the workers,
+    a part of the clip each (where the clip says how many frames it has), else here."""
+    found = work / "shots.json"
+    if found.is_file():
+        return [tuple(shot) for shot in json.loads(found.read_text())]
+    if source.count and len(pool.workers) > 1:
+        size = max(4, math.ceil(source.count / (4 * len(pool.workers))))
+        parts = [(first, first + size if first + size < source.count else None)  # the last part: to the very end
+                 for first in range(0, source.count, size)]  # fmt: skip
+        starts, reached = {0}, [0]
+
+        def handle(part, result) -> bool:
+            starts.update(result[0])
+            reached.append(result[1])
+            return True
+
+        failed = pool.run(parts, lambda worker, part: worker.find_cuts.remote(str(source.path.resolve()), args.fps,
+                          part, video), handle, cluster.Progress("finding shots", len(parts), "parts"))  # fmt: skip
+        if failed:
+            raise DreamError("; ".join(f"frames from {part[0]}: {reason}" for part, reason in failed))
+        count = max(reached)
+        ordered = sorted(start for start in starts if start < count)
+        shots = list(zip(ordered, [*ordered[1:], count], strict=True))
+    else:
+        here = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the flows of the shot search
+        shots = shot_ranges(source.frames(), video, device=here, weights_dir=args.weights_dir)
+    if not shots:
+        raise DreamError(f"{source.path.name} holds no frames to dream.")
+    with written_whole(found) as partial:
+        partial.write_text(json.dumps(shots))
+    return shots
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -646,7 +680,7 @@ def _finish_video(work: Path, sink: VideoSink, out: Path, source: VideoSource) -
     count = len(list(work.glob("frame_*.png")))
     try:
         if sink.to_folder:
-            for name in ("job.json", "state.pt", *(p.name for p in work.glob("shot_*.done"))):
+            for name in ("job.json", "state.pt", "shots.json", *(p.name for p in work.glob("shot_*.done"))):
                 (work / name).unlink(missing_ok=True)
             replace_folder(work, out)
         else:

@@ -164,6 +164,21 @@ class Worker:
         result = dream(torch.from_numpy(image).unsqueeze(0), job.model, objective, job.settings, mask=job.mask)
         return result.images[0].numpy()
 
+    def find_cuts(self, clip: str, fps: float | None, part: tuple[int, int | None], video: Any) -> tuple[list, int]:
+        """The frames of `part` (first, after last; None: to the end) of the clip that start a new shot, each judged
+        against the frame before it exactly as the whole clip's dream judges it; and how far the clip went."""
+        from .video import shot_ranges
+        from .videoio import VideoSource
+
+        first, stop = part
+        begin = max(first - 1, 0)  # the frame before the part: what its first frame is judged against
+        frames = VideoSource(clip, fps=fps).frames(begin)
+        if stop is not None:
+            frames = itertools.islice(frames, stop - begin)
+        ranges = shot_ranges(frames, video, device=self.args.device, weights_dir=self.args.weights_dir)
+        seen = begin + ranges[-1][1] if ranges else 0  # a part past the clip's real end saw nothing
+        return [begin + start for start, _ in ranges if begin + start >= max(first, 1)], seen
+
     def shot_frames(self, shot: tuple[int, int], clip: str, fps: float | None, video: Any, work: str = "",
                     outbox: Outbox | None = None, quick: bool = True) -> tuple[int, list, bool]:  # fmt: skip
         """The next few dreamed frames of a shot (`(first, after last)` of the clip): the clip's index of the
