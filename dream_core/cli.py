@@ -25,6 +25,7 @@ from . import cluster
 from . import options as option_table
 from .animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from .channels import channel_pictures, default_layer, parse_channels, top_channels
+from .devices import default_device
 from .engine import DreamSettings, dream
 from .errors import DreamError
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES, FeatureModel
@@ -32,7 +33,7 @@ from .imageio import expand_inputs, load_image, load_mask, pixels, save_animatio
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
 from .options import ChannelSettings, Option
-from .outputs import check_outputs, distinct_names, folder_written_whole, replace_folder, written_whole
+from .outputs import check_outputs, distinct_names, folder_written_whole, job_text, replace_folder, written_whole
 from .presets import PRESETS, default_preset, get_preset
 from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
@@ -204,7 +205,7 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         # Only torchvision's downloaded weights are looked for there.
         raise DreamError(f"--weights-dir is where torchvision's ImageNet weights are looked for; {model_name} with "
                          f"--weights {args.weights} does not use it. Leave it out.")
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or default_device()
     _check_device(args.device)
     if str(args.device).startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
@@ -343,7 +344,7 @@ def _dream_on_ray(args: argparse.Namespace, inputs: list[Path], targets: dict[Pa
         raise DreamError("--frames-every and --save-octaves are not spread over a cluster: leave them out, or "
                          "leave out --ray.")  # fmt: skip
     read = [*inputs, *_job_inputs(args)]
-    journal = cluster.Journal(folder / ".deepdream-job.json", cluster.job_text(args, _job_inputs(args)))
+    journal = cluster.Journal(folder / ".deepdream-job.json", job_text(args, _job_inputs(args)))
     left = [path for path in inputs if not (journal.finished(targets[path].name, path) and targets[path].is_file())]
     # An earlier run of this job may have written an output it never reported: its own, so not refused.
     check_outputs([targets[p] for p in left if targets[p].name not in journal.planned], read, args.overwrite)
@@ -476,8 +477,8 @@ def _shots(pool: cluster.Pool, source: VideoSource, video, work: Path, args: arg
         ordered = sorted(start for start in starts if start < count)
         shots = list(zip(ordered, [*ordered[1:], count], strict=True))
     else:
-        here = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the flows of the shot search
-        shots = shot_ranges(source.frames(), video, device=here, weights_dir=args.weights_dir)
+        shots = shot_ranges(source.frames(), video, device=args.device or default_device(),
+                            weights_dir=args.weights_dir)  # fmt: skip
     if not shots:
         raise DreamError(f"{source.path.name} holds no frames to dream.")
     with written_whole(found) as partial:
@@ -515,7 +516,7 @@ def _cmd_channels(args: argparse.Namespace) -> int:
     settings = ChannelSettings(**{opt.name: getattr(args, opt.name) for opt in option_table.CHANNEL_OPTIONS
                                   if getattr(args, opt.name) is not None}).validate()  # fmt: skip
     image = load_image(args.image) if args.image else None
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or default_device()
     _check_device(args.device)
     model = load_feature_model(get_spec(args.model).name, args.weights, args.weights_dir, device=args.device)
     layer = model.resolve_layer(args.layer).name if args.layer else default_layer(model)
@@ -600,11 +601,8 @@ def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> tup
     """The render's work folder beside the output, and the state to go on from if an earlier run of the
     same command (same arguments, same input file) was stopped; a different job starts afresh."""
     work = out.parent / f".{out.name}.work"
-    stat = source.path.stat()
-    left_out = ("func", "overwrite", "verbose", "workers", "worker_threads")  # not what is made, only how
-    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
-    job["input"] = [str(source.path.resolve()), stat.st_size, stat.st_mtime_ns, [str(f) for f in source.files]]
-    fingerprint = json.dumps(job, sort_keys=True)
+    # With or without --ray: the work folder holds the same frames (a Ray job's shot marks are read by Ray only).
+    fingerprint = job_text(args, [source.path, *source.files, *_job_inputs(args)])
     state_file = work / "state.pt"
     if (work / "job.json").is_file() and (work / "job.json").read_text() == fingerprint:
         return work, CarriedState.load(state_file) if state_file.is_file() else None
@@ -829,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="starting weights: 'imagenet' or a checkpoint file")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights")
     _add_option_flags(p, option_table.TRAIN_OPTIONS)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--device", default=default_device(), help="torch device")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)
     _add_channels_parser(sub)

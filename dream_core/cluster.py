@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .devices import default_device
 from .errors import DreamError
 from .imageio import pixels, save_pixels
-from .outputs import PARTIAL, written_whole
+from .outputs import PARTIAL, file_identity, written_whole
 
 RAY_INSTALL = 'pip install "deepdream-nodes[ray]"'
 MAX_ATTEMPTS = 2
@@ -125,7 +126,7 @@ class Worker:
     def __init__(self, make_job: Callable, args: Any, threads: int) -> None:
         torch.set_num_threads(threads)
         args = copy.copy(args)
-        args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        args.device = args.device or default_device()
         with contextlib.redirect_stderr(io.StringIO()):  # the plan's first line is the driver's to print
             self.job = make_job(args)
         self.args = args
@@ -276,9 +277,8 @@ class Pool:
         """Every item done (or failed: returned as (item, reason))."""
         queue, idle, failed = deque(items), list(self.workers), []
         attempts: dict[Any, int] = {}
-        busy: dict[Any, Any] = {}  # worker -> the item it is on (a shot stays with its worker)
         progress.show(len(self.workers))
-        while queue or busy:
+        while queue or self.running:  # a busy worker has one call in flight (a shot stays with its worker)
             while idle and queue:
                 worker, item = idle.pop(), queue.popleft()
                 try:
@@ -287,7 +287,6 @@ class Pool:
                     failed.append((item, str(error)))
                     idle.append(worker)
                     continue
-                busy[worker] = item
                 self.running[ref] = (worker, item)
                 self.last = (worker, item)
             if not self.running:
@@ -299,7 +298,6 @@ class Pool:
             try:
                 result = self.ray.get(ref)
             except self.ray.exceptions.RayActorError:  # the worker died: its item goes to another one
-                del busy[worker]
                 attempts[item] = attempts.get(item, 0) + 1
                 if attempts[item] >= MAX_ATTEMPTS:
                     failed.append((item, f"its worker died {attempts[item]} times"))
@@ -309,11 +307,9 @@ class Pool:
                 continue
             except self.ray.exceptions.RayTaskError as error:
                 failed.append((item, str(error.cause) if error.cause else str(error).splitlines()[0]))
-                del busy[worker]
                 idle.append(worker)
                 continue
             if handle(item, result):
-                del busy[worker]
                 idle.append(worker)
                 progress.done += 1
                 progress.show(len(self.workers))
@@ -356,7 +352,7 @@ class Journal:
             self.done, self.planned = saved["done"], set(saved.get("planned", []))
 
     def finished(self, name: str, source: Path) -> bool:
-        return self.done.get(name) == identity(source)
+        return self.done.get(name) == file_identity(source)
 
     def plan(self, names: Iterable[str]) -> None:
         """Record the outputs this run sets out to write (a worker may write one before it is reported done)."""
@@ -364,7 +360,7 @@ class Journal:
         self._write()
 
     def add(self, name: str, source: Path) -> None:
-        self.done[name] = identity(source)
+        self.done[name] = file_identity(source)
         self._write()
 
     def _write(self) -> None:
@@ -376,18 +372,3 @@ class Journal:
     def close(self) -> None:
         """The job is complete: nothing to go on from."""
         self.path.unlink(missing_ok=True)
-
-
-def identity(path: Path) -> list:
-    """A file as a job remembers it: where, how large, when last changed."""
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
-def job_text(args: Any, files: Iterable[Path]) -> str:
-    """A job's identity for `Journal`: its arguments (not how it is spread) and the files they name (mask, guide,
-    checkpoints)."""
-    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads", "inputs")
-    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
-    job["files"] = [identity(path) for path in files]
-    return json.dumps(job, sort_keys=True)

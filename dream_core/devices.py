@@ -17,6 +17,11 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 
 @functools.cache
+def default_device() -> str:
+    """Where the command line computes unless told: the GPU if there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bf16 dot-product units (AVX512-BF16 or AMX), per /proc/cpuinfo."""
     try:

@@ -168,11 +168,8 @@ class _Ascent:
         # Every network a step runs holds its activations at once: their bytes per pixel add up.
         per_pixel = sum(step_bytes_per_pixel(net.name, net.deepest_layer(net_terms), net.compute_dtype,
                                              net.learning_phase)
-                        for net, net_terms in ((model, terms), *self._other_networks()) if net_terms)  # fmt: skip
+                        for net, net_terms in ((model, terms), *self.objective.networks()) if net_terms)  # fmt: skip
         return plan_tile_side(per_pixel, batch, model.device, model.spec.min_size)
-
-    def _other_networks(self) -> list:
-        return [(part.model, part.weights) for part in self.objective.parts if part.networks()]
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.tap(image) if self.tap is not None else {}
@@ -364,7 +361,8 @@ def dream(
         # a plain tensor would: the memory layout picks the convolution kernels.
         original = images.detach().to(model.device, torch.float32).contiguous()
         full_mask = prepare_mask(mask, original) if mask is not None else None
-        _ready_networks((model, *objective.networks()), settings, cast)
+        others = {id(network): network for network, _ in objective.networks()}  # each once
+        _ready_networks((model, *others.values()), settings, cast)
         climbing = objective.climbs and settings.iterations > 0
         ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
         try:

@@ -377,7 +377,8 @@ class Part:
         return None
 
     def networks(self) -> tuple:
-        """Feature models besides the dream's own that this part runs (put on the device, cast with it)."""
+        """(feature model, its terms) of each network besides the dream's own that this part runs (put on the
+        device and cast with the dream's; its activations count in the tile side and the memory asked for)."""
         return ()
 
     def close(self) -> None:
@@ -500,7 +501,7 @@ class Network(Part):
         return bool(self.weights)
 
     def networks(self) -> tuple:
-        return (self.model,)
+        return ((self.model, self.weights),)
 
     def resolved(self, resolve_weights):
         if not self.weights:
@@ -586,9 +587,8 @@ class Objective:
         return replace(self, parts=tuple(part.readied(context) for part in self.parts))
 
     def networks(self) -> tuple:
-        """The feature models other than the dream's own that the parts run, each once."""
-        found = [net for part in self.parts for net in part.networks() if net is not self.resolved_for]
-        return tuple({id(net): net for net in found}.values())
+        """(feature model, its terms) of every network other than the dream's own that the parts run."""
+        return tuple(pair for part in self.parts for pair in part.networks() if pair[0] is not self.resolved_for)
 
     def close(self) -> None:
         for part in self.parts:

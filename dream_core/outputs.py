@@ -17,11 +17,13 @@ of dreaming.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import DreamError
 
@@ -199,3 +201,18 @@ def distinct_names(inputs: Sequence[Path], ending: str = "_dream.png") -> dict[P
         if taken[key] > 1:
             names[path] = names[path].removesuffix(ending) + f"_{taken[key]}" + ending
     return names
+
+
+def file_identity(path: Path) -> list:
+    """A file as a resumable job remembers it: where, how large, when last changed."""
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def job_text(args: Any, files: Iterable[Path]) -> str:
+    """A command's identity for going on after a stop: its arguments (not how the work is spread, nor where it
+    goes) and the files it reads. The same command on unchanged files gives the same text."""
+    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads", "inputs")
+    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
+    job["files"] = [file_identity(path) for path in files]
+    return json.dumps(job, sort_keys=True)

@@ -142,7 +142,7 @@ def shot_ranges(frames: Iterable[torch.Tensor], video: VideoSettings, flow: Flow
     the same flows, the same check. A shot dreamed on its own from its first frame (`dream_video(..., start=)`)
     then gives exactly the frames the whole clip's dream gives there."""
     video = video.validate()
-    estimate = flow or (flow_function(video.flow, torch.device(device), weights_dir) if video.carry > 0 else None)
+    estimate = _flow_estimate(flow, video, torch.device(device), weights_dir)
     starts: list[int] = []
     last, count = None, 0
     with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
@@ -153,6 +153,12 @@ def shot_ranges(frames: Iterable[torch.Tensor], video: VideoSettings, flow: Flow
                 starts.append(index)
             last, count = frame, index + 1
     return list(zip(starts, [*starts[1:], count], strict=True))
+
+
+def _flow_estimate(flow: FlowFunction | None, video: VideoSettings, device: torch.device,
+                   weights_dir) -> FlowFunction | None:  # fmt: skip
+    """The flow a clip's frames are compared with: the given one, else the settings' method (none without carry)."""
+    return flow or (flow_function(video.flow, device, weights_dir) if video.carry > 0 else None)
 
 
 def frame_seed(seed: int, index: int) -> int:
@@ -207,7 +213,7 @@ def dream_video(
     video = (video or VideoSettings()).validate()
     clip = _Clip(model, Objective.of(objective).resolved(model), settings, video, frame_count, mask, on_progress,
                  should_stop, on_new_shot)  # fmt: skip
-    estimate = flow or (flow_function(video.flow, model.device, weights_dir) if video.carry > 0 else None)
+    estimate = _flow_estimate(flow, video, model.device, weights_dir)
     first = resume.index if resume is not None else start
     with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
         for index, (frame, flows) in enumerate(frames_and_flows, start=first):

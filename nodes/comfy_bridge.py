@@ -240,7 +240,8 @@ def dream_device(
     needed = estimate.activations + estimate.images
     for other, other_terms in others:
         needed += estimate_dream_memory(other, other_terms, settings, image_shape, device, cap).activations
-    load_feature_models_onto([model, *(other for other, _ in others)], device, needed)
+    models = {id(each): each for each in (model, *(other for other, _ in others))}  # each loaded once
+    load_feature_models_onto(list(models.values()), device, needed)
     yield device, settings
 
 

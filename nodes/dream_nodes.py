@@ -132,7 +132,7 @@ class NodeDream:
         """The model on ComfyUI's device with room for images of `image_shape`; `settings` then hold the host's
         tile cap."""
         terms = [term for objective in self.objectives for term in objective.terms()]
-        others = [(part.model, part.weights) for part in self.objective.parts if part.networks()]
+        others = self.objective.networks()
         with comfy_bridge.dream_device(self.model, image_shape, terms, self.settings, others) as (device, settings):
             self.settings = settings
             yield device
