@@ -8,7 +8,6 @@ import copy
 import json
 import logging
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -33,13 +32,14 @@ from .imageio import expand_inputs, load_image, load_mask, pixels, save_animatio
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
 from .options import ChannelSettings, Option
-from .outputs import check_outputs, distinct_names, folder_written_whole, job_text, replace_folder, written_whole
+from .outputs import check_outputs, distinct_names, fill_frames, frames_written_whole, job_text, written_whole
 from .presets import PRESETS, default_preset, get_preset
 from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
 from .training import TrainSettings, train_classifier
 from .video import CarriedState, dream_video, shot_ranges
 from .videoio import VIDEO_SUFFIXES, VideoSink, VideoSource, audio_codecs, audio_fits
+from .workfolder import WorkFolder, whole_png
 from .zoo import DEFAULT_MODEL, LOGITS, ZOO, get_spec, layer_catalogue
 
 
@@ -425,31 +425,47 @@ def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink
     """`deepdream video ... --ray`: the clip's shots found by the workers (each part of the clip judged as the
     one-machine dream judges it), each shot dreamed coherently by one worker, shots in parallel; the frames
     written into the work folder as they come, then joined in order as without Ray."""
-    work, _ = _video_work(out, args, source)
+    work = _video_work(out, args, source)
+    with work:
+        work.open()
+        return _video_shots_on_ray(args, source, sink, out, video, work)
 
+
+def _video_shots_on_ray(args, source: VideoSource, sink: VideoSink, out: Path, video, work: WorkFolder) -> int:
     def handle(shot: tuple[int, int], result) -> bool:
         first, frames, done = result
         for offset, frame in enumerate(frames):
             if frame is not None:  # else the worker wrote it into the work folder itself
-                save_pixels(frame, work / f"frame_{first + offset:05d}.png", quick=not sink.to_folder)
+                save_pixels(frame, work.frame(first + offset), quick=not sink.to_folder)
         if done:
-            with written_whole(work / f"shot_{shot[0]:05d}.done") as partial:
+            with written_whole(work.path / f"shot_{shot[0]:05d}.done") as partial:
                 partial.write_text("")
         return done
 
     clip = str(source.path.resolve())
-    with _on_ray(args, work) as (pool, outbox):
-        shots = _shots(pool, source, video, work, args)
-        left = [shot for shot in shots if not (work / f"shot_{shot[0]:05d}.done").is_file()]
+    with _on_ray(args, work.path) as (pool, outbox):
+        shots = _shots(pool, source, video, work.path, args)
+        left = [shot for shot in shots if not _shot_done(work, shot)]
         print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an "
               "earlier run" if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip
         failed = pool.run(left, lambda worker, shot: worker.shot_frames.remote(
-            shot, clip, args.fps, video, str(work.resolve()), outbox, not sink.to_folder), handle,
+            shot, clip, args.fps, video, str(work.path), outbox, not sink.to_folder), handle,
             cluster.Progress("video", len(left), "shots"))  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
                          "finished shots are kept: run the same command again to go on.")  # fmt: skip
-    return _finish_video(work, sink, out, source)
+    return _finish_video(work, sink, out, source, shots[-1][1])
+
+
+def _shot_done(work: WorkFolder, shot: tuple[int, int]) -> bool:
+    """Whether an earlier run finished `shot`: its mark, and every frame of it whole (else it is dreamed again)."""
+    mark = work.path / f"shot_{shot[0]:05d}.done"
+    if not mark.is_file():
+        return False
+    if all(whole_png(work.frame(index)) for index in range(*shot)):
+        return True
+    mark.unlink()
+    return False
 
 
 def _shots(pool: cluster.Pool, source: VideoSource, video, work: Path, args: argparse.Namespace) -> list:
@@ -506,10 +522,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_channels(args: argparse.Namespace) -> int:
-    outputs = [Path(args.output)] + ([Path(args.pictures)] if args.pictures else [])
     _check_picture_output(Path(args.output))
     weights = [Path(args.weights)] if args.weights not in ("imagenet", "random") else []
-    check_outputs(outputs, [*weights, *([Path(args.image)] if args.image else [])], args.overwrite)
+    read = [*weights, *([Path(args.image)] if args.image else [])]
+    check_outputs([Path(args.output)], read, args.overwrite)
+    if args.pictures and Path(args.pictures).exists() and not Path(args.pictures).is_dir():
+        raise DreamError(f"--pictures {args.pictures} is a file; give a folder.")
     chosen, top = parse_channels(args.channels)
     if top and not args.image:
         raise DreamError(f"--channels top{top} picks the channels most active on a picture: give it with --image.")
@@ -522,17 +540,21 @@ def _cmd_channels(args: argparse.Namespace) -> int:
     layer = model.resolve_layer(args.layer).name if args.layer else default_layer(model)
     if top:
         chosen = top_channels(model, layer, image, top)
+    # Each picture is a file of its own in --pictures: only those are replaced (with --overwrite), nothing else.
+    pictures = {label: Path(args.pictures) / f"{label.replace('[', '_').replace(']', '')}.png"
+                for label in (f"{layer}[{channel}]" for channel in chosen)} if args.pictures else {}  # fmt: skip
+    check_outputs([Path(args.output), *pictures.values()], read, args.overwrite)
     print(f"Growing {len(chosen)} pictures of {layer} of {model.name} ({Path(str(model.weights)).name} weights) "
           f"on {model.device}: {settings.size} px, {settings.steps} steps.", file=sys.stderr)  # fmt: skip
     result = channel_pictures(model, layer, chosen, settings, on_progress=ProgressBar(layer))
     measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
     gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
     print(_after_bar(f"mean activation on the starting noise -> on the picture: {gains}"), file=sys.stderr)
-    if args.pictures:
-        with folder_written_whole(Path(args.pictures)) as folder:
-            for label, picture in zip(result.labels, result.images, strict=True):
-                save_image(picture, folder / f"{label.replace('[', '_').replace(']', '')}.png")
-        print(f"wrote {len(chosen)} pictures to {args.pictures}")
+    for label, picture in zip(result.labels, result.images, strict=True):
+        if label in pictures:
+            save_image(picture, pictures[label])
+    if pictures:
+        print(f"wrote {len(pictures)} pictures to {args.pictures}")
     print(f"wrote {save_image(contact_sheet(result.images, result.labels, args.columns)[0], args.output)}")
     return 0
 
@@ -590,39 +612,50 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
     if out.suffix.lower() == ".webp":
         print(f"wrote {save_animation(frames, out, fps=args.fps)}")
     else:
-        with folder_written_whole(out) as folder:
+        with frames_written_whole(out) as folder:
             for i, frame in enumerate(frames):
                 save_image(frame, folder / f"frame_{i:04d}.png")
         print(f"wrote {len(frames)} frames into {out}")
     return 0
 
 
-def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> tuple[Path, CarriedState | None]:
-    """The render's work folder beside the output, and the state to go on from if an earlier run of the
-    same command (same arguments, same input file) was stopped; a different job starts afresh."""
-    work = out.parent / f".{out.name}.work"
+def _video_work(out: Path, args: argparse.Namespace, source: VideoSource) -> WorkFolder:
+    """The render's work folder beside the output, locked (a second render to the same output is refused); an
+    earlier run's frames are kept only if it was the same command on the same input files (by content)."""
     # With or without --ray: the work folder holds the same frames (a Ray job's shot marks are read by Ray only).
-    fingerprint = job_text(args, [source.path, *source.files, *_job_inputs(args)])
-    state_file = work / "state.pt"
-    if (work / "job.json").is_file() and (work / "job.json").read_text() == fingerprint:
-        return work, CarriedState.load(state_file) if state_file.is_file() else None
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    with written_whole(work / "job.json") as partial:
-        partial.write_text(fingerprint)
-    return work, None
+    return WorkFolder(out, job_text(args, [source.path, *source.files, *_job_inputs(args)]))
 
 
-def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, resume) -> None:
-    """Dream the clip's frames (from after `resume`'s frame) into the work folder, saving the state after each."""
+def _resume_state(work: WorkFolder) -> CarriedState | None:
+    """What an earlier, stopped run of this job left to go on from: its last state, if every frame up to it is
+    whole (else the folder is cleared and the render starts afresh)."""
+    state_file = work.path / "state.pt"
+    if not state_file.is_file():
+        return None
+    try:
+        state = CarriedState.load(state_file)
+    except Exception:  # cut short or damaged: the same as none
+        state = None
+    if state is None or work.whole_frames(state.index + 1) <= state.index:
+        print(f"the work folder {work.path} of an earlier run is damaged: starting afresh", file=sys.stderr)
+        work.clear()
+        with written_whole(work.path / "job.json") as partial:
+            partial.write_text(work.job)
+        return None
+    return state
+
+
+def _render_frames(work: WorkFolder, source: VideoSource, job: DreamJob, video, args, resume) -> int:
+    """Dream the clip's frames (from after `resume`'s frame) into the work folder, saving the state after each;
+    returns how many frames the clip has."""
     first = resume.index + 1 if resume is not None else 0
     started, written = time.monotonic(), first
     frames = dream_video(source.frames(resume.index if resume is not None else 0), job.model, job.objective,
                          job.settings, video, mask=job.mask, weights_dir=args.weights_dir, resume=resume,
-                         on_state=lambda state: state.save(work / "state.pt"))  # fmt: skip
+                         on_state=lambda state: state.save(work.path / "state.pt"))  # fmt: skip
     into_video = Path(args.output).suffix.lower() in VIDEO_SUFFIXES  # frames on their way: lightly compressed
     for dreamed in frames:
-        save_pixels(pixels(dreamed[0]), work / f"frame_{written:05d}.png", quick=into_video)
+        save_pixels(pixels(dreamed[0]), work.frame(written), quick=into_video)
         written += 1
         elapsed = time.monotonic() - started
         if source.count:
@@ -634,6 +667,7 @@ def _render_frames(work: Path, source: VideoSource, job: DreamJob, video, args, 
         print(("\r" if tty else "") + line, file=sys.stderr, end="" if tty else "\n")
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    return written
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
@@ -654,44 +688,56 @@ def _cmd_video(args: argparse.Namespace) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     sink.audio_from = source.path if keep_audio and not sink.to_folder else None
+    sink.times = source.times()  # a phone's variable frame rate kept
     if args.ray is not None:
         return _video_on_ray(args, source, sink, out, video)
     job = prepare_dream(args)
     # Dreamed frames go to a work folder, with what the next frame needs after each: a stopped
     # render (Ctrl-C, a crash, a reboot) run again with the same arguments goes on from there.
-    work, resume = _video_work(out, args, source)
-    first = resume.index + 1 if resume is not None else 0
-    if resume is not None:
-        print(f"going on after frame {first} of an interrupted run (from {work})", file=sys.stderr)
-    try:
-        _render_frames(work, source, job, video, args, resume)
-    except (KeyboardInterrupt, Terminated):
-        done = len(list(work.glob("frame_*.png")))
-        print(_after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
-              file=sys.stderr)  # fmt: skip
-        raise
-    return _finish_video(work, sink, out, source)
+    with _video_work(out, args, source) as work:
+        resume = _resume_state(work) if work.open() else None
+        if resume is not None:
+            print(f"going on after frame {resume.index + 1} of an interrupted run (from {work.path})",
+                  file=sys.stderr)  # fmt: skip
+        try:
+            count = _render_frames(work, source, job, video, args, resume)
+        except (KeyboardInterrupt, Terminated):
+            done = work.whole_frames(10**9)
+            print(_after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
+                  file=sys.stderr)  # fmt: skip
+            raise
+        return _finish_video(work, sink, out, source, count)
 
 
-def _finish_video(work: Path, sink: VideoSink, out: Path, source: VideoSource) -> int:
-    """The finished frames of the work folder into the output: a file (whole or not at all) or the folder."""
-    count = len(list(work.glob("frame_*.png")))
+def _finish_video(work: WorkFolder, sink: VideoSink, out: Path, source: VideoSource, count: int) -> int:
+    """The clip's `count` finished frames of the work folder into the output: a file (whole or not at all) or the
+    folder (only its frames replaced). Nothing is made from a damaged work folder."""
+    if count == 0:
+        raise DreamError(f"{source.path.name} holds no frames to dream.")
+    work.check_frames(count)
     try:
         if sink.to_folder:
-            for name in ("job.json", "state.pt", "shots.json", *(p.name for p in work.glob("shot_*.done"))):
-                (work / name).unlink(missing_ok=True)
-            replace_folder(work, out)
+            fill_frames(out, [work.frame(index) for index in range(count)])
         else:
             for index in range(count):
-                sink.write(load_image(work / f"frame_{index:05d}.png"))
+                sink.write(_work_frame(work, index))
             sink.close()
     except BaseException:
         sink.abort()
         raise
-    shutil.rmtree(work, ignore_errors=True)
+    work.remove()
     print(f"wrote {count} frames at {float(source.rate):g} fps to {out}"
           + (" with the audio" if sink.audio_from is not None else ""))  # fmt: skip
     return 0
+
+
+def _work_frame(work: WorkFolder, index: int) -> torch.Tensor:
+    try:
+        return load_image(work.frame(index))
+    except DreamError as error:  # whole on disk yet undecodable: the folder was tampered with
+        work.clear()
+        raise DreamError(f"{error} The render's work folder was cleared: run the same command again to render "
+                         "afresh.") from None  # fmt: skip
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

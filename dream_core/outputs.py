@@ -1,6 +1,6 @@
 """Writing results without ever losing the user's files.
 
-Three rules, checked or kept for every file the command line and the engine write:
+Four rules, checked or kept for every file the command line and the engine write:
 
 * never over an input: an output that is one of the inputs (same path, or the same file
   by inode through another path or a link), or a folder that holds one, is refused;
@@ -8,7 +8,9 @@ Three rules, checked or kept for every file the command line and the engine writ
   name (`distinct_names`);
 * whole or not at all: a file is written under a temporary name beside its final one
   and renamed into place only when complete (`written_whole`), so a failure, a full
-  disk or a kill leaves nothing under the final name and the previous file untouched.
+  disk or a kill leaves nothing under the final name and the previous file untouched;
+* only its own: in a folder, a command replaces or removes only the files it writes
+  there (named outputs, or `FRAME` files), whatever else the folder holds.
 
 All checks run before any work (`check_outputs`), so nothing is refused after an hour
 of dreaming.
@@ -17,8 +19,10 @@ of dreaming.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,6 +50,20 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+MAX_NAME_BYTES = 255
+"""The longest file name most file systems take (ext4, APFS, NTFS: 255 bytes or characters)."""
+
+FRAME = re.compile(r"frame_\d{4,}\.png")
+"""The files a frames folder's owner writes (`frame_00012.png`): the only ones it ever replaces or removes there."""
+
+
+def own_frames(folder: Path) -> list[Path]:
+    """The frames a command writing PNG frames into `folder` made there (or would have): nothing else in it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if FRAME.fullmatch(p.name) and not p.is_dir())
+
+
 def check_outputs(
     outputs: Iterable[Path],
     inputs: Iterable[Path],
@@ -54,15 +72,19 @@ def check_outputs(
 ) -> None:
     """Refuse, in one line and before any work, what would destroy or lose a file.
 
-    `outputs` are the files a command will write; `folders` the folders it will fill
-    (frames), which must not be or hold an input either. Existing outputs are refused
-    unless `overwrite`; an existing non-empty frames folder too (it would keep stale
-    frames of a longer run). Each output's folder must be writable (it is created now).
+    `outputs` are the files a command will write; `folders` the folders it will fill with PNG frames (`FRAME`
+    names), which must not be or hold an input either. Existing outputs, and frames already in a folder, are
+    refused unless `overwrite`; with it, only those files are replaced (`fill_frames`): whatever else a folder
+    holds stays. Each output's folder must be writable (it is created now), and each name short enough to
+    write.
     """
     inputs = [Path(p) for p in inputs if p is not None]
     outputs = [Path(p) for p in outputs]
     folders = [Path(p) for p in folders]
     for output in outputs:
+        _check_name(output)
+        if output.is_dir():
+            raise DreamError(f"The output {output} is a folder; give a file name (or another folder's).")
         for source in inputs:
             if _same(output, source):
                 raise DreamError(f"The output {output} is the input {source}: it would be destroyed. "
@@ -72,17 +94,24 @@ def check_outputs(
             if _inside(source, folder) or _same(folder, source):
                 raise DreamError(f"The output folder {folder} holds the input {source}: it would be overwritten. "
                                  "Write to another folder.")  # fmt: skip
+        if folder.exists() and not folder.is_dir():
+            raise DreamError(f"The output folder {folder} is a file; give a folder name (or another file's).")
     if not overwrite:
-        existing = [p for p in outputs if p.exists()]
-        existing += [f for f in folders if f.is_dir() and any(f.iterdir())]
-        existing += [f for f in folders if f.exists() and not f.is_dir()]
+        existing = [p for p in outputs if p.exists()] + [f for f in folders if own_frames(f)]
         if existing:
             names = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
                                                               else "")  # fmt: skip
             raise DreamError(f"{names} already exist{'s' if len(existing) == 1 else ''}; add --overwrite to "
                              "replace, or choose another output.")  # fmt: skip
-    for place in {p.parent for p in outputs} | {f.parent for f in folders}:
+    for place in {p.parent for p in outputs} | set(folders):
         _check_writable(place)
+
+
+def _check_name(path: Path) -> None:
+    size = len(path.name.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise DreamError(f"The output name {path.name[:40]}... is {size} bytes long; file systems take at most "
+                         f"{MAX_NAME_BYTES}. Choose a shorter name.")  # fmt: skip
 
 
 def _check_writable(folder: Path) -> None:
@@ -102,10 +131,17 @@ def _usual_mode(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~umask)
 
 
+def _short(stem: str) -> str:
+    """`stem` cut so that a temporary name made from it (`.STEM.partial-PID-XXXXXXXX.SUFFIX`) stays within
+    `MAX_NAME_BYTES` for any final name that does."""
+    room = MAX_NAME_BYTES - 100
+    return stem.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+
+
 def partial_path(final: Path) -> Path:
     """A fresh temporary name beside `final`, with its suffix (writers choose formats by it)."""
     final = Path(final)
-    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}{PARTIAL}{os.getpid()}-",
+    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{_short(final.stem)}{PARTIAL}{os.getpid()}-",
                                     suffix=final.suffix)  # fmt: skip
     try:
         os.close(handle)
@@ -119,7 +155,7 @@ def partial_path(final: Path) -> Path:
 
 def partial_folder(final: Path) -> Path:
     """A fresh temporary folder beside `final`."""
-    folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{PARTIAL}{os.getpid()}-"))
+    folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{_short(final.name)}{PARTIAL}{os.getpid()}-"))
     _usual_mode(folder, 0o777)
     return folder
 
@@ -147,29 +183,30 @@ def written_whole(final: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def folder_written_whole(final: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder to fill; it replaces `final` (and whatever was in it) only when complete."""
+def frames_written_whole(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder to fill with `FRAME` files; they go into `final` only when the block ends without error
+    (`fill_frames`), and a failure leaves `final` as it was."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = partial_folder(final)
     try:
         yield temporary
-        replace_folder(temporary, final)
-    except BaseException:
+        fill_frames(final, own_frames(temporary))
+    finally:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
-def replace_folder(filled: Path, final: Path) -> None:
-    """Put a filled temporary folder in the final one's place (an old one, allowed by --overwrite, goes:
-    stale frames of a longer earlier run must not stay among the new ones)."""
-    if final.exists():
-        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
-        os.replace(final, old / final.name)
-        os.replace(filled, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(filled, final)
+def fill_frames(final: Path, frames: Sequence[Path]) -> None:
+    """Move finished `frames` into the folder `final`. Frames of an earlier, longer run (allowed by --overwrite) go:
+    they must not stay among the new ones. Nothing else in `final` is touched: the folder may hold the user's
+    other files, and only this command's own are ever removed."""
+    final.mkdir(parents=True, exist_ok=True)
+    names = {frame.name for frame in frames}
+    for stale in own_frames(final):
+        if stale.name not in names:
+            stale.unlink()
+    for frame in frames:
+        os.replace(frame, final / frame.name)
 
 
 def distinct_names(inputs: Sequence[Path], ending: str = "_dream.png") -> dict[Path, str]:
@@ -204,15 +241,27 @@ def distinct_names(inputs: Sequence[Path], ending: str = "_dream.png") -> dict[P
 
 
 def file_identity(path: Path) -> list:
-    """A file as a resumable job remembers it: where, how large, when last changed."""
-    stat = Path(path).stat()
-    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+    """A file as a resumable job remembers it: where, how large, and a digest of its content (size and time can
+    lie: a file rewritten and given its old time back with `touch -r` is another file)."""
+    path = Path(path)
+    if path.is_dir():  # a folder of frames: its files are named one by one
+        return [str(path.resolve()), "folder"]
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return [str(path.resolve()), path.stat().st_size, digest.hexdigest()]
 
 
 def job_text(args: Any, files: Iterable[Path]) -> str:
     """A command's identity for going on after a stop: its arguments (not how the work is spread, nor where it
     goes) and the files it reads. The same command on unchanged files gives the same text."""
-    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads", "inputs")
+    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads")
     job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
+    # Where the pictures come from, wherever the command was run: a folder job from other folders is another job.
+    for key in ("inputs", "input"):
+        if key in job:
+            given = vars(args)[key]
+            job[key] = json.dumps([str(Path(p).resolve()) for p in (given if isinstance(given, list) else [given])])
     job["files"] = [file_identity(path) for path in files]
     return json.dumps(job, sort_keys=True)

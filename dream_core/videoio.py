@@ -14,12 +14,14 @@ import torch
 
 from .errors import DreamError
 from .imageio import IMAGE_SUFFIXES, load_image, save_image
-from .outputs import partial_folder, partial_path, replace_folder
+from .outputs import fill_frames, own_frames, partial_folder, partial_path
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
 _CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9",
            ".gif": "gif"}  # fmt: skip
 DEFAULT_FPS = 24
+TIME_BASE = Fraction(1, 90000)
+"""Time stamps of a dreamed clip that keeps its source's frame times: MPEG's 90 kHz clock."""
 
 
 def _av():
@@ -43,6 +45,7 @@ class VideoSource:
             self.rate = Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
             self.count: int | None = len(self.files)
             self.has_audio = False
+            self.fps_given = True
             return
         if not self.path.is_file():
             raise DreamError(f"Input not found: {self.path}.")
@@ -53,6 +56,7 @@ class VideoSource:
                     raise DreamError(f"{self.path.name} has no video stream.")
                 stream = container.streams.video[0]
                 self.rate = Fraction(fps) if fps else (stream.average_rate or Fraction(DEFAULT_FPS))
+                self.fps_given = fps is not None
                 self.count = stream.frames or None
                 self.has_audio = bool(container.streams.audio)
         except av.error.FFmpegError as error:
@@ -69,8 +73,34 @@ class VideoSource:
             for index, frame in enumerate(container.decode(video=0)):
                 if index < start:  # decoded in order (seeking lands on key frames only): cheap next to a dream
                     continue
-                rgb = frame.to_ndarray(format="rgb24")
-                yield torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).unsqueeze(0)
+                yield upright(rgb, getattr(frame, "rotation", 0)).float().div_(255)
+
+    def times(self) -> list[Fraction] | None:
+        """Each frame's time from the first, in seconds, as the file stores them (a phone's variable frame rate),
+        read from the packets without decoding, and where the last one ends; None for a folder of frames, a rate
+        given with --fps, or a file whose packets do not say."""
+        if self.files or self.fps_given:
+            return None
+        av = _av()
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stamps = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
+            end = stream.duration
+        if not stamps or stream.time_base is None or (self.count and len(stamps) != self.count):
+            return None
+        times = [(stamp - stamps[0]) * stream.time_base for stamp in stamps]
+        # Where the last frame ends: the stream's length, else one more of the last gap (or frame at the rate).
+        last = times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1 / self.rate)
+        times.append(end * stream.time_base if end and end > stamps[-1] - stamps[0] else last)
+        return times
+
+
+def upright(rgb: torch.Tensor, rotation: int) -> torch.Tensor:
+    """A decoded frame `[..., H, W]` turned as its file says it is shown (a phone's portrait clip is stored sideways
+    with a display rotation, counterclockwise in degrees)."""
+    turns = round((rotation or 0) / 90) % 4
+    return torch.rot90(rgb, turns, dims=(-2, -1)).contiguous() if turns else rgb
 
 
 AUDIO_CODECS_FITTING = {".webm": {"opus", "vorbis"}, ".gif": set()}
@@ -106,9 +136,13 @@ class VideoSink:
     finished under the final name.
     """
 
-    def __init__(self, path: str | os.PathLike, rate: Fraction, audio_from: Path | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, rate: Fraction, audio_from: Path | None = None,
+                 times: list[Fraction] | None = None) -> None:  # fmt: skip
         self.path = Path(path)
         self.rate = rate
+        self.times = times
+        """Frame i shows from `times[i]` seconds (and the last until `times[count]` where given): a variable frame
+        rate kept. None: every frame 1/rate long."""
         self.audio_from = audio_from
         self.count = 0
         self.container = self.stream = None
@@ -127,6 +161,8 @@ class VideoSink:
         self.container = av.open(str(self.partial), "w")
         self.stream = self.container.add_stream(_CODECS[suffix], rate=self.rate)
         self.stream.width, self.stream.height = width, height
+        if self.times is not None and suffix != ".gif":
+            self.stream.codec_context.time_base = self.stream.time_base = TIME_BASE
         self.stream.pix_fmt = "rgb8" if suffix == ".gif" else "yuv420p"
         if self.audio_from is not None and suffix != ".gif":
             with av.open(str(self.audio_from)) as source:
@@ -151,15 +187,25 @@ class VideoSink:
         av = _av()
         rgb = (frame[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if self.times is not None and self.path.suffix.lower() != ".gif" and self.count < len(self.times):
+            video_frame.pts = self._pts(self.count)
+            video_frame.time_base = TIME_BASE
+            if self.count + 1 < len(self.times):
+                video_frame.duration = self._pts(self.count + 1) - video_frame.pts
         for packet in self.stream.encode(video_frame):
             self.container.mux(packet)
         self.count += 1
+
+    def _pts(self, index: int) -> int:
+        # Strictly rising, even where two stamps round to one tick.
+        return max(round(self.times[index] / TIME_BASE), index)
 
     def close(self) -> None:
         """Flush the encoder, copy the source's audio in, close the file and put it in place."""
         if self.to_folder:
             if self.partial is not None:
-                replace_folder(self.partial, self.path)
+                fill_frames(self.path, own_frames(self.partial))  # the folder's other files stay
+                shutil.rmtree(self.partial, ignore_errors=True)
                 self.partial = None
             return
         if self.container is None:
