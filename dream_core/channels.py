@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 
+from . import tiling
 from .engine import ProgressCallback, StopCallback, dream
 from .errors import DreamError
 from .feature_model import FeatureModel
+from .imageops import resize
+from .memory import MEANS_TILE, channel_means_memory, check_memory
 from .objectives import Objective, Part, ReadyContext, Term, parse_term
 from .options import ChannelSettings, DreamSettings
 
@@ -82,6 +85,9 @@ def parse_channels(text: str) -> tuple[tuple[int, ...], int]:
 def top_channels(model: FeatureModel, layer: str, image: torch.Tensor, count: int) -> tuple[int, ...]:
     """The `count` channels of `layer` most active on `image` `[1, 3, H, W]` (mean over positions), strongest first."""
     info = model.resolve_layer(layer)
+    if image.ndim != 4 or image.shape[0] == 0 or 0 in image.shape[-2:]:
+        raise DreamError(f"top{count} reads the channels most active on a picture, and the picture given is empty "
+                         f"(shape {tuple(image.shape)}); connect or give a picture.")  # fmt: skip
     if count > info.channels:
         raise DreamError(f"{info.name} of {model.name} has {info.channels} channels; top{count} asks for more.")
     means = channel_means(model, info.name, image[:1])[0]
@@ -89,11 +95,25 @@ def top_channels(model: FeatureModel, layer: str, image: torch.Tensor, count: in
 
 
 def channel_means(model: FeatureModel, layer: str, images: torch.Tensor) -> torch.Tensor:
-    """Every channel's mean activation of `layer` on each image: `[B, C]` (float32, on the CPU)."""
-    with torch.inference_mode(False), torch.no_grad(), model.tap([layer]) as tap:
+    """Every channel's mean activation of `layer` on each image: `[B, C]` (float32, on the CPU).
+
+    Read a tile of at most `memory.MEANS_TILE` px at a time (a 4096 px photo at once held 5 GB), each tile's means
+    weighed by its area; checked against the device's memory first."""
+    name = model.resolve_layer(layer).name
+    check_memory(channel_means_memory(model, name, images.shape), model.device,
+                 f"Reading {name} on {images.shape[0]} picture(s) of {images.shape[-1]}x{images.shape[-2]} px",
+                 "Give a smaller picture.")  # fmt: skip
+    height, width = images.shape[-2:]
+    total = None
+    with torch.inference_mode(False), torch.no_grad(), model.tap([name]) as tap:
         model.make_autograd_safe()
-        activation = tap(images.to(model.device, torch.float32))[model.resolve_layer(layer).name]
-        return activation.float().flatten(2).mean(2).cpu()
+        for top, bottom, left, right in tiling.tile_grid(height, width, MEANS_TILE):
+            tile = images[:, :, top:bottom, left:right].to(model.device, torch.float32)
+            if min(tile.shape[-2:]) < model.spec.min_size:  # a sliver too small for the network: read it larger
+                tile = resize(tile, (max(bottom - top, model.spec.min_size), max(right - left, model.spec.min_size)))
+            means = tap(tile)[name].float().flatten(2).mean(2) * ((bottom - top) * (right - left))
+            total = means if total is None else total + means
+    return (total / (height * width)).cpu()
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import errno
 import json
 import logging
 import math
@@ -92,7 +93,7 @@ def _preset_values(opt: Option) -> str:
 
 
 def _option_help(opt: Option) -> str:
-    presets = _preset_values(opt)
+    presets = _preset_values(opt) if opt in option_table.OPTIONS else ""  # presets set dream options only
     note = f"; presets set their own: {presets}" if presets else ""
     return f"{opt.help} (default {opt.default}{note})".replace("%", "%%")
 
@@ -130,7 +131,8 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", action="append", default=[], metavar="MODEL[@WEIGHTS]=LAYERS",
                    help="one more network dreaming the same picture with its own layer weights, e.g. "
                    "'vgg16=conv4_3:1' or 'efficientnet_lite0@mine.safetensors=class:dots:2' (weights: imagenet, "
-                   "random or a checkpoint; default imagenet); repeat for several")
+                   "random or a checkpoint; default imagenet); repeat for several (at most 8). The main network "
+                   "still dreams --layers (else its own layers)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_option_flags(p, option_table.OPTIONS)
@@ -180,6 +182,8 @@ OVERWRITE_HELP = ("replace output files that already exist (an input is never re
                   "existing output is refused before any work")
 WRITABLE_PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_FPS = 1000.0
+MAX_NETWORKS = 8
+"""Other networks one dream may run beside its own (each holds its weights and activations at every step)."""
 
 
 def _check_fps(fps: float) -> None:
@@ -218,9 +222,12 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         if not sep:
             raise DreamError(f"--region {spec!r}: write it as MASK_FILE=LAYERS, e.g. left.png=mixed3:1.")
         regions.append((load_mask(mask_file), parse_layer_weights(region_layers)))
-    networks = [_load_network(spec, args) for spec in args.network]
-    # Regions or other networks alone say what to dream.
-    layers_everywhere = {} if (regions or networks) and not args.layers else layers
+    if len(args.network) > MAX_NETWORKS:
+        raise DreamError(f"{len(args.network)} --network flags: at most {MAX_NETWORKS} other networks dream at once.")
+    loaded: dict[tuple[str, str], FeatureModel] = {}  # a network named twice is loaded once
+    networks = [_load_network(spec, args, loaded) for spec in args.network]
+    # Regions alone say what to dream; other networks dream beside the main one's layers.
+    layers_everywhere = {} if regions and not args.layers else layers
     mask = load_mask(args.mask) if args.mask else None
     guide = load_image(args.guide) if args.guide else None
     objective = Objective.of(layers_everywhere, regions=regions, guide=guide, networks=networks).resolved(model)
@@ -239,15 +246,23 @@ def _network_spec(text: str) -> tuple[str, str, str]:
     if not sep or not model.strip() or not layers.strip():
         raise DreamError(f"--network {text[:60]!r}: write it as MODEL=LAYERS or MODEL@WEIGHTS=LAYERS, e.g. "
                          "'vgg16=conv4_3:1'.")
-    architecture, _, weights = model.partition("@")
+    architecture, at, weights = model.partition("@")
+    if at and not weights.strip():
+        raise DreamError(f"--network {text[:60]!r}: nothing after '@'. Give the weights (imagenet, random or a "
+                         "checkpoint file), or leave out the '@'.")  # fmt: skip
     return architecture.strip(), weights.strip() or "imagenet", layers
 
 
-def _load_network(text: str, args: argparse.Namespace) -> tuple[FeatureModel, dict]:
-    """A --network's feature model (on the dream's device) and its layer weights, checked."""
+def _load_network(text: str, args: argparse.Namespace, loaded: dict) -> tuple[FeatureModel, dict]:
+    """A --network's feature model (on the dream's device; one already `loaded` for the same architecture and
+    weights is shared) and its layer weights, checked."""
     architecture, weights, layers = _network_spec(text)
-    model = load_feature_model(get_spec(architecture).name, weights, args.weights_dir, device=args.device,
-                               learning_phase=args.learning_phase or "inference")  # fmt: skip
+    key = (get_spec(architecture).name, str(Path(weights).resolve()) if weights not in ("imagenet", "random")
+           else weights)  # fmt: skip
+    if key not in loaded:
+        loaded[key] = load_feature_model(key[0], weights, args.weights_dir, device=args.device,
+                                         learning_phase=args.learning_phase or "inference")  # fmt: skip
+    model = loaded[key]
     layer_weights = parse_layer_weights(layers)
     try:
         model.resolve_weights(layer_weights)
@@ -418,7 +433,7 @@ def _sweep_on_ray(args: argparse.Namespace, image: torch.Tensor, lines: list[str
                           handle, cluster.Progress("sweep", len(lines), "lines"))  # fmt: skip
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
-    return torch.stack([torch.from_numpy(dreams[index]) for index in range(len(lines))])
+    return torch.stack([torch.from_numpy(dreams[index].copy()) for index in range(len(lines))])  # Ray's are read-only
 
 
 def _video_on_ray(args: argparse.Namespace, source: VideoSource, sink: VideoSink, out: Path, video) -> int:
@@ -701,6 +716,10 @@ def _cmd_video(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         try:
             count = _render_frames(work, source, job, video, args, resume)
+        except DreamError:
+            if work.whole_frames(1) == 0:  # refused before its first frame: nothing to go on from, nothing left
+                work.remove()
+            raise
         except (KeyboardInterrupt, Terminated):
             done = work.whole_frames(10**9)
             print(_after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
@@ -882,6 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.set_defaults(func=_cmd_layers)
     sub.add_parser("presets", help="list the classic presets").set_defaults(func=_cmd_presets)
+    for command in sub.choices.values():  # -v after the command too (errors say "run with -v")
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
     return parser
 
 
@@ -919,15 +940,26 @@ def main(argv: list[str] | None = None) -> int:
             logging.exception("details")
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            return _unexpected(err, args)
+        print(f"error: no space left on the disk{f' writing {err.filename}' if err.filename else ''}. Free some "
+              "space and run the same command again (a video goes on from its last finished frame).",
+              file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         print(_after_bar("interrupted: nothing half-written was left"), file=sys.stderr)
         return 130
     except Exception as err:  # a missing package, a model that cannot be built: one line, -v for the rest
-        if args.verbose:
-            raise
-        name = f"the package {err.name!r} is missing; install it" if isinstance(err, ImportError) and err.name else err
-        print(f"error: {type(err).__name__}: {name} (run with -v for details)", file=sys.stderr)
-        return 1
+        return _unexpected(err, args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _unexpected(err: Exception, args: argparse.Namespace) -> int:
+    if args.verbose:
+        raise err
+    name = f"the package {err.name!r} is missing; install it" if isinstance(err, ImportError) and err.name else err
+    print(f"error: {type(err).__name__}: {name} (run with -v for details)", file=sys.stderr)
+    return 1

@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -64,11 +65,28 @@ class ClusterPlan:
         return f"{self.workers} worker{'s' if self.workers > 1 else ''}, {each} each"
 
 
+ANSWER_SECONDS = 5.0
+"""How long a cluster's address may take to accept a connection before it is called silent."""
+
+
+def _check_answers(address: str | None) -> None:
+    """Refuse, within seconds, an address HOST:PORT where nothing listens (Ray itself waits minutes for it)."""
+    host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto', RAY_ADDRESS or a cluster started here: Ray finds those itself
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=ANSWER_SECONDS).close()
+    except (OSError, ValueError) as error:
+        raise DreamError(f"--ray {address}: nothing answers there ({error.strerror or error}). Start the cluster "
+                         "with 'ray start --head', or check the address.") from None  # fmt: skip
+
+
 def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterPlan:
     """Join the cluster at `address` (None: `RAY_ADDRESS`, or a local cluster started here) and plan the workers:
     one per GPU where the cluster has GPUs, else one per `threads` CPUs (1 each unless given)."""
     ray = import_ray()
     if not ray.is_initialized():
+        _check_answers(address)
         try:
             ray.init(address=address or None, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -152,7 +170,8 @@ class Worker:
         from .engine import dream
 
         job = self.job
-        result = dream(torch.from_numpy(image).unsqueeze(0), job.model, job.objective, job.settings, mask=job.mask)
+        picture = torch.from_numpy(image.copy()).unsqueeze(0)  # Ray hands over read-only arrays
+        result = dream(picture, job.model, job.objective, job.settings, mask=job.mask)
         return self._deliver(pixels(result.images[0]), target, outbox)
 
     def dream_line(self, image: np.ndarray, line: str) -> np.ndarray:
@@ -162,7 +181,8 @@ class Worker:
 
         job = self.job
         objective = job.line(parse_layer_weights(line))
-        result = dream(torch.from_numpy(image).unsqueeze(0), job.model, objective, job.settings, mask=job.mask)
+        picture = torch.from_numpy(image.copy()).unsqueeze(0)  # Ray hands over read-only arrays
+        result = dream(picture, job.model, objective, job.settings, mask=job.mask)
         return result.images[0].numpy()
 
     def find_cuts(self, clip: str, fps: float | None, part: tuple[int, int | None], video: Any) -> tuple[list, int]:

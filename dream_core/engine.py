@@ -34,7 +34,7 @@ from .devices import compute_dtype, cudnn_benchmark, release_cached_memory
 from .errors import DreamCancelled, DreamError
 from .feature_model import FeatureModel
 from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
-from .memory import plan_tile_side, step_bytes_per_pixel
+from .memory import check_memory, estimate_objective_memory, plan_tile_side, step_bytes_per_pixel
 from .objectives import Objective, ReadyContext, gradient_scale, weighted_loss
 from .options import DreamSettings
 
@@ -345,6 +345,7 @@ def dream(
     the_plan = plan(model, *images.shape[-2:], settings)
     if the_plan.size != tuple(images.shape[-2:]):
         return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop)
+    _check_room(model, objective, settings, images.shape[0], the_plan.size)
     if the_plan.skipped:
         log.warning(
             "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
@@ -372,6 +373,15 @@ def dream(
             if ascent is not None:
                 ascent.close()
     return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
+
+
+def _check_room(model: FeatureModel, objective: Objective, settings: DreamSettings, batch: int,
+                size: tuple[int, int]) -> None:  # fmt: skip
+    """Refuse before any work a dream that would not fit the device (`memory.check_memory`)."""
+    estimate = estimate_objective_memory(model, objective, settings, (batch, 3, *size))
+    check_memory(estimate, model.device, f"Dreaming {batch} picture(s) of {size[1]}x{size[0]} px",
+                 "Dream a smaller picture or fewer at once (fewer channels or a smaller size for channel pictures), "
+                 "or fewer networks.")  # fmt: skip
 
 
 def _ready_networks(networks: Sequence[FeatureModel], settings: DreamSettings, stack: ExitStack) -> None:

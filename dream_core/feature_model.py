@@ -125,11 +125,14 @@ class FeatureModel:
         if not classes:
             raise UnknownLayerError(f"{self.name} ({self.weights}) has no class names; give the class index instead.")
         close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.5)
-        hint = (
-            f"; it matches several: {', '.join(classes[i] for i in matches[:8])}"
-            if matches
-            else (f"; did you mean: {', '.join(close)}" if close else "")
-        )
+        if matches:
+            hint = f"; it matches several: {', '.join(classes[i] for i in matches[:8])}"
+        elif close:
+            hint = f"; did you mean: {', '.join(close)}"
+        elif len(classes) <= 40:  # a fine-tuned model's few classes: all of them
+            hint = f"; its classes: {', '.join(classes)}"
+        else:
+            hint = f" (its {len(classes)} classes include {', '.join(classes[:5])}, ...)"
         raise UnknownLayerError(f"Unknown class {text!r} for {self.name}{hint}. Give a class name or index.")
 
     def deepest_layer(self, terms: Iterable[str | Term]) -> str:

@@ -96,8 +96,14 @@ def reinject_detail(
             )
     original = original.to(base.device, base.dtype)
     dreamed_size = tuple(dreamed.shape[-2:])
-    lost = resize(original, shape) - resize(resize(original, dreamed_size), shape)
-    return (base + strength * lost).clamp(0.0, 1.0)
+    # In place: at most REINJECT_COPIES images of the output's size at once (16K px: 3.2 GB each).
+    lost = resize(original, shape)
+    lost.sub_(resize(resize(original, dreamed_size), shape))
+    return lost.mul_(strength).add_(base).clamp_(0.0, 1.0)
+
+
+REINJECT_COPIES = 3
+"""Output-sized images `reinject_detail` holds at its peak: the enlarged dream, the detail, and a resized copy."""
 
 
 def gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:

@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .devices import compute_dtype, free_memory, total_memory
+from .errors import DreamError
 from .feature_model import FeatureModel
 from .objectives import Term, parse_term, weighted_loss
 from .options import DreamSettings
@@ -98,7 +99,7 @@ def step_bytes_per_pixel(model_name: str, deepest_layer: str, dtype: torch.dtype
         return _measure_step(spec, deepest_layer, dtype, learning_phase)
 
 
-def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: str) -> float:
+def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: str, backward: bool = True) -> float:
     with torch.device("meta"):
         net = spec.build(1000).eval().requires_grad_(False)
     if learning_phase == "training":
@@ -110,13 +111,22 @@ def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: 
     model = FeatureModel(spec, net, "meta")
     size = spec.probe_size
     term = Term(deepest_layer)
-    with torch.enable_grad(), model.computing_in(dtype), model.tap([term]) as tap:
+    with torch.set_grad_enabled(backward), model.computing_in(dtype), model.tap([term]) as tap:
         tracker = LiveTensorBytes("meta")
         with tracker:
-            tile = torch.zeros(1, 3, size, size, device="meta", requires_grad=True)
+            tile = torch.zeros(1, 3, size, size, device="meta", requires_grad=backward)
             loss = weighted_loss(tap(tile), {term: 1.0}).sum()
-            torch.autograd.grad(loss, tile)
+            if backward:
+                torch.autograd.grad(loss, tile)
     return STEP_MARGIN * tracker.peak / (size * size)
+
+
+@functools.cache
+def forward_bytes_per_pixel(model_name: str, deepest_layer: str) -> float:
+    """Bytes one input pixel costs at the peak of a forward pass without gradients (float32, BatchNorm folded):
+    what reading a layer's activations (`channels.channel_means`) holds."""
+    with torch.inference_mode(False):
+        return _measure_step(get_spec(model_name), deepest_layer, torch.float32, "inference", backward=False)
 
 
 def tile_budget(device: torch.device, planning: bool = False) -> float:
@@ -225,3 +235,53 @@ def estimate_training_memory(architecture: str, batch_size: int, image_size: int
     deepest = layer_catalogue(architecture)[-1].name
     per_pixel = activation_bytes_per_pixel(architecture, deepest) * TRAINING_BACKWARD_FACTOR
     return int(OPTIMISER_COPIES * weights + per_pixel * batch_size * image_size * image_size)
+
+
+def estimate_objective_memory(
+    model: FeatureModel,
+    objective,
+    settings: DreamSettings,
+    image_shape: tuple[int, ...],
+    device: torch.device | None = None,
+    tile_cap: int | None = None,
+) -> MemoryEstimate:
+    """`estimate_dream_memory` for a resolved `Objective`: its own terms, and every other network it runs (their
+    weights, and their activations, held at once with the dream network's in each step)."""
+    device = torch.device(device or model.device)
+    terms = objective.terms()
+    estimate = estimate_dream_memory(model, terms, settings, image_shape, device, tile_cap)
+    weights, activations, counted = estimate.weights, estimate.activations, {id(model)}
+    for network, network_terms in objective.networks():  # a network named twice: its weights once
+        other = estimate_dream_memory(network, network_terms, settings, image_shape, device, tile_cap or
+                                      estimate.tile_size)  # fmt: skip
+        weights += other.weights if id(network) not in counted else 0
+        counted.add(id(network))
+        activations += other.activations
+    return MemoryEstimate(weights, activations, estimate.images, estimate.tile_size)
+
+
+def channel_means_memory(model: FeatureModel, layer: str, image_shape: tuple[int, ...],
+                         tile_side: int | None = None) -> MemoryEstimate:  # fmt: skip
+    """Device bytes to read every channel's mean of `layer` on images of `image_shape`, tile by tile."""
+    batch, height, width = int(image_shape[0]), int(image_shape[-2]), int(image_shape[-1])
+    side = tile_side or MEANS_TILE
+    per_pixel = forward_bytes_per_pixel(model.name, model.resolve_layer(layer).name)
+    activations = int(per_pixel * batch * min(height, side) * min(width, side))
+    images = batch * 3 * min(height, side) * min(width, side) * 4  # only a tile at a time goes to the device
+    return MemoryEstimate(model_bytes(model), activations, images, side)
+
+
+MEANS_TILE = 1024
+"""Tile side of `channels.channel_means`: a 4096 px photo's means are read a 1024 px tile at a time."""
+
+
+def check_memory(estimate: MemoryEstimate, device: torch.device | str, what: str, fix: str) -> None:
+    """Refuse, in one line and before any work, a job whose estimate exceeds what `device` has (a GPU: the card,
+    whose other models a host can offload; a CPU: the memory available now)."""
+    device = torch.device(device)
+    have = total_memory(device)
+    if estimate.total > have:
+        gb = 1 << 30
+        raise DreamError(f"{what} needs about {estimate.total / gb:.1f} GB on {device} ({estimate.describe()}); "
+                         f"{'it has' if device.type == 'cuda' else 'there is'} {have / gb:.1f} GB"
+                         f"{'' if device.type == 'cuda' else ' available'}. {fix}")  # fmt: skip

@@ -19,6 +19,7 @@ of dreaming.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -103,7 +104,7 @@ def check_outputs(
                                                               else "")  # fmt: skip
             raise DreamError(f"{names} already exist{'s' if len(existing) == 1 else ''}; add --overwrite to "
                              "replace, or choose another output.")  # fmt: skip
-    for place in {p.parent for p in outputs} | set(folders):
+    for place in {p.parent for p in outputs} | {f.parent for f in folders}:
         _check_writable(place)
 
 
@@ -138,9 +139,34 @@ def _short(stem: str) -> str:
     return stem.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def sweep_dead_partials(final: Path, stem: str) -> None:
+    """Remove what a killed earlier writer of `final` left (`.STEM.partial-PID-...` of a process that is gone):
+    a kill -9 cannot clean up after itself, so the next writer of the same file does."""
+    prefix = f".{_short(stem)}{PARTIAL}"
+    for leftover in final.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+
 def partial_path(final: Path) -> Path:
     """A fresh temporary name beside `final`, with its suffix (writers choose formats by it)."""
     final = Path(final)
+    sweep_dead_partials(final, final.stem)
     handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{_short(final.stem)}{PARTIAL}{os.getpid()}-",
                                     suffix=final.suffix)  # fmt: skip
     try:
@@ -155,6 +181,7 @@ def partial_path(final: Path) -> Path:
 
 def partial_folder(final: Path) -> Path:
     """A fresh temporary folder beside `final`."""
+    sweep_dead_partials(final, final.name)
     folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{_short(final.name)}{PARTIAL}{os.getpid()}-"))
     _usual_mode(folder, 0o777)
     return folder

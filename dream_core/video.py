@@ -10,6 +10,7 @@ time: memory does not grow with the clip.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,9 +116,11 @@ class CarriedState:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write it whole (a kill leaves the previous state)."""
+        data = io.BytesIO()  # serialised first: a full disk then fails as a plain OSError, named as such
+        torch.save({"index": self.index, "change": self.change.detach().cpu(), "shot_strength": self.shot_strength},
+                   data)  # fmt: skip
         with written_whole(path) as partial:
-            torch.save({"index": self.index, "change": self.change.detach().cpu(),
-                        "shot_strength": self.shot_strength}, partial)  # fmt: skip
+            partial.write_bytes(data.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CarriedState:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def folders_of(weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | No
 def read_state_dict(path: Path) -> Any:
     """A pickled PyTorch file read as data only (`weights_only`): code in it is refused, never run."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on newer pickle protocols says nothing to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"{path.name} holds Python objects that could run code when loaded, so it was not "
@@ -86,6 +89,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     safetensors header (JSON values decoded where possible).
     """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsNotFoundError(f"Checkpoint {path} is a folder; give the checkpoint file inside it "
+                                   f"({', '.join(CHECKPOINT_SUFFIXES)}).")  # fmt: skip
     if not path.is_file():
         raise WeightsNotFoundError(f"Checkpoint {path} does not exist; check the file name and folder.")
     suffix = path.suffix.lower()
