@@ -33,7 +33,15 @@ from .imageio import expand_inputs, load_image, load_mask, pixels, save_animatio
 from .loading import load_feature_model
 from .objectives import Objective, parse_layer_weights
 from .options import ChannelSettings, Option
-from .outputs import check_outputs, distinct_names, fill_frames, frames_written_whole, job_text, written_whole
+from .outputs import (
+    check_name,
+    check_outputs,
+    distinct_names,
+    fill_frames,
+    frames_written_whole,
+    job_text,
+    written_whole,
+)
 from .presets import PRESETS, default_preset, get_preset
 from .report import describe_training, per_class_text
 from .sheet import contact_sheet, layer_sweep
@@ -287,6 +295,7 @@ def _check_picture_output(path: Path) -> None:
 
 def _dream_targets(args: argparse.Namespace, inputs: list[Path], out: Path) -> dict[Path, Path]:
     """Each input's output file: `out` itself for one picture, else a distinct name in the folder `out`."""
+    check_name(out)
     if not (len(inputs) > 1 or out.suffix == "" or out.is_dir()):
         _check_picture_output(out)
         return {inputs[0]: out}

@@ -83,7 +83,7 @@ def check_outputs(
     outputs = [Path(p) for p in outputs]
     folders = [Path(p) for p in folders]
     for output in outputs:
-        _check_name(output)
+        check_name(output)
         if output.is_dir():
             raise DreamError(f"The output {output} is a folder; give a file name (or another folder's).")
         for source in inputs:
@@ -108,7 +108,8 @@ def check_outputs(
         _check_writable(place)
 
 
-def _check_name(path: Path) -> None:
+def check_name(path: Path) -> None:
+    """Refuse an output name longer than file systems take (asked about before it is used in any other way)."""
     size = len(path.name.encode("utf-8", "surrogateescape"))
     if size > MAX_NAME_BYTES:
         raise DreamError(f"The output name {path.name[:40]}... is {size} bytes long; file systems take at most "

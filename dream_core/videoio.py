@@ -148,6 +148,7 @@ class VideoSink:
         self.container = self.stream = None
         self.partial: Path | None = None
         self.audio_streams: dict = {}
+        self._durations: dict[int, int] = {}
         self.to_folder = self.path.suffix.lower() not in VIDEO_SUFFIXES
         if self.to_folder and self.path.suffix:
             kinds = ", ".join(VIDEO_SUFFIXES)
@@ -163,6 +164,8 @@ class VideoSink:
         self.stream.width, self.stream.height = width, height
         if self.times is not None and suffix != ".gif":
             self.stream.codec_context.time_base = self.stream.time_base = TIME_BASE
+            if _CODECS[suffix] == "libx264":  # with B-frames an MP4's edit list cuts a variable-rate clip short
+                self.stream.codec_context.options = {"bf": "0"}
         self.stream.pix_fmt = "rgb8" if suffix == ".gif" else "yuv420p"
         if self.audio_from is not None and suffix != ".gif":
             with av.open(str(self.audio_from)) as source:
@@ -191,10 +194,15 @@ class VideoSink:
             video_frame.pts = self._pts(self.count)
             video_frame.time_base = TIME_BASE
             if self.count + 1 < len(self.times):
-                video_frame.duration = self._pts(self.count + 1) - video_frame.pts
-        for packet in self.stream.encode(video_frame):
-            self.container.mux(packet)
+                self._durations[video_frame.pts] = self._pts(self.count + 1) - video_frame.pts
+        self._mux(self.stream.encode(video_frame))
         self.count += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if packet.pts in self._durations:  # how long each frame shows: the last one's too
+                packet.duration = self._durations.pop(packet.pts)
+            self.container.mux(packet)
 
     def _pts(self, index: int) -> int:
         # Strictly rising, even where two stamps round to one tick.
@@ -210,8 +218,7 @@ class VideoSink:
             return
         if self.container is None:
             return
-        for packet in self.stream.encode():
-            self.container.mux(packet)
+        self._mux(self.stream.encode())
         if self.audio_streams:
             av = _av()
             with av.open(str(self.audio_from)) as source:
