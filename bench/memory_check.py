@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = ["channels_4x512", "channels_1x1024", "network_1024", "topn_3072"]
+CASES = ["channels_4x512", "channels_1x1024", "channels_1x2048", "channels_3x2048", "network_1024", "topn_3072"]
 
 
 def _resident() -> int:

@@ -910,9 +910,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.set_defaults(func=_cmd_layers)
     sub.add_parser("presets", help="list the classic presets").set_defaults(func=_cmd_presets)
-    for command in sub.choices.values():  # -v after the command too (errors say "run with -v")
-        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
+    _add_verbose_flags(sub)
     return parser
+
+
+def _add_verbose_flags(sub) -> None:
+    """-v after the command too (errors say "run with -v"); the one before it still works."""
+    for command in sub.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
 
 
 def _after_bar(message: str) -> str:

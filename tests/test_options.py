@@ -242,7 +242,9 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, f
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     # --output and --overwrite say where the picture goes, not what it is (tests/test_outputs.py).
-    covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "overwrite", "help", "preset", "model"}
+    # -v says how much is logged (tests/test_hostile.py).
+    covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "overwrite", "help", "preset", "model",
+                                                                      "verbose"}  # fmt: skip
     command_only = {"frames_every", "save_octaves", "line", "columns", "frames", "zoom", "angle", "shift_x",
                     "shift_y", "fps"}  # fmt: skip
     # How the work is spread, never what it makes: tests/test_cluster.py checks the same pixels come out.
