@@ -186,8 +186,8 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[str, dict[str, float]
     return model, layers, settings.with_options(**options).validate()
 
 
-OVERWRITE_HELP = ("replace output files that already exist (an input is never replaced); without it an "
-                  "existing output is refused before any work")
+OVERWRITE_HELP = ("replace output files that already exist (an input is never replaced; in a folder only the "
+                  "files this command writes there); without it an existing output is refused before any work")
 WRITABLE_PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_FPS = 1000.0
 MAX_NETWORKS = 8

@@ -106,7 +106,8 @@ class DreamVideoFile:
             raise DreamError("The video holds no frames: check the file that was loaded.")
         output = comfy_bridge.new_video_path(".mp4")
         keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
-        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None)
+        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None,
+                         times=source.times())  # a phone's variable frame rate kept  # fmt: skip
         count = source.count or 1
         bar = comfy_bridge.progress_reporter(count)  # counts frames: a stream's step total is not known ahead
         options = call.engine_options(total=None)

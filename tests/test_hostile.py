@@ -43,6 +43,15 @@ def photo(tmp_path) -> Path:
     return path
 
 
+def frames_of(photo: Path, tmp_path: Path, count: int) -> Path:
+    """A folder of `count` frames, each the photo: a clip the video command reads."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(count):
+        shutil.copy(photo, frames / f"f{i}.png")
+    return frames
+
+
 @pytest.fixture
 def little_memory(monkeypatch):
     """A device with 200 MB: what the memory check compares with."""
@@ -86,10 +95,7 @@ def test_a_frames_folder_given_with_overwrite_keeps_every_other_file_and_folder(
     (out / "holiday.png").write_bytes(b"mine")
     (out / "frame_00099.png").write_bytes(b"an earlier, longer run's frame")
     if command == "video":
-        frames = tmp_path / "frames"
-        frames.mkdir()
-        for i in range(2):
-            shutil.copy(photo, frames / f"f{i}.png")
+        frames = frames_of(photo, tmp_path, 2)
         args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
     else:
         args = ["zoom", str(photo), "-o", str(out), *FAST, "--frames", "2"]
@@ -267,10 +273,7 @@ def _stop_after(monkeypatch, frames: int) -> None:
 @pytest.mark.parametrize("damage", ["missing", "cut short", "stray file"])
 def test_a_damaged_work_folder_is_never_mixed_into_the_output_and_a_rerun_recovers(photo, tmp_path, monkeypatch,
                                                                                       damage, capsys):  # fmt: skip
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(4):
-        shutil.copy(photo, frames / f"f{i}.png")
+    frames = frames_of(photo, tmp_path, 4)
     out = tmp_path / "out"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
     with monkeypatch.context() as patch:
@@ -295,10 +298,7 @@ def test_a_damaged_work_folder_is_never_mixed_into_the_output_and_a_rerun_recove
 
 
 def test_a_work_folder_damaged_at_the_end_fails_once_and_the_rerun_recovers(photo, tmp_path, monkeypatch, capsys):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(2):
-        shutil.copy(photo, frames / f"f{i}.png")
+    frames = frames_of(photo, tmp_path, 2)
     out = tmp_path / "out.mp4"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
     real = cli_module._render_frames
@@ -339,10 +339,7 @@ def test_a_long_legal_output_name_is_written_and_a_too_long_one_refused_before_w
 def test_a_full_disk_during_a_video_is_one_line_and_the_rerun_goes_on(photo, tmp_path, monkeypatch, capsys):
     import errno
 
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        shutil.copy(photo, frames / f"f{i}.png")
+    frames = frames_of(photo, tmp_path, 3)
     out = tmp_path / "out"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
     real = cli_module.save_pixels
