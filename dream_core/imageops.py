@@ -96,9 +96,9 @@ def reinject_detail(
             )
     original = original.to(base.device, base.dtype)
     dreamed_size = tuple(dreamed.shape[-2:])
-    # In place: at most REINJECT_COPIES images of the output's size at once (16K px: 3.2 GB each).
-    lost = resize(original, shape)
-    lost.sub_(resize(resize(original, dreamed_size), shape))
+    # A new tensor (resize hands back its input at the same size: the caller's original, never to be written),
+    # then in place: at most REINJECT_COPIES images of the output's size at once (16K px: 3.2 GB each).
+    lost = torch.sub(resize(original, shape), resize(resize(original, dreamed_size), shape))
     return lost.mul_(strength).add_(base).clamp_(0.0, 1.0)
 
 

@@ -405,3 +405,16 @@ def test_the_detail_reinject_node_and_channel_pictures_node_refuse_in_one_line(l
         nodes["DetailReinject"]().run(small, small, 16384, 16384, 1.0)
     with pytest.raises(DreamError, match="empty"):
         nodes["ChannelPictures"]().run(lite0, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3))
+
+
+def test_detail_reinject_never_writes_into_its_inputs():
+    """ComfyUI caches a node's outputs and hands the same tensors to the next run: a Detail Reinject that wrote into
+    the original photo made the next workflow dream a corrupted photo (found on the real host)."""
+    from dream_core.imageops import reinject_detail
+
+    original, dreamed = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 32, 32)
+    upscaled = torch.rand(1, 3, 64, 64)
+    kept = [original.clone(), dreamed.clone(), upscaled.clone()]
+    reinject_detail(dreamed, original)
+    reinject_detail(dreamed, original, upscaled=upscaled)
+    assert all(torch.equal(a, b) for a, b in zip(kept, [original, dreamed, upscaled], strict=True))
