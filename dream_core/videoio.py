@@ -86,13 +86,13 @@ class VideoSource:
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stamps = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
-            end = stream.duration
-        if not stamps or stream.time_base is None or (self.count and len(stamps) != self.count):
+            end, time_base = stream.duration, stream.time_base  # read while open: PyAV frees them on close
+        if not stamps or time_base is None or (self.count and len(stamps) != self.count):
             return None
-        times = [(stamp - stamps[0]) * stream.time_base for stamp in stamps]
+        times = [(stamp - stamps[0]) * time_base for stamp in stamps]
         # Where the last frame ends: the stream's length, else one more of the last gap (or frame at the rate).
         last = times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1 / self.rate)
-        times.append(end * stream.time_base if end and end > stamps[-1] - stamps[0] else last)
+        times.append(end * time_base if end and end > stamps[-1] - stamps[0] else last)
         return times
 
 
@@ -149,6 +149,7 @@ class VideoSink:
         self.partial: Path | None = None
         self.audio_streams: dict = {}
         self._durations: dict[int, int] = {}
+        self._next_pts = 0
         self.to_folder = self.path.suffix.lower() not in VIDEO_SUFFIXES
         if self.to_folder and self.path.suffix:
             kinds = ", ".join(VIDEO_SUFFIXES)
@@ -190,11 +191,12 @@ class VideoSink:
         av = _av()
         rgb = (frame[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        if self.times is not None and self.path.suffix.lower() != ".gif" and self.count < len(self.times):
-            video_frame.pts = self._pts(self.count)
-            video_frame.time_base = TIME_BASE
-            if self.count + 1 < len(self.times):
-                self._durations[video_frame.pts] = self._pts(self.count + 1) - video_frame.pts
+        if self.times is not None and self.path.suffix.lower() != ".gif":
+            # Strictly rising, even where two stamps round to one tick or the clip has more frames than stamps.
+            start = max(self._tick(self.count), self._next_pts)
+            self._next_pts = max(self._tick(self.count + 1), start + 1)
+            video_frame.pts, video_frame.time_base = start, TIME_BASE
+            self._durations[start] = self._next_pts - start
         self._mux(self.stream.encode(video_frame))
         self.count += 1
 
@@ -204,9 +206,10 @@ class VideoSink:
                 packet.duration = self._durations.pop(packet.pts)
             self.container.mux(packet)
 
-    def _pts(self, index: int) -> int:
-        # Strictly rising, even where two stamps round to one tick.
-        return max(round(self.times[index] / TIME_BASE), index)
+    def _tick(self, index: int) -> int:
+        """Where frame `index` starts, in `TIME_BASE` ticks (past the stamps: a frame at the rate after the last)."""
+        beyond = max(0, index - len(self.times) + 1)
+        return round((self.times[min(index, len(self.times) - 1)] + beyond / self.rate) / TIME_BASE)
 
     def close(self) -> None:
         """Flush the encoder, copy the source's audio in, close the file and put it in place."""

@@ -418,3 +418,13 @@ def test_detail_reinject_never_writes_into_its_inputs():
     reinject_detail(dreamed, original)
     reinject_detail(dreamed, original, upscaled=upscaled)
     assert all(torch.equal(a, b) for a, b in zip(kept, [original, dreamed, upscaled], strict=True))
+
+
+def test_a_clips_frame_times_are_its_own_and_rise():
+    from dream_core.videoio import VideoSource
+
+    source = VideoSource(ROOT / "samples" / "pan.mp4")
+    times = source.times()
+    assert len(times) == source.count + 1 and times[0] == 0 and float(times[-1]) == pytest.approx(2.0)
+    assert all(later > earlier for earlier, later in zip(times, times[1:]))  # noqa: B905
+    assert VideoSource(ROOT / "samples" / "pan.mp4", fps=30).times() is None  # a rate given: every frame 1/30 s
