@@ -218,9 +218,7 @@ def prepare_dream(args: argparse.Namespace) -> DreamJob:
         raise DreamError(f"--weights-dir is where torchvision's ImageNet weights are looked for; {model_name} with "
                          f"--weights {args.weights} does not use it. Leave it out.")
     args.device = args.device or default_device()
-    _check_device(args.device)
-    if str(args.device).startswith("cuda"):
-        torch.backends.cudnn.benchmark = True  # octave sizes repeat per image: tuned kernels pay off
+    _check_device(args.device)  # (each dream tunes cuDNN's kernels for itself: devices.cudnn_benchmark)
     model = load_feature_model(model_name, args.weights, args.weights_dir, device=args.device,
                                learning_phase=args.learning_phase or "inference")  # fmt: skip
     model.resolve_weights(layers)  # a sweep's default lines: a bad layer name fails before any work

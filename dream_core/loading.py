@@ -58,8 +58,10 @@ def load_feature_model(
     # take part in the backward pass that dreaming needs.
     with torch.inference_mode(False):
         if str(weights) == "random":
-            torch.manual_seed(seed)
-            net, label, class_names, report = spec.build(IMAGENET_CLASS_COUNT), "random", None, None
+            with torch.random.fork_rng(devices=[]):  # seeded here, the caller's generator left as it was
+                torch.manual_seed(seed)
+                net = spec.build(IMAGENET_CLASS_COUNT)
+            label, class_names, report = "random", None, None
         elif str(weights) == "imagenet":
             net, _ = fit_state_dict(spec, imagenet_state_dict(spec, weights_dir), "imagenet")
             label, class_names, report = "imagenet", imagenet_class_names(), None

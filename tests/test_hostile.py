@@ -428,3 +428,16 @@ def test_a_clips_frame_times_are_its_own_and_rise():
     assert len(times) == source.count + 1 and times[0] == 0 and float(times[-1]) == pytest.approx(2.0)
     assert all(later > earlier for earlier, later in zip(times, times[1:]))  # noqa: B905
     assert VideoSource(ROOT / "samples" / "pan.mp4", fps=30).times() is None  # a rate given: every frame 1/30 s
+
+
+def test_loading_random_weights_is_seeded_and_leaves_the_callers_generator_alone():
+    from dream_core import load_feature_model
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = load_feature_model("efficientnet_lite0", "random")
+    assert torch.equal(torch.rand(3), expected)  # the global generator is where the caller left it
+    second = load_feature_model("efficientnet_lite0", "random")
+    assert all(torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values(),
+                                                  strict=True))  # fmt: skip
