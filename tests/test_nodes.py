@@ -39,11 +39,15 @@ def _image_bhwc(small_photo: torch.Tensor) -> torch.Tensor:
     return small_photo.permute(0, 2, 3, 1).contiguous()
 
 
-def test_the_pack_imports_without_comfyui_and_lists_four_nodes(pack):
-    assert {"LoadFeatureModel", "LayerWeights", "OctaveDream", "DetailReinject", "DreamRegion"} <= set(
-        pack.NODE_CLASS_MAPPINGS
-    )
-    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+NODE_IDS = {"LoadFeatureModel", "LayerWeights", "OctaveDream", "DetailReinject", "DreamRegion", "DreamNetwork",
+            "LayerSweep", "DreamFrames", "DreamZoom", "DreamVideo", "DreamVideoFile", "TrainFeatureModel",
+            "ChannelPictures"}  # fmt: skip
+"""Every node id a saved workflow may name: one renamed or lost breaks users' workflows."""
+
+
+def test_the_pack_imports_without_comfyui_and_lists_its_thirteen_nodes(pack):
+    assert set(pack.NODE_CLASS_MAPPINGS) == NODE_IDS
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == NODE_IDS
 
 
 def test_every_input_is_well_formed(nodes):
