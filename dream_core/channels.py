@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from . import tiling
-from .engine import ProgressCallback, StopCallback, dream
+from .engine import ProgressCallback, StopCallback, check_room, dream
 from .errors import DreamError
 from .feature_model import FeatureModel
 from .imageops import resize
-from .memory import MEANS_TILE, channel_means_memory, check_memory, estimate_objective_memory
+from .memory import MEANS_TILE, channel_means_memory, check_memory
 from .objectives import Objective, Part, ReadyContext, Term, parse_term
 from .options import ChannelSettings, DreamSettings
 
@@ -153,10 +153,8 @@ def channel_pictures(
     objective = Objective((EachChannel(layer, channels),)).resolved(model)
     layer = objective.parts[0].layer
     # Before the noise is made: 256 pictures of 2048 px are 13 GB of noise alone.
-    estimate = estimate_objective_memory(model, objective, dream_settings(settings),
-                                         (len(channels), 3, settings.size, settings.size))  # fmt: skip
-    check_memory(estimate, device or model.device, f"{len(channels)} channel pictures of {settings.size} px",
-                 "Ask for fewer channels or a smaller size.")  # fmt: skip
+    check_room(model, objective, dream_settings(settings), (len(channels), 3, settings.size, settings.size),
+               f"{len(channels)} channel pictures of {settings.size} px", "Ask for fewer channels or a smaller size.")
     noise = starting_noise(len(channels), settings.size, settings.seed).to(device or model.device)
     result = dream(noise, model, objective, dream_settings(settings), on_progress=on_progress,
                    should_stop=should_stop)  # fmt: skip

@@ -345,7 +345,7 @@ def dream(
     the_plan = plan(model, *images.shape[-2:], settings)
     if the_plan.size != tuple(images.shape[-2:]):
         return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop)
-    _check_room(model, objective, settings, images.shape[0], the_plan.size)
+    check_room(model, objective, settings, (images.shape[0], 3, *the_plan.size))
     if the_plan.skipped:
         log.warning(
             "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
@@ -375,13 +375,14 @@ def dream(
     return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
 
 
-def _check_room(model: FeatureModel, objective: Objective, settings: DreamSettings, batch: int,
-                size: tuple[int, int]) -> None:  # fmt: skip
-    """Refuse before any work a dream that would not fit the device (`memory.check_memory`)."""
-    estimate = estimate_objective_memory(model, objective, settings, (batch, 3, *size))
-    check_memory(estimate, model.device, f"Dreaming {batch} picture(s) of {size[1]}x{size[0]} px",
-                 "Dream a smaller picture or fewer at once (fewer channels or a smaller size for channel pictures), "
-                 "or fewer networks.")  # fmt: skip
+def check_room(model: FeatureModel, objective: Objective, settings: DreamSettings, shape: tuple[int, ...],
+               what: str = "", fix: str = "Dream a smaller picture or fewer at once, or fewer networks.") -> None:
+    """Refuse before any work a dream of `shape` (`[B, 3, H, W]`) that would not fit the device
+    (`memory.check_memory`); `what` and `fix` say it in the caller's words (a caller that makes large inputs
+    itself, such as channel pictures' noise, asks before making them)."""
+    batch, height, width = shape[0], shape[-2], shape[-1]
+    estimate = estimate_objective_memory(model, objective, settings, tuple(shape))
+    check_memory(estimate, model.device, what or f"Dreaming {batch} picture(s) of {width}x{height} px", fix)
 
 
 def _ready_networks(networks: Sequence[FeatureModel], settings: DreamSettings, stack: ExitStack) -> None:

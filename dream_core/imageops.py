@@ -106,6 +106,11 @@ REINJECT_COPIES = 3
 """Output-sized images `reinject_detail` holds at its peak: the enlarged dream, the detail, and a resized copy."""
 
 
+def reinject_detail_bytes(batch: int, shape: tuple[int, int]) -> int:
+    """Bytes `reinject_detail` holds at its peak for `batch` float32 images enlarged to `shape`."""
+    return REINJECT_COPIES * batch * 3 * shape[0] * shape[1] * 4
+
+
 def gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
     """A normalised 1-D Gaussian `[K]` for a separable blur (made once per dream)."""
     radius = max(1, math.ceil(3 * sigma))

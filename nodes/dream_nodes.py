@@ -12,7 +12,7 @@ import torch
 from ..dream_core import DreamSettings, dream
 from ..dream_core import options as option_table
 from ..dream_core.errors import DreamError
-from ..dream_core.imageops import REINJECT_COPIES, reinject_detail, resize
+from ..dream_core.imageops import reinject_detail, reinject_detail_bytes, resize
 from ..dream_core.memory import MemoryEstimate, check_memory
 from ..dream_core.objectives import Objective
 from . import comfy_bridge
@@ -252,8 +252,7 @@ class DetailReinject:
         shape = (height or original_bchw.shape[-2], width or original_bchw.shape[-1])
         if upscaled is None:  # an upscaler's output is already in memory: only a size asked for here can be huge
             batch = max(dreamed.shape[0], original_bchw.shape[0])
-            needed = REINJECT_COPIES * batch * 3 * shape[0] * shape[1] * 4
-            check_memory(MemoryEstimate(0, 0, needed, 0), dreamed.device,
+            check_memory(MemoryEstimate(0, 0, reinject_detail_bytes(batch, shape), 0), dreamed.device,
                          f"Enlarging {batch} picture(s) to {shape[1]}x{shape[0]} px", "Ask for a smaller size.")
         result = reinject_detail(
             dreamed, original_bchw, shape=shape,
