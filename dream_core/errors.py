@@ -27,3 +27,8 @@ class UnsafeCheckpointError(DreamError, ValueError):
 
 class DreamCancelled(DreamError):
     """The caller's stop request ended a dream early."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is (the command line's handler), so every half-written file is cleaned
+    up on the way out."""

@@ -69,18 +69,6 @@ class Option:
             return f"{self.name} must be {_span(low, high)}"
         return None
 
-    def widget(self) -> tuple:
-        """The ComfyUI input spec: a typed widget with default, range and tooltip."""
-        options: dict[str, Any] = {"default": self.default, "tooltip": self.help}
-        if self.choices:
-            return (list(self.choices), options)
-        if self.kind is bool:
-            return ("BOOLEAN", options)
-        for key, value in (("min", self.minimum), ("max", self.maximum), ("step", self.step)):
-            if value is not None:
-                options[key] = value
-        return ("INT" if self.kind is int else "FLOAT", options)
-
 
 def _span(low: float | None, high: float | None) -> str:
     if high is None:

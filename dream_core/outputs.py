@@ -21,14 +21,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from .errors import DreamError
 
@@ -70,6 +68,7 @@ def check_outputs(
     inputs: Iterable[Path],
     overwrite: bool,
     folders: Iterable[Path] = (),
+    replace_hint: str = "allow replacing them",
 ) -> None:
     """Refuse, in one line and before any work, what would destroy or lose a file.
 
@@ -77,7 +76,7 @@ def check_outputs(
     names), which must not be or hold an input either. Existing outputs, and frames already in a folder, are
     refused unless `overwrite`; with it, only those files are replaced (`fill_frames`): whatever else a folder
     holds stays. Each output's folder must be writable (it is created now), and each name short enough to
-    write.
+    write. `replace_hint`: how the host allows replacing (the command line's flag).
     """
     inputs = [Path(p) for p in inputs if p is not None]
     outputs = [Path(p) for p in outputs]
@@ -102,8 +101,9 @@ def check_outputs(
         if existing:
             names = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
                                                               else "")  # fmt: skip
-            raise DreamError(f"{names} already exist{'s' if len(existing) == 1 else ''}; add --overwrite to "
-                             "replace, or choose another output.")  # fmt: skip
+            raise DreamError(
+                f"{names} already exist{'s' if len(existing) == 1 else ''}; {replace_hint}, or choose another output."
+            )
     for place in {p.parent for p in outputs} | {f.parent for f in folders}:
         _check_writable(place)
 
@@ -225,7 +225,7 @@ def frames_written_whole(final: str | os.PathLike) -> Iterator[Path]:
 
 
 def fill_frames(final: Path, frames: Sequence[Path]) -> None:
-    """Move finished `frames` into the folder `final`. Frames of an earlier, longer run (allowed by --overwrite) go:
+    """Move finished `frames` into the folder `final`. Frames of an earlier, longer run (replaced as asked) go:
     they must not stay among the new ones. Nothing else in `final` is touched: the folder may hold the user's
     other files, and only this command's own are ever removed."""
     final.mkdir(parents=True, exist_ok=True)
@@ -279,17 +279,3 @@ def file_identity(path: Path) -> list:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return [str(path.resolve()), path.stat().st_size, digest.hexdigest()]
-
-
-def job_text(args: Any, files: Iterable[Path]) -> str:
-    """A command's identity for going on after a stop: its arguments (not how the work is spread, nor where it
-    goes) and the files it reads. The same command on unchanged files gives the same text."""
-    left_out = ("func", "overwrite", "verbose", "ray", "workers", "worker_threads")
-    job = {key: str(value) for key, value in sorted(vars(args).items()) if key not in left_out}
-    # Where the pictures come from, wherever the command was run: a folder job from other folders is another job.
-    for key in ("inputs", "input"):
-        if key in job:
-            given = vars(args)[key]
-            job[key] = json.dumps([str(Path(p).resolve()) for p in (given if isinstance(given, list) else [given])])
-    job["files"] = [file_identity(path) for path in files]
-    return json.dumps(job, sort_keys=True)

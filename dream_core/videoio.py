@@ -37,6 +37,8 @@ class VideoSource:
 
     def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
         self.path = Path(path)
+        self.fps = fps
+        """The frame rate asked for (None: the file's own): what another reader of the same clip is given."""
         self.files: list[Path] = []
         if self.path.is_dir():
             self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

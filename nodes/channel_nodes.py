@@ -5,11 +5,11 @@ from __future__ import annotations
 from ..dream_core import options as option_table
 from ..dream_core.channels import channel_pictures, default_layer, dream_settings, parse_channels, top_channels
 from ..dream_core.errors import DreamError
-from ..dream_core.objectives import Term
+from ..dream_core.objectives import Objective, Term
 from ..dream_core.options import ChannelSettings
 from ..dream_core.sheet import contact_sheet
 from . import comfy_bridge
-from .dream_nodes import FEATURE_MODEL_INPUT, to_bchw, to_bhwc
+from .base import FEATURE_MODEL_INPUT, NodeDream, to_bchw, to_bhwc, widgets
 from .node import node
 
 
@@ -32,7 +32,7 @@ class ChannelPictures:
 
     @classmethod
     def INPUT_TYPES(cls):
-        widgets = {opt.name: opt.widget() for opt in option_table.CHANNEL_OPTIONS}
+        inputs = widgets(option_table.CHANNEL_OPTIONS)
         return {
             "required": {
                 "feature_model": FEATURE_MODEL_INPUT,
@@ -42,7 +42,7 @@ class ChannelPictures:
                              "'top8' for the 8 most active on the connected image."}),
                 "columns": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the sheet; 0 = about "
                             "square."}),
-                **widgets,
+                **inputs,
             },
             "optional": {
                 "image": ("IMAGE", {"tooltip": "With channels 'topN': the picture whose most active channels are "
@@ -58,13 +58,14 @@ class ChannelPictures:
         layer = feature_model.resolve_layer(layer).name if layer.strip() else default_layer(feature_model)
         count = top or len(chosen)
         shape = (count, 3, settings.size, settings.size)
-        terms = [Term(layer, channels=chosen) if chosen else Term(layer)]
-        with comfy_bridge.dream_device(feature_model, shape, terms, dream_settings(settings)) as (device, _):
+        term = Term(layer, channels=chosen) if chosen else Term(layer)
+        call = NodeDream(feature_model, [Objective.of({term: 1.0})], dream_settings(settings))
+        with call.on_device(shape) as device:
             if top:
                 chosen = top_channels(feature_model, layer, to_bchw(image)[:1].to(device), top)
-            result = channel_pictures(feature_model, layer, chosen, settings, device=device,
-                                      on_progress=comfy_bridge.progress_reporter(settings.steps),
-                                      should_stop=comfy_bridge.raise_if_interrupted)  # fmt: skip
+            progress = call.engine_options(total=settings.steps)
+            del progress["mask"]  # every picture is grown whole
+            result = channel_pictures(feature_model, layer, chosen, settings, device=device, **progress)
         sheet = contact_sheet(result.images, result.labels, columns)
         out = comfy_bridge.output_device()
         return (to_bhwc(result.images).to(out), to_bhwc(sheet).to(out))

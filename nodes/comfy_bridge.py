@@ -334,3 +334,12 @@ def new_video_path(suffix: str = ".mp4") -> str:
 def video_output(path: str):
     """A VIDEO for Save Video and other video nodes: ComfyUI's VideoFromFile over the file."""
     return VideoFromFile(path) if VideoFromFile is not None else VideoFile(path)
+
+
+def render_folder() -> str:
+    """Where a long render keeps its finished frames until its video is made: ComfyUI's output folder (its temp
+    folder is emptied when the server starts, and a render must go on after a restart), else the system's temp."""
+    base = folder_paths.get_output_directory() if folder_paths is not None else tempfile.gettempdir()
+    folder = os.path.join(base, "deepdream_renders")
+    os.makedirs(folder, exist_ok=True)
+    return folder

@@ -11,7 +11,7 @@ from ..dream_core import DEFAULT_MODEL, ZOO
 from ..dream_core.animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
-from .dream_nodes import (
+from .base import (
     FEATURE_MODEL_INPUT,
     IMAGE_INPUT,
     NodeDream,
@@ -20,6 +20,7 @@ from .dream_nodes import (
     run_engine,
     to_bchw,
     to_bhwc,
+    widgets,
 )
 from .node import node
 
@@ -162,7 +163,7 @@ class DreamZoom:
                 "image": IMAGE_INPUT,
                 "feature_model": FEATURE_MODEL_INPUT,
                 **dream_option_inputs(octaves=2, iterations=10),
-                **{opt.name: opt.widget() for opt in ZOOM_OPTIONS},
+                **widgets(ZOOM_OPTIONS),
             },
             "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
         }

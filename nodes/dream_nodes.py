@@ -2,157 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
-from ..dream_core import DreamSettings, dream
-from ..dream_core import options as option_table
-from ..dream_core.errors import DreamError
+from ..dream_core import dream
 from ..dream_core.imageops import reinject_detail, reinject_detail_bytes, resize
 from ..dream_core.memory import MemoryEstimate, check_memory
-from ..dream_core.objectives import Objective
 from . import comfy_bridge
+from .base import (
+    FEATURE_MODEL_INPUT,
+    IMAGE_INPUT,
+    NodeDream,
+    dream_option_inputs,
+    optional_inputs,
+    run_engine,
+    to_bchw,
+    to_bhwc,
+)
 from .node import node
-
-IMAGE_INPUT = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
-FEATURE_MODEL_INPUT = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
-OPTIONAL_INPUTS = {
-    "layer_weights": (
-        "LAYER_WEIGHTS",
-        {"tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default "
-         "layers."},
-    ),
-    "mask": (
-        "MASK",
-        {"tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; "
-         "one mask or one per image."},
-    ),
-    "guide": (
-        "IMAGE",
-        {"tooltip": "A guide image: the dream moves toward what the network sees in it (its features at the chosen "
-         "layers). See guide_mix."},
-    ),
-    "regions": (
-        "DREAM_REGIONS",
-        {"tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
-         "layer_weights, which apply everywhere)."},
-    ),
-    "networks": (
-        "DREAM_NETWORKS",
-        {"tooltip": "More networks from Dream Network nodes, each with its own layer weights, dreaming the same "
-         "picture at once (their objectives added to this node's)."},
-    ),
-}  # fmt: skip
-
-
-def dream_option_inputs(**defaults) -> dict[str, tuple]:
-    """A widget for every dream option, made from the option table; `defaults` changes some defaults. Options
-    added after the first release are left out here: `optional_inputs` puts them after every other input."""
-    unknown = set(defaults) - {opt.name for opt in option_table.OPTIONS}
-    if unknown:
-        raise KeyError(f"No dream option named {sorted(unknown)}")
-    specs = {}
-    for opt in option_table.OPTIONS:  # read at call time: the table is the one source
-        if opt.appended:
-            continue
-        kind, options = opt.widget()
-        if opt.name in defaults:
-            options["default"] = defaults[opt.name]
-        specs[opt.name] = (kind, options)
-    return specs
-
-
-def optional_inputs(*names: str) -> dict[str, tuple]:
-    """The optional inputs a dream node takes, from the shared list, and then the widgets of the dream options
-    added after the first release (last, so a saved workflow's widget values keep their places)."""
-    appended = {opt.name: opt.widget() for opt in option_table.OPTIONS if opt.appended}
-    return {**{name: OPTIONAL_INPUTS[name] for name in names}, **appended}
-
-
-def to_bchw(image: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE `[B, H, W, C]` (C = 1, 3 or 4) to RGB `[B, 3, H, W]`."""
-    if image.ndim == 3:
-        image = image.unsqueeze(0)
-    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise DreamError(f"Expected an IMAGE [B, H, W, C] with 1, 3 or 4 channels; got {tuple(image.shape)}.")
-    image = image[..., :3] if image.shape[-1] == 4 else image.expand(*image.shape[:3], 3)
-    return image.permute(0, 3, 1, 2).float()
-
-
-def to_bhwc(image: torch.Tensor) -> torch.Tensor:
-    """RGB `[B, 3, H, W]` to ComfyUI IMAGE `[B, H, W, 3]`, contiguous."""
-    return image.permute(0, 2, 3, 1).contiguous()
-
-
-def dream_layers(feature_model, layer_weights, others=None) -> dict[str, float]:
-    """What a dream node amplifies on its own network: the given weights; nothing more if regions or other
-    networks say what to dream; else the model's default layers."""
-    if layer_weights:
-        return layer_weights
-    return {} if others else dict(feature_model.spec.default_layers)
-
-
-@dataclass
-class NodeDream:
-    """A dream node's inputs in the engine's terms, read once: the one path from any dream node (images, sweeps,
-    zooms, clips, streamed videos) to an engine call on ComfyUI's device, with its progress bar, Cancel and
-    memory handling."""
-
-    model: Any
-    objectives: list[Objective]
-    """Resolved against the model: one, or one per line of a sweep."""
-    settings: DreamSettings
-    mask: torch.Tensor | None = None
-    sweep: bool = False
-    """One dream per objective (`layer_sweep` takes them all)."""
-
-    @classmethod
-    def read(cls, feature_model, layer_weights, inputs: dict, sweep: list | None = None) -> NodeDream:
-        """From the node's model, layer weights (or a sweep's lines), widgets and connected mask/guide/regions."""
-        inputs = dict(inputs)
-        mask, guide, regions, networks = (inputs.pop(name, None) for name in ("mask", "guide", "regions", "networks"))
-        if guide is not None:
-            if guide.shape[0] == 0:
-                raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
-            guide = to_bchw(guide)[:1]
-        lines = sweep if sweep is not None else [dream_layers(feature_model, layer_weights, regions or networks)]
-        objectives = [Objective.of(line, regions=regions or (), guide=guide, networks=networks or ()).resolved(
-            feature_model) for line in lines]  # fmt: skip
-        return cls(feature_model, objectives, DreamSettings().with_options(**inputs), mask, sweep is not None)
-
-    @property
-    def objective(self) -> Objective:
-        return self.objectives[0]
-
-    @contextlib.contextmanager
-    def on_device(self, image_shape: tuple[int, ...]) -> Iterator[torch.device]:
-        """The model on ComfyUI's device with room for images of `image_shape`; `settings` then hold the host's
-        tile cap."""
-        terms = [term for objective in self.objectives for term in objective.terms()]
-        others = self.objective.networks()
-        with comfy_bridge.dream_device(self.model, image_shape, terms, self.settings, others) as (device, settings):
-            self.settings = settings
-            yield device
-
-    def engine_options(self, total: int | None = 1) -> dict:
-        """The engine call's mask, progress bar with preview (the engine reports its own total from its plan,
-        `engine.plan`, unless `total` is given; None: no bar, the caller counts) and Cancel."""
-        progress = comfy_bridge.progress_reporter(total) if total is not None else None
-        return {"mask": self.mask, "on_progress": progress, "should_stop": comfy_bridge.raise_if_interrupted}
-
-
-def run_engine(function, image, call: NodeDream, *args, **kwargs):
-    """`function(images, model, objective, settings, *args, ...)`, `dream` or one of its relatives (`layer_sweep`
-    is given the sweep's objectives, the others the one), on ComfyUI's device."""
-    images = to_bchw(image)
-    objective = call.objectives if call.sweep else call.objective
-    with call.on_device(images.shape) as device:
-        return function(images.to(device), call.model, objective, call.settings, *args, **call.engine_options(),
-                        **kwargs)  # fmt: skip
 
 
 def _octave_batch(octave_images: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from ..dream_core.report import per_class_text
 from ..dream_core.training import train_classifier, training_size
 from ..dream_core.zoo import trainable_models
 from . import comfy_bridge
+from .base import widgets
 from .node import node
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class TrainFeatureModel:
                 "weights": (["imagenet", *comfy_bridge.model_files()],
                             {"default": "imagenet", "tooltip": "Starting weights: ImageNet, or a checkpoint "
                              "from models/deepdream of this architecture."}),
-                **{opt.name: opt.widget() for opt in TRAIN_OPTIONS if opt.in_node},
+                **widgets(opt for opt in TRAIN_OPTIONS if opt.in_node),
                 "save_as": ("STRING", {"default": "my_classifier",
                                        "tooltip": "File name (without .safetensors) in models/deepdream. An "
                                        "existing file of that name is replaced, but only once the new model is "

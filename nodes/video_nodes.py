@@ -3,16 +3,29 @@ patterns follow the motion."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
 from ..dream_core.errors import DreamError
 from ..dream_core.options import VIDEO_OPTIONS, VideoSettings
+from ..dream_core.outputs import file_identity
+from ..dream_core.render import ClipDream, render_clip
 from ..dream_core.video import dream_video, stream_batch
 from ..dream_core.videoio import VideoSink, VideoSource, audio_codecs, audio_fits
+from ..dream_core.workfolder import WorkFolder
 from . import comfy_bridge
-from .dream_nodes import FEATURE_MODEL_INPUT, NodeDream, dream_option_inputs, optional_inputs, to_bchw, to_bhwc
+from .base import (
+    FEATURE_MODEL_INPUT,
+    NodeDream,
+    dream_option_inputs,
+    fingerprint,
+    optional_inputs,
+    to_bchw,
+    to_bhwc,
+    widgets,
+)
 from .node import node
 
 
@@ -30,7 +43,7 @@ def video_inputs(clip: tuple[str, tuple], mask_tooltip: str) -> dict:
     optional = optional_inputs("layer_weights", "mask", "guide", "regions", "networks")
     optional["mask"] = ("MASK", {"tooltip": mask_tooltip})  # same place among the inputs
     required = {clip[0]: clip[1], "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs(),
-                **{opt.name: opt.widget() for opt in VIDEO_OPTIONS}}  # fmt: skip
+                **widgets(VIDEO_OPTIONS)}  # fmt: skip
     return {"required": required, "optional": optional}
 
 
@@ -106,21 +119,24 @@ class DreamVideoFile:
             raise DreamError("The video holds no frames: check the file that was loaded.")
         output = comfy_bridge.new_video_path(".mp4")
         keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
-        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None,
-                         times=source.times())  # a phone's variable frame rate kept  # fmt: skip
+        sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None, times=source.times())
+        work = render_work(source, feature_model, layer_weights, inputs)
         count = source.count or 1
-        bar = comfy_bridge.progress_reporter(count)  # counts frames: a stream's step total is not known ahead
-        options = call.engine_options(total=None)
+        bar = call.progress(count)  # counts frames: a stream's step total is not known ahead
         with call.on_device(first.shape) as device:
-            frames = (frame.to(device) for frame in source.frames())
-            dreams = dream_video(frames, call.model, call.objective, call.settings, settings_of_video,
-                                 weights_dir=comfy_bridge.model_folders() or None, **options)  # fmt: skip
-            try:
-                for index, dreamed in enumerate(dreams):
-                    sink.write(dreamed)
-                    bar(min(index + 1, count), max(count, index + 1), dreamed)
-            except BaseException:
-                sink.abort()
-                raise
-            sink.close()
+            clip = ClipDream(call.model, call.objective, call.settings, settings_of_video, mask=call.mask,
+                             weights_dir=comfy_bridge.model_folders() or None, device=device,
+                             should_stop=comfy_bridge.raise_if_interrupted)  # fmt: skip
+            render_clip(work, source, sink, clip, on_frame=lambda done, _total, frame: bar(min(done, count),
+                        max(count, done), frame))  # fmt: skip
         return (comfy_bridge.video_output(output),)
+
+
+def render_work(source: VideoSource, feature_model, layer_weights, inputs: dict) -> WorkFolder:
+    """The render's work folder, named by everything that makes its frames (the clip by content, the model, the
+    layers, every widget and connected input): a render stopped (Cancel, a crash, a restarted server) and queued
+    again with the same inputs goes on from its finished frames."""
+    clip = [file_identity(path)[1:] for path in [source.path, *source.files]]  # by content: a temp copy's name varies
+    identity = fingerprint({"clip": clip, "model": feature_model, "layer_weights": layer_weights, "inputs": inputs})
+    name = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
+    return WorkFolder(Path(comfy_bridge.render_folder()) / f"render_{name}", identity)

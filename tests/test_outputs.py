@@ -20,6 +20,8 @@ from PIL import Image
 
 from dream_core import DreamError, DreamSettings, dream
 from dream_core import cli as cli_module
+from dream_core import job as job_module
+from dream_core.commands import tools as tools_module
 from dream_core.cli import main
 from dream_core.imageio import load_image, save_image
 from dream_core.outputs import PARTIAL, distinct_names
@@ -52,8 +54,9 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the network was loaded before the refusal")
 
-    monkeypatch.setattr(cli_module, "load_feature_model", refuse)
-    monkeypatch.setattr(cli_module, "train_classifier", refuse)
+    monkeypatch.setattr(job_module, "load_feature_model", refuse)
+    monkeypatch.setattr(tools_module, "load_feature_model", refuse)
+    monkeypatch.setattr(tools_module, "train_classifier", refuse)
 
 
 # --- never over an input ------------------------------------------------------------------------------------------

@@ -229,16 +229,16 @@ def _(tmp: Path):
 @case("26", "a stopped --ray job's journal and another input folder")
 def _(tmp: Path):
     sys.path.insert(0, str(ROOT))
-    from dream_core import cli, cluster
-    from dream_core.outputs import job_text
+    from dream_core import cluster, commands
+    from dream_core.parser import parse
 
     photo(tmp / "first")
     photo(tmp / "second")
     (tmp / "out").mkdir()
     (tmp / "out" / "a_dream.png").write_bytes(b"first job's")
-    stopped = cli.build_parser().parse_args(["dream", str(tmp / "first"), "-o", str(tmp / "out"), "--ray",
-                                             "127.0.0.1:1"])  # fmt: skip
-    cluster.Journal(tmp / "out" / ".deepdream-job.json", job_text(stopped, [])).plan(["a_dream.png"])
+    stopped = parse(["dream", str(tmp / "first"), "-o", str(tmp / "out"), "--ray", "127.0.0.1:1"]).arguments
+    identity = commands.dream_identity(stopped["job"], stopped["given"], stopped["output"])
+    cluster.Journal(tmp / "out" / ".deepdream-job.json", identity).plan(["a_dream.png"])
     run = Run(["dream", str(tmp / "second"), "-o", str(tmp / "out"), "--ray", "127.0.0.1:1"], tmp)
     return run, run.refused("--overwrite") and (tmp / "out" / "a_dream.png").read_bytes() == b"first job's"
 

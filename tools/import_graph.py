@@ -25,8 +25,9 @@ def modules() -> dict[str, Path]:
     """'dream_core.engine' -> its file, for every module of the pack."""
     found = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            found[f"{package}.{path.stem}" if path.stem != "__init__" else package] = path
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -99,7 +100,7 @@ def mermaid(graph: dict[str, set[str]]) -> str:
     lines = ["```mermaid", "flowchart LR"]
     for package in PACKAGES:
         lines.append(f"  subgraph {package}")
-        lines += [f"    {name.replace('.', '_')}[{name.rpartition('.')[2]}]" for name in sorted(graph)
+        lines += [f"    {name.replace('.', '_')}[{name[len(package) + 1:]}]" for name in sorted(graph)
                   if name.startswith(package + ".")]  # fmt: skip
         lines.append("  end")
     for source in sorted(graph):

@@ -1,45 +1,36 @@
-"""Past one machine: a folder's images, a sweep's lines and a clip's shots dreamed by the workers of a Ray cluster.
-
-Ray is an optional extra (``pip install "deepdream-nodes[ray]"``); nothing imports it until a command is given
-``--ray`` (`import_ray`), so every command works without it.
-
-Each worker is a Ray actor that reads the job once (its model loaded once) and then dreams what it is handed:
-an image, a sweep line, or a shot of a clip a few frames at a time. It sends back the 8-bit pixels the
-single-machine command would have saved (`imageio.pixels`) and the driver writes them (`imageio.save_pixels`),
-so outputs are the same files, written as they come in. A worker that dies has what it held handed to another,
-started in its place; an item that fails is named at the end and the rest are kept.
-"""
+"""The cluster itself: joining it (`connect`), the pool of workers that keeps them busy and replaces the dead,
+the outbox through which workers write into the driver's folder, and the journal a stopped job goes on from."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-import itertools
 import json
 import os
 import socket
-import sys
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from .devices import default_device
-from .errors import DreamError
-from .imageio import pixels, save_pixels
-from .outputs import PARTIAL, file_identity, written_whole
+from ..errors import DreamError
+from ..job import Job
+from ..outputs import PARTIAL, file_identity, written_whole
+from ..progress import ItemProgress
+from .worker import Worker
 
 RAY_INSTALL = 'pip install "deepdream-nodes[ray]"'
 MAX_ATTEMPTS = 2
 """An item whose worker died this many times is reported as failed instead of killing more workers."""
-FRAMES_PER_CALL = 4
-"""A shot comes back a few frames per call: memory stays bounded and frames are written as they are made."""
+
+
+@dataclass(frozen=True)
+class RayRequest:
+    """Where the work is spread: the cluster's address (None: RAY_ADDRESS, or a cluster started for the command),
+    how many workers (0: as many as it holds) and CPU threads each (0: 1)."""
+
+    address: str | None = None
+    workers: int = 0
+    threads: int = 0
 
 
 def import_ray():
@@ -137,114 +128,6 @@ class Outbox:
             return False
 
 
-class Worker:
-    """One worker process: the job read once from the command's arguments (`make_job`, the CLI's
-    `prepare_dream`), then images, sweep lines and shots dreamed exactly as the command would dream them here."""
-
-    def __init__(self, make_job: Callable, args: Any, threads: int) -> None:
-        torch.set_num_threads(threads)
-        args = copy.copy(args)
-        args.device = args.device or default_device()
-        with contextlib.redirect_stderr(io.StringIO()):  # the plan's first line is the driver's to print
-            self.job = make_job(args)
-        self.args = args
-        self._shot: tuple[Any, Iterator, int] | None = None
-        self._outboxes: dict[str, bool] = {}
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def _deliver(self, array: np.ndarray, path: str, outbox: Outbox | None, quick: bool = False) -> np.ndarray | None:
-        """Write the pixels to `path` if this worker sees the driver's folder (None back), else send them back."""
-        if outbox is not None:
-            if outbox.token not in self._outboxes:
-                self._outboxes[outbox.token] = outbox.seen_from_here()
-            if self._outboxes[outbox.token]:
-                save_pixels(array, path, quick=quick)
-                return None
-        return array
-
-    def dream_image(self, image: np.ndarray, target: str = "", outbox: Outbox | None = None) -> np.ndarray | None:
-        """The dream of one image (`[3, H, W]` float32 in 0..1): written to `target` through the outbox, or its
-        pixels sent back."""
-        from .engine import dream
-
-        job = self.job
-        picture = torch.from_numpy(image.copy()).unsqueeze(0)  # Ray hands over read-only arrays
-        result = dream(picture, job.model, job.objective, job.settings, mask=job.mask)
-        return self._deliver(pixels(result.images[0]), target, outbox)
-
-    def dream_line(self, image: np.ndarray, line: str) -> np.ndarray:
-        """A sweep line's dream of the image, as floats (the sheet is made from them)."""
-        from .engine import dream
-        from .objectives import parse_layer_weights
-
-        job = self.job
-        objective = job.line(parse_layer_weights(line))
-        picture = torch.from_numpy(image.copy()).unsqueeze(0)  # Ray hands over read-only arrays
-        result = dream(picture, job.model, objective, job.settings, mask=job.mask)
-        return result.images[0].numpy()
-
-    def find_cuts(self, clip: str, fps: float | None, part: tuple[int, int | None], video: Any) -> tuple[list, int]:
-        """The frames of `part` (first, after last; None: to the end) of the clip that start a new shot, each judged
-        against the frame before it exactly as the whole clip's dream judges it; and how far the clip went."""
-        from .video import shot_ranges
-        from .videoio import VideoSource
-
-        first, stop = part
-        begin = max(first - 1, 0)  # the frame before the part: what its first frame is judged against
-        frames = VideoSource(clip, fps=fps).frames(begin)
-        if stop is not None:
-            frames = itertools.islice(frames, stop - begin)
-        ranges = shot_ranges(frames, video, device=self.args.device, weights_dir=self.args.weights_dir)
-        seen = begin + ranges[-1][1] if ranges else 0  # a part past the clip's real end saw nothing
-        return [begin + start for start, _ in ranges if begin + start >= max(first, 1)], seen
-
-    def shot_frames(self, shot: tuple[int, int], clip: str, fps: float | None, video: Any, work: str = "",
-                    outbox: Outbox | None = None, quick: bool = True) -> tuple[int, list, bool]:  # fmt: skip
-        """The next few dreamed frames of a shot (`(first, after last)` of the clip): the clip's index of the
-        first of them, their pixels (None for each one written into the work folder through the outbox), and
-        whether the shot is done."""
-        from .video import dream_video
-        from .videoio import VideoSource
-
-        if self._shot is None or self._shot[0] != shot:
-            first, stop = shot
-            frames = itertools.islice(VideoSource(clip, fps=fps).frames(first), stop - first)
-            job = self.job
-            dreams = dream_video(frames, job.model, job.objective, job.settings, video, mask=job.mask,
-                                 weights_dir=self.args.weights_dir, start=first)  # fmt: skip
-            self._shot = (shot, dreams, first)
-        _, dreams, index = self._shot
-        out = [self._deliver(pixels(frame[0]), str(Path(work) / f"frame_{index + offset:05d}.png"), outbox, quick)
-               for offset, frame in enumerate(itertools.islice(dreams, min(FRAMES_PER_CALL, shot[1] - index)))]
-        done = index + len(out) >= shot[1] or not out
-        self._shot = None if done else (shot, dreams, index + len(out))
-        return index, out, done
-
-
-@dataclass
-class Progress:
-    """One line for the whole job: items done, workers, time, ETA (redrawn on a terminal, a line each in a log)."""
-
-    label: str
-    total: int
-    unit: str
-    started: float = field(default_factory=time.monotonic)
-    done: int = 0
-
-    def line(self, workers: int) -> str:
-        elapsed = time.monotonic() - self.started
-        eta = f"  eta {elapsed / self.done * (self.total - self.done):.0f}s" if self.done else ""
-        return f"{self.label}: {self.done}/{self.total} {self.unit}  {workers} workers  {elapsed:.0f}s{eta}"
-
-    def show(self, workers: int) -> None:
-        tty = sys.stderr.isatty()
-        print(("\r" if tty else "") + self.line(workers), file=sys.stderr, end="" if tty else "\n", flush=True)
-        if tty and self.done >= self.total:
-            print(file=sys.stderr)
-
-
 class Pool:
     """The job's workers and the loop that keeps them busy.
 
@@ -258,9 +141,9 @@ class Pool:
     """Called with the pool whenever calls are in flight, before waiting for one (tests kill a worker from here:
     `last` is the worker and item of the call submitted last)."""
 
-    def __init__(self, plan: ClusterPlan, make_job: Callable, args: Any) -> None:
+    def __init__(self, plan: ClusterPlan, job: Job) -> None:
         self.ray = import_ray()
-        self.plan, self.make_job, self.args = plan, make_job, args
+        self.plan, self.job = plan, job
         self.remote = self.ray.remote(Worker)
         self.pids: dict[Any, int] = {}
         self.running: dict[Any, tuple[Any, Any]] = {}
@@ -273,7 +156,7 @@ class Pool:
 
     def _start(self):
         resources = {"num_gpus": 1} if self.plan.gpus else {"num_cpus": self.plan.threads}
-        return self.remote.options(**resources).remote(self.make_job, self.args, self.plan.threads)
+        return self.remote.options(**resources).remote(self.job, self.plan.threads)
 
     def _get(self, ref):
         try:
@@ -293,11 +176,11 @@ class Pool:
         for worker in self.workers:
             self.ray.kill(worker)
 
-    def run(self, items: Iterable, submit: Callable, handle: Callable, progress: Progress) -> list[tuple[Any, str]]:
+    def run(self, items: Iterable, submit: Callable, handle: Callable, progress: ItemProgress) -> list[tuple[Any, str]]:
         """Every item done (or failed: returned as (item, reason))."""
         queue, idle, failed = deque(items), list(self.workers), []
         attempts: dict[Any, int] = {}
-        progress.show(len(self.workers))
+        progress.show(self._note())
         while queue or self.running:  # a busy worker has one call in flight (a shot stays with its worker)
             while idle and queue:
                 worker, item = idle.pop(), queue.popleft()
@@ -332,11 +215,15 @@ class Pool:
             if handle(item, result):
                 idle.append(worker)
                 progress.done += 1
-                progress.show(len(self.workers))
+                progress.show(self._note())
             else:  # the next part of the same item, from the same worker
                 self.running[submit(worker, item)] = (worker, item)
                 self.last = (worker, item)
+        progress.end()
         return failed
+
+    def _note(self) -> str:
+        return f"{len(self.workers)} workers"
 
     def _replace(self, dead):
         """A new worker in a dead one's place (a few times over: a job that kills every worker stops)."""

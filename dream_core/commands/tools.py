@@ -1,0 +1,139 @@
+"""`deepdream channels`, `train`, `models`, `layers` and `presets`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..channels import channel_pictures, default_layer, parse_channels, top_channels
+from ..devices import default_device
+from ..errors import DreamError
+from ..imageio import load_image, save_image
+from ..job import NAMED_WEIGHTS, check_device
+from ..loading import load_feature_model
+from ..options import ChannelSettings
+from ..outputs import check_outputs
+from ..presets import PRESETS
+from ..progress import ProgressBar, after_bar
+from ..report import per_class_text
+from ..sheet import contact_sheet
+from ..training import TrainSettings, train_classifier
+from ..zoo import LOGITS, ZOO, get_spec, layer_catalogue
+from .images import REPLACE_HINT, check_picture_output
+
+
+def channels(
+    output: Path,
+    settings: ChannelSettings,
+    model: str,
+    weights: str = "imagenet",
+    weights_dir: Path | None = None,
+    device: str | None = None,
+    layer: str | None = None,
+    chosen_text: str = "0-7",
+    image: Path | None = None,
+    pictures: Path | None = None,
+    columns: int = 0,
+    overwrite: bool = False,
+) -> int:
+    """Grow a picture from noise for each chosen channel of a layer; write them as a labelled sheet (and each
+    into `pictures`)."""
+    check_picture_output(output)
+    read = [*([Path(weights)] if weights not in NAMED_WEIGHTS else []), *([image] if image else [])]
+    check_outputs([output], read, overwrite, replace_hint=REPLACE_HINT)
+    if pictures and pictures.exists() and not pictures.is_dir():
+        raise DreamError(f"--pictures {pictures} is a file; give a folder.")
+    chosen, top = parse_channels(chosen_text)
+    if top and not image:
+        raise DreamError(f"--channels top{top} picks the channels most active on a picture: give it with --image.")
+    settings = settings.validate()
+    picture = load_image(image) if image else None
+    device = device or default_device()
+    check_device(device)
+    network = load_feature_model(get_spec(model).name, weights, weights_dir, device=device)
+    layer = network.resolve_layer(layer).name if layer else default_layer(network)
+    if top:
+        chosen = top_channels(network, layer, picture, top)
+    # Each picture is a file of its own in `pictures`: only those are replaced (with --overwrite), nothing else.
+    labels = [f"{layer}[{channel}]" for channel in chosen]
+    files = {label: pictures / f"{label.replace('[', '_').replace(']', '')}.png" for label in labels} if pictures \
+        else {}  # fmt: skip
+    check_outputs([output, *files.values()], read, overwrite, replace_hint=REPLACE_HINT)
+    print(f"Growing {len(chosen)} pictures of {layer} of {network.name} ({Path(str(network.weights)).name} weights) "
+          f"on {network.device}: {settings.size} px, {settings.steps} steps.", file=sys.stderr)  # fmt: skip
+    result = channel_pictures(network, layer, chosen, settings, on_progress=ProgressBar(layer))
+    measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
+    gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
+    print(after_bar(f"mean activation on the starting noise -> on the picture: {gains}"), file=sys.stderr)
+    for label, grown in zip(result.labels, result.images, strict=True):
+        if label in files:
+            save_image(grown, files[label])
+    if files:
+        print(f"wrote {len(files)} pictures to {pictures}")
+    print(f"wrote {save_image(contact_sheet(result.images, result.labels, columns)[0], output)}")
+    return 0
+
+
+def train(
+    folder: Path,
+    output: Path,
+    settings: TrainSettings,
+    model: str,
+    weights: str = "imagenet",
+    weights_dir: Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Fine-tune a classifier on a folder (a sub-folder per class) and save it with its report pictures."""
+    if output.suffix.lower() != ".safetensors":
+        raise DreamError(f"{output.name}: trained models are saved as .safetensors; use that extension.")
+    stem = output.with_suffix("")
+    reports = [stem.with_name(stem.name + ".curve.png"), stem.with_name(stem.name + ".confusion.png")]
+    starting = [Path(weights)] if weights not in NAMED_WEIGHTS else []
+    check_outputs([output, *reports], starting, overwrite, replace_hint=REPLACE_HINT)
+    settings = settings.validate()
+    bar = ProgressBar(folder.name)
+
+    def progress(step: int, total: int, figures: dict) -> None:
+        accuracy = f", held-out {figures['accuracy']:.0%}" if "accuracy" in figures else ""
+        bar.label = f"{folder.name} epoch {figures['epoch']}/{figures['epochs']}, loss {figures['loss']:.3f}{accuracy}"
+        bar(step, total)
+
+    result = train_classifier(folder, model, weights, settings, output, weights_dir=weights_dir,
+                              device=device or default_device(), on_progress=progress)  # fmt: skip
+    for skipped in result.skipped:
+        print(f"skipped: {skipped}", file=sys.stderr)
+    print(f"classes: {', '.join(result.class_names)} ({result.train_count} training pictures)")
+    print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} "
+          f"of {len(result.history)} kept)")  # fmt: skip
+    print("per class: " + per_class_text(result.per_class))
+    stem = result.path.with_suffix("")
+    print(f"wrote {result.path}, {stem.name}.curve.png and {stem.name}.confusion.png")
+    return 0
+
+
+def models() -> int:
+    for spec in ZOO.values():
+        print(f"{spec.name:20s} {spec.description}")
+    return 0
+
+
+def layers(model: str) -> int:
+    spec = get_spec(model)
+    print(f"{'layer':16s} {'aliases':24s} {'channels':>8s} {'stride':>6s}")
+    for info in layer_catalogue(spec.name):
+        if info.name == LOGITS:
+            print(f"{'class:NAME':16s} {'class scores (logits)':24s} {info.channels:8d} {'-':>6s}")
+            continue
+        aliases = ", ".join(a for a in info.aliases if a != info.module_path) or "-"
+        if info.module_path != info.name:
+            aliases = f"{aliases} [{info.module_path}]" if aliases != "-" else f"[{info.module_path}]"
+        print(f"{info.name:16s} {aliases:24s} {info.channels:8d} {info.stride:6d}")
+    print(f"default: {', '.join(f'{k}:{v}' for k, v in spec.default_layers.items())}")
+    return 0
+
+
+def presets() -> int:
+    for name, preset in PRESETS.items():
+        print(f"{name:12s} {preset.description}")
+    return 0
