@@ -38,8 +38,9 @@ def main() -> None:
     began = time.perf_counter()
     result = channel_pictures(model, args.layer, chosen, ChannelSettings(size=args.size, steps=args.steps))
     seconds = time.perf_counter() - began
-    print(f"{len(chosen)} pictures of {result.layer} of {model.name}, {args.size} px, {args.steps} steps: "
-          f"{seconds:.1f} s")  # fmt: skip
+    print(
+        f"{len(chosen)} pictures of {result.layer} of {model.name}, {args.size} px, {args.steps} steps: {seconds:.1f} s"
+    )
     gains = result.end / result.start.abs()
     for label, start, end, gain in zip(result.labels, result.start, result.end, gains, strict=True):
         print(f"  {label:14s} noise {start:7.2f} -> picture {end:6.2f}   gain {gain:6.1f}x")
@@ -49,9 +50,11 @@ def main() -> None:
         print(f"  {label:14s} " + " ".join(f"{value:6.1f}" for value in row.tolist()))
     own_strongest = (means.argmax(dim=0) == torch.arange(len(chosen))).tolist()
     runner_up = [float(means[:, j].sort(descending=True).values[1]) for j in range(len(chosen))]
-    print(f"smallest gain {float(gains.min()):.1f}x (needs >= 5x); own picture strongest for "
-          f"{sum(own_strongest)}/{len(chosen)} channels; own over the best other picture: "
-          f"{min(float(means[j, j]) / max(runner_up[j], 1e-6) for j in range(len(chosen))):.2f}x at least")
+    print(
+        f"smallest gain {float(gains.min()):.1f}x (needs >= 5x); own picture strongest for "
+        f"{sum(own_strongest)}/{len(chosen)} channels; own over the best other picture: "
+        f"{min(float(means[j, j]) / max(runner_up[j], 1e-6) for j in range(len(chosen))):.2f}x at least"
+    )
     if args.out:
         print(f"wrote {save_image(contact_sheet(result.images, result.labels)[0], args.out)}")
 

@@ -173,8 +173,10 @@ def main() -> None:
             models[precision] = load_feature_model(model_name, "random", device=device)
             casts.enter_context(models[precision].computing_in(PRECISIONS[precision]))
         print(f"\n== {model_name} {', '.join(layers)}")
-        print(f"{'size':>5} {'precision':>9} {'steps/s':>8} {'naive':>7} {'x naive':>7} {'theirs':>7} {'GFLOP/s':>8} "
-              f"{'/matmul':>7} {'peak MB':>8} {'est. MB':>8} {'est/peak':>8}")  # fmt: skip
+        print(
+            f"{'size':>5} {'precision':>9} {'steps/s':>8} {'naive':>7} {'x naive':>7} {'theirs':>7} {'GFLOP/s':>8} "
+            f"{'/matmul':>7} {'peak MB':>8} {'est. MB':>8} {'est/peak':>8}"
+        )
         for size in args.sizes:
             naive = naive_step_factory(model_name, layers, size, device)
             theirs = None
@@ -192,16 +194,20 @@ def main() -> None:
                 ascent.close()
                 rate = flops / times["engine"] / 1e9
                 their = f"{1 / times['theirs']:7.1f}" if theirs else f"{'-':>7}"
-                print(f"{size:5d} {precision:>9} {1 / times['engine']:8.1f} {1 / times['naive']:7.1f} "
-                      f"{times['naive'] / times['engine']:6.2f}x {their} {rate:8.1f} {rate / rates[precision]:7.2f} "
-                      f"{peak / 2**20:8.0f} {estimate.activations / 2**20:8.0f} "
-                      f"{estimate.activations / max(peak, 1):7.2f}x")  # fmt: skip
+                print(
+                    f"{size:5d} {precision:>9} {1 / times['engine']:8.1f} {1 / times['naive']:7.1f} "
+                    f"{times['naive'] / times['engine']:6.2f}x {their} {rate:8.1f} {rate / rates[precision]:7.2f} "
+                    f"{peak / 2**20:8.0f} {estimate.activations / 2**20:8.0f} "
+                    f"{estimate.activations / max(peak, 1):7.2f}x"
+                )
             if theirs:
                 their_tap.close()
         casts.close()
         node, bare = node_against_engine(models["fp32"], layers, args.sizes[0], device, args.rounds)
-        print(f"node call / bare engine, {args.sizes[0]} px, 10 steps, precision auto: "
-              f"{node:.3f} / {bare:.3f} s = {node / bare:.2f}x   target <= 1.15x")
+        print(
+            f"node call / bare engine, {args.sizes[0]} px, 10 steps, precision auto: "
+            f"{node:.3f} / {bare:.3f} s = {node / bare:.2f}x   target <= 1.15x"
+        )
 
 
 if __name__ == "__main__":

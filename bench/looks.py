@@ -20,7 +20,7 @@ from common import ROOT
 import torch
 import torch.nn.functional as F
 
-from dream_core import DreamSettings, dream, load_feature_model, objective
+from dream_core import DreamSettings, dream, load_feature_model, objective_value
 from dream_core.imageio import load_image, save_image
 
 
@@ -38,12 +38,12 @@ def measure(size: int, out: Path | None, looks=("off", "lapnorm", "whitened"), s
     layers = dict(model.spec.default_layers)
     photo = load_image(ROOT / "samples" / "astronaut.png")
     photo = F.interpolate(photo, size=(size, size), mode="area")
-    before = float(objective(model, photo, layers).sum())
+    before = float(objective_value(model, photo, layers).sum())
     figures = {}
     for look in looks:
         settings = DreamSettings(precondition=look, scale_jitter=scale, rotate_jitter=rotate)
         dreamed = dream(photo, model, layers, settings).images
-        gain = float(objective(model, dreamed, layers).sum()) / before
+        gain = float(objective_value(model, dreamed, layers).sum()) / before
         figures[look] = {"high": high_frequency_share(dreamed - photo), "gain": gain}
         if out is not None:
             save_image(dreamed[0], out / f"looks_{look}.png")
@@ -59,8 +59,10 @@ def main() -> None:
     classic = figures["off"]
     print(f"astronaut {args.size} px, efficientnet_lite0, default layers and settings, seed 0")
     for look, value in figures.items():
-        print(f"{look:9s} energy above half Nyquist {value['high']:6.1%} ({value['high'] / classic['high']:.2f}x "
-              f"classic); objective gain {value['gain']:.2f}x ({value['gain'] / classic['gain']:.2f}x classic's)")
+        print(
+            f"{look:9s} energy above half Nyquist {value['high']:6.1%} ({value['high'] / classic['high']:.2f}x "
+            f"classic); objective gain {value['gain']:.2f}x ({value['gain'] / classic['gain']:.2f}x classic's)"
+        )
 
 
 if __name__ == "__main__":

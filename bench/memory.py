@@ -48,9 +48,20 @@ def child(size: int, model_name: str) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     cuda = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    print(json.dumps({"size": size, "peak_rss_gb": peak, "rss_before_gb": before, "cuda_peak_gb": cuda,
-                      "tile": tile.tile_size, "seconds": seconds, "octaves": settings.octaves,
-                      "iterations": settings.iterations}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "peak_rss_gb": peak,
+                "rss_before_gb": before,
+                "cuda_peak_gb": cuda,
+                "tile": tile.tile_size,
+                "seconds": seconds,
+                "octaves": settings.octaves,
+                "iterations": settings.iterations,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -62,20 +73,28 @@ def main() -> None:
     if args.child:
         child(args.child, args.model)
         return
-    print(f"{'size':>6s} {'octaves x iters':>15s} {'tile':>5s} {'RSS before':>10s} {'peak RSS':>9s} "
-          f"{'CUDA peak':>9s} {'seconds':>8s}")  # fmt: skip
+    print(
+        f"{'size':>6s} {'octaves x iters':>15s} {'tile':>5s} {'RSS before':>10s} {'peak RSS':>9s} "
+        f"{'CUDA peak':>9s} {'seconds':>8s}"
+    )
     for size in args.sizes:
         env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-        out = subprocess.run([sys.executable, __file__, "--child", str(size), "--model", args.model],
-                             capture_output=True, text=True, env=env)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(size), "--model", args.model],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.returncode != 0:
             print(f"{size:6d} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         cuda = f"{r['cuda_peak_gb']:.2f} GB" if r["cuda_peak_gb"] is not None else "-"
         verdict = "" if size < 4096 else ("  <= 4 GB: ok" if r["peak_rss_gb"] <= TARGET_GB else "  > 4 GB: MISSED")
-        print(f"{size:6d} {r['octaves']:>7d} x {r['iterations']:<5d} {r['tile']:5d} {r['rss_before_gb']:7.2f} GB "
-              f"{r['peak_rss_gb']:6.2f} GB {cuda:>9s} {r['seconds']:8.1f}{verdict}")  # fmt: skip
+        print(
+            f"{size:6d} {r['octaves']:>7d} x {r['iterations']:<5d} {r['tile']:5d} {r['rss_before_gb']:7.2f} GB "
+            f"{r['peak_rss_gb']:6.2f} GB {cuda:>9s} {r['seconds']:8.1f}{verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def child(case: str, scale: float) -> None:
 
         def work():
             top_channels(model, "blocks.8", image, 8)
+
     before = _resident()
     work()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -86,8 +87,12 @@ def main() -> None:
     print(f"{'case':18s} {'estimate MB':>12s} {'measured MB':>12s} {'ratio':>6s}")
     worst = 1.0
     for case in CASES:
-        out = subprocess.run([sys.executable, __file__, "--child", case, "--scale", str(args.scale)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", case, "--scale", str(args.scale)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = row["estimate"] / max(row["measured"], 1)
         worst = max(worst, ratio, 1 / ratio)

@@ -78,23 +78,32 @@ def main() -> None:
     (work / "clip").mkdir()
     make_folder(work / "pictures", args.images, args.side)
     make_clip(work / "clip", args.shot_frames, args.side)
-    contenders = {"one machine, 2 threads": [], "Ray, 1 worker x 1 thread": ["--ray", "--workers", "1"],
-                  "Ray, 2 workers x 1 thread": ["--ray", "--workers", "2"]}  # fmt: skip
+    contenders = {
+        "one machine, 2 threads": [],
+        "Ray, 1 worker x 1 thread": ["--ray", "--workers", "1"],
+        "Ray, 2 workers x 1 thread": ["--ray", "--workers", "2"],
+    }
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
         for name, flags in contenders.items():
-            for job, command in (("folder", ["dream", str(work / "pictures")]),
-                                 ("video", ["video", str(work / "clip")])):
+            for job, command in (
+                ("folder", ["dream", str(work / "pictures")]),
+                ("video", ["video", str(work / "clip")]),
+            ):
                 out = work / "out"
                 shutil.rmtree(out, ignore_errors=True)
                 times.setdefault((name, job), []).append(run([*command, "-o", str(out), *FAST, *flags]))
-    print(f"{args.images} pictures of {args.side} px; a clip of 3 shots x {args.shot_frames} frames of {args.side} "
-          f"px; {' '.join(FAST)}; medians of {args.rounds} rounds, each command whole")  # fmt: skip
+    print(
+        f"{args.images} pictures of {args.side} px; a clip of 3 shots x {args.shot_frames} frames of {args.side} "
+        f"px; {' '.join(FAST)}; medians of {args.rounds} rounds, each command whole"
+    )
     base = {job: statistics.median(times[(next(iter(contenders)), job)]) for job in ("folder", "video")}
     for name in contenders:
         folder, video = (statistics.median(times[(name, job)]) for job in ("folder", "video"))
-        print(f"  {name:28s} {args.images / folder:6.2f} images/s ({base['folder'] / folder:4.2f}x)   "
-              f"{video:6.1f} s per video ({base['video'] / video:4.2f}x)")
+        print(
+            f"  {name:28s} {args.images / folder:6.2f} images/s ({base['folder'] / folder:4.2f}x)   "
+            f"{video:6.1f} s per video ({base['video'] / video:4.2f}x)"
+        )
     shutil.rmtree(work, ignore_errors=True)
     ray.shutdown()
 

@@ -66,8 +66,9 @@ def main() -> None:
         tiling.MARGIN_FRACTION = 0.0
     preset = get_preset("lite0")
     model = load_feature_model(preset.model)
-    photo = F.interpolate(load_image(ROOT / "samples" / "astronaut.png"), size=(args.size, args.size),
-                          mode="bicubic", align_corners=False).clamp(0, 1)  # fmt: skip
+    photo = F.interpolate(
+        load_image(ROOT / "samples" / "astronaut.png"), size=(args.size, args.size), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
     settings = preset.settings.with_options(tile_size=args.tile)
     result = dream(photo, model, preset.layers, settings).images
     save_image(result[0], args.out)
@@ -75,10 +76,11 @@ def main() -> None:
     base_nominal, base_worst = seam_ratios(photo, args.tile)
     label = "fixed grid (naive)" if args.fixed_grid else "moving grid (engine)"
     print(f"{label}: {args.size} px, {args.tile} px tiles, wrote {args.out}")
-    print(f"mean |Laplacian| on tile boundaries / elsewhere: {nominal:.3f}   (photo before dreaming: "
-          f"{base_nominal:.3f}; target within 10%: 0.90..1.10)")  # fmt: skip
-    print(f"worst phase (rows+columns at one offset mod {args.tile}) / mean: {worst:.3f}   "
-          f"(photo: {base_worst:.3f})")  # fmt: skip
+    print(
+        f"mean |Laplacian| on tile boundaries / elsewhere: {nominal:.3f}   (photo before dreaming: "
+        f"{base_nominal:.3f}; target within 10%: 0.90..1.10)"
+    )
+    print(f"worst phase (rows+columns at one offset mod {args.tile}) / mean: {worst:.3f}   (photo: {base_worst:.3f})")
 
 
 if __name__ == "__main__":

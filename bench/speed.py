@@ -96,8 +96,10 @@ def main() -> None:
         casts.enter_context(models[precision].computing_in(PRECISIONS[precision]))
     model = models["fp32"]
     layers = layers or dict(model.spec.default_layers)
-    print(f"device {device}, threads {torch.get_num_threads()}, model {args.model}, layers {layers}, "
-          f"{args.size} px, {args.rounds} rounds (medians)")  # fmt: skip
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, model {args.model}, layers {layers}, "
+        f"{args.size} px, {args.rounds} rounds (medians)"
+    )
 
     naive = naive_step_factory(args.model, layers, args.size, device)
     contenders = {"naive": naive}
@@ -122,9 +124,11 @@ def main() -> None:
         print_ratio("engine step / bare truncated fwd+bwd (overhead)", engine, bare, "target <= 1.10x")
         step_rate = flops / engine / 1e9
         matmul_rate = 2 * 2048**3 / matmul / 1e9
-        print(f"{'step GFLOP/s / 2048^2 matmul GFLOP/s (same precision)':58s} {step_rate:9.1f} / "
-              f"{matmul_rate:9.1f} = {step_rate / matmul_rate:6.2f}   target >= 0.50  "
-              f"({flops / 1e9:.1f} GFLOP per step)")  # fmt: skip
+        print(
+            f"{'step GFLOP/s / 2048^2 matmul GFLOP/s (same precision)':58s} {step_rate:9.1f} / "
+            f"{matmul_rate:9.1f} = {step_rate / matmul_rate:6.2f}   target >= 0.50  "
+            f"({flops / 1e9:.1f} GFLOP per step)"
+        )
 
     size = args.tiled_size
     for precision in dict.fromkeys(["fp32", auto]):
@@ -135,8 +139,9 @@ def main() -> None:
         a1.close()
         a2.close()
         print(f"-- tiling ({precision})")
-        print_ratio(f"tiled ({args.tile} px tiles) / untiled, {size} px image", t2["tiled"], t2["untiled"],
-                    "target <= 1.20x")  # fmt: skip
+        print_ratio(
+            f"tiled ({args.tile} px tiles) / untiled, {size} px image", t2["tiled"], t2["untiled"], "target <= 1.20x"
+        )
 
 
 if __name__ == "__main__":

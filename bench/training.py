@@ -31,8 +31,10 @@ def run(folder: Path, settings: TrainSettings, crop_area: float) -> str:
     started = time.perf_counter()
     result = train_classifier(folder, settings=settings)
     minutes = (time.perf_counter() - started) / 60
-    return (f"{folder.name:9s} held-out accuracy {result.accuracy:6.1%} on {result.holdout_count} pictures, "
-            f"{minutes:4.1f} min, epoch {result.best_epoch} of {len(result.history)} kept")
+    return (
+        f"{folder.name:9s} held-out accuracy {result.accuracy:6.1%} on {result.holdout_count} pictures, "
+        f"{minutes:4.1f} min, epoch {result.best_epoch} of {len(result.history)} kept"
+    )
 
 
 def main() -> None:

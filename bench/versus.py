@@ -33,8 +33,9 @@ KERAS_LAYERS = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
 def load_other(checkout: Path):
     """The other checkout's dream_core, imported as `dream_core_before` (its relative imports stay inside it)."""
     folder = checkout / "dream_core"
-    spec = importlib.util.spec_from_file_location("dream_core_before", folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "dream_core_before", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["dream_core_before"] = module
     spec.loader.exec_module(module)
@@ -49,24 +50,37 @@ def compare(before, before_engine, args, device: torch.device, precision: str) -
     image = torch.rand(1, 3, args.size, args.size, device=device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(now.computing_in(PRECISIONS[precision]))  # cast once, as a dream does
-        now_ascent = _Ascent(now, Objective.of(layers).resolved(now), dream_core.DreamSettings(precision=precision),
-                             image)  # fmt: skip
-        old_ascent = before_engine._Ascent(old, old.resolve_weights(layers),
-                                           before.DreamSettings(precision=precision), 1)  # fmt: skip
+        now_ascent = _Ascent(
+            now, Objective.of(layers).resolved(now), dream_core.DreamSettings(precision=precision), image
+        )
+        old_ascent = before_engine._Ascent(
+            old, old.resolve_weights(layers), before.DreamSettings(precision=precision), 1
+        )
         stack.callback(now_ascent.close)
         stack.callback(old_ascent.close)
-        steps = race({"before": lambda: old_ascent.gradient(image), "after": lambda: now_ascent.gradient(image)},
-                     args.rounds, warmup=2)  # fmt: skip
+        steps = race(
+            {"before": lambda: old_ascent.gradient(image), "after": lambda: now_ascent.gradient(image)},
+            args.rounds,
+            warmup=2,
+        )
     small = torch.rand(1, 3, args.size // 2, args.size // 2, device=device)
     now_settings = dream_core.DreamSettings(octaves=2, iterations=5, precision=precision)
     old_settings = before.DreamSettings(octaves=2, iterations=5, precision=precision)
-    dreams = race({"before": lambda: before.dream(small, old, layers, old_settings),
-                   "after": lambda: dream_core.dream(small, now, layers, now_settings)},
-                  max(3, args.rounds // 2))  # fmt: skip
+    dreams = race(
+        {
+            "before": lambda: before.dream(small, old, layers, old_settings),
+            "after": lambda: dream_core.dream(small, now, layers, now_settings),
+        },
+        max(3, args.rounds // 2),
+    )
     print(f"-- {precision}")
     print_ratio("ascent step: after / before (s)", steps["after"], steps["before"], "target <= 1.0x")
-    print_ratio(f"whole dream, {args.size // 2} px, 2 x 5 steps: after / before (s)", dreams["after"],
-                dreams["before"], "target <= 1.0x")  # fmt: skip
+    print_ratio(
+        f"whole dream, {args.size // 2} px, 2 x 5 steps: after / before (s)",
+        dreams["after"],
+        dreams["before"],
+        "target <= 1.0x",
+    )
 
 
 def main() -> None:
@@ -80,8 +94,10 @@ def main() -> None:
     before_engine = importlib.import_module("dream_core_before.engine")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     auto = resolve_precision("auto", device)
-    print(f"device {device}, threads {torch.get_num_threads()}, model {args.model}, {args.size} px, "
-          f"{args.rounds} rounds (medians); before: {args.before}")  # fmt: skip
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, model {args.model}, {args.size} px, "
+        f"{args.rounds} rounds (medians); before: {args.before}"
+    )
 
     for precision in dict.fromkeys(["fp32", auto]):
         compare(before, before_engine, args, device, precision)

@@ -42,8 +42,9 @@ SIZE = (160, 224)  # height, width
 
 
 def _grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                          indexing="ij")  # fmt: skip
+    return torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
 
 
 def _sample(source: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -54,8 +55,9 @@ def _sample(source: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.T
 
 def pan_clip(count: int, speed: float = 6.0):
     """The camera moves right by `speed` px per frame over the astronaut photo."""
-    photo = F.interpolate(load_image(ROOT / "samples" / "astronaut.png"), size=(240, 240 + int(speed * count)),
-                          mode="area")  # fmt: skip
+    photo = F.interpolate(
+        load_image(ROOT / "samples" / "astronaut.png"), size=(240, 240 + int(speed * count)), mode="area"
+    )
     ys, xs = _grid(*SIZE)
     frames = [_sample(photo, xs + speed * t, ys + 40) for t in range(count)]
     back = torch.stack([torch.full(SIZE, speed), torch.zeros(SIZE)])  # pixel x of frame t was at x + speed
@@ -96,8 +98,9 @@ def object_clip(count: int, speed: float = 5.0):
         visible = torch.ones(SIZE)
         if previous_inside is not None:
             revealed = (previous_inside > 0) & (inside == 0)  # background that the disc covered before
-            edge = (F.max_pool2d(inside[None, None], 5, 1, 2)[0, 0] - F.avg_pool2d(inside[None, None], 5, 1, 2)[0, 0]
-                    ) > 0  # fmt: skip
+            edge = (
+                F.max_pool2d(inside[None, None], 5, 1, 2)[0, 0] - F.avg_pool2d(inside[None, None], 5, 1, 2)[0, 0]
+            ) > 0
             visible[revealed | edge] = 0
         previous_inside = inside
         backs.append(back)
@@ -143,8 +146,9 @@ def shots(frames, model, layers, settings, video, keep=None):
     tracker = LiveTensorBytes("cpu")
     start = time.perf_counter()
     with tracker:
-        for index, dreamed in enumerate(dream_video(iter(frames), model, layers, settings, video,
-                                                    on_new_shot=starts.append)):  # fmt: skip
+        for index, dreamed in enumerate(
+            dream_video(iter(frames), model, layers, settings, video, on_new_shot=starts.append)
+        ):
             if keep is None or index in keep:
                 dreams[index] = dreamed.clone()
             del dreamed
@@ -199,14 +203,17 @@ def shots_report(model, layers, settings, video, long: int) -> None:
     """Cuts, still shots, slow pans and fades: where shots start and how the strength holds."""
     from dream_core import dream
 
-    print(f"\n-- shots ({long}-frame still shot and slow pan; steady={video.steady}, "
-          f"cut threshold {video.cut_threshold})")  # fmt: skip
+    print(
+        f"\n-- shots ({long}-frame still shot and slow pan; steady={video.steady}, cut threshold {video.cut_threshold})"
+    )
     frames, cut = cut_clip(16)
     dreams, starts, seconds, peak = shots(frames, model, layers, settings, video)
     fresh = dream(frames[cut], model, layers, settings).images
     after, alone = strength(dreams[cut], frames[cut]), strength(fresh, frames[cut])
-    print(f"cut at frame {cut}: shots start at {starts}; first frame after the cut: strength {after:.4f} / fresh "
-          f"dream {alone:.4f} = {after / alone:.2f}x (target >= 0.8x); {seconds:.3f} s/frame, peak {peak:.0f} MB")
+    print(
+        f"cut at frame {cut}: shots start at {starts}; first frame after the cut: strength {after:.4f} / fresh "
+        f"dream {alone:.4f} = {after / alone:.2f}x (target >= 0.8x); {seconds:.3f} s/frame, peak {peak:.0f} MB"
+    )
     save = Path(tempfile.gettempdir()) / "bench_video_after_cut.png"
     from dream_core.imageio import save_image
 
@@ -215,14 +222,18 @@ def shots_report(model, layers, settings, video, long: int) -> None:
     for name, clip in (("still shot", still_clip(long)), ("slow pan", slow_pan_clip(long))):
         dreams, starts, seconds, peak = shots(clip, model, layers, settings, video, keep={0, long - 1})
         first, last = strength(dreams[0], clip[0]), strength(dreams[long - 1], clip[-1])
-        print(f"{name:11s} {long} frames: shots start at {starts}; strength last / first {last:.4f} / {first:.4f} "
-              f"= {last / first:.2f}x (target 0.8-1.25x); {seconds:.3f} s/frame, peak {peak:.0f} MB")  # fmt: skip
+        print(
+            f"{name:11s} {long} frames: shots start at {starts}; strength last / first {last:.4f} / {first:.4f} "
+            f"= {last / first:.2f}x (target 0.8-1.25x); {seconds:.3f} s/frame, peak {peak:.0f} MB"
+        )
     clip = fade_clip(20)
     _, starts, _, _ = shots(clip[0], model, layers, settings, video, keep=set())
     e_coh = measure(*clip, model, layers, settings, video)[0]
     e_alone = measure(*clip, model, layers, settings, VideoSettings(carry=0.0))[0]
-    print(f"fade to black and back, 20 frames: shots start at {starts} (target [0]); temporal error coherent / "
-          f"alone {e_coh:.4f} / {e_alone:.4f} = {e_coh / e_alone:.2f}x")  # fmt: skip
+    print(
+        f"fade to black and back, 20 frames: shots start at {starts} (target [0]); temporal error coherent / "
+        f"alone {e_coh:.4f} / {e_alone:.4f} = {e_coh / e_alone:.2f}x"
+    )
 
 
 def main() -> None:
@@ -244,16 +255,20 @@ def main() -> None:
         clip = make(args.frames)
         e_alone, s_alone, first_alone, _ = measure(*clip, model, layers, settings, alone)
         e_coh, s_coh, first_coh, later_coh = measure(*clip, model, layers, settings, coherent)
-        print(f"{name:14s} temporal error coherent / alone {e_coh:.4f} / {e_alone:.4f} = {e_coh / e_alone:.2f}x "
-              f"(target <= 0.35x); strength {s_coh:.4f} / {s_alone:.4f} = {s_coh / s_alone:.2f}x (>= 0.6x); "
-              f"s per later frame / full dream {later_coh:.3f} / {first_coh:.3f} = {later_coh / first_coh:.2f}x "
-              "(<= 0.4x)")  # fmt: skip
+        print(
+            f"{name:14s} temporal error coherent / alone {e_coh:.4f} / {e_alone:.4f} = {e_coh / e_alone:.2f}x "
+            f"(target <= 0.35x); strength {s_coh:.4f} / {s_alone:.4f} = {s_coh / s_alone:.2f}x (>= 0.6x); "
+            f"s per later frame / full dream {later_coh:.3f} / {first_coh:.3f} = {later_coh / first_coh:.2f}x "
+            "(<= 0.4x)"
+        )
     shots_report(model, layers, settings, coherent, args.shot_frames)
     if args.rss:
         with tempfile.TemporaryDirectory() as folder:
             short, long = peak_rss(30, Path(folder)), peak_rss(300, Path(folder))
-        print(f"peak RSS, 512 px clip through the CLI: 300 frames / 30 frames {long:.2f} / {short:.2f} GB "
-              f"= {long / short:.2f}x (target <= 1.3x)")
+        print(
+            f"peak RSS, 512 px clip through the CLI: 300 frames / 30 frames {long:.2f} / {short:.2f} GB "
+            f"= {long / short:.2f}x (target <= 1.3x)"
+        )
 
 
 if __name__ == "__main__":

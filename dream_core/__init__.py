@@ -7,7 +7,7 @@ Typical use::
     result = dream(image, model, {"blocks.6": 1.0, "blocks.8": 1.5}, DreamSettings())
 """
 
-from .engine import DreamResult, DreamSettings, dream, objective, octave_shapes
+from .engine import DreamResult, DreamSettings, dream, objective_value, octave_shapes
 from .errors import (
     DreamCancelled,
     DreamError,
@@ -43,7 +43,7 @@ __all__ = [
     "get_spec",
     "layer_catalogue",
     "load_feature_model",
-    "objective",
+    "objective_value",
     "octave_shapes",
     "parse_layer_weights",
 ]

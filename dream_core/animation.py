@@ -31,14 +31,32 @@ SEED_RANGE = 2**64
 
 ZOOM_OPTIONS = (
     Option("frames", 12, "Number of frames; each is one dream.", minimum=1, maximum=1000),
-    Option("zoom", 1.05, "Zoom per frame about the centre: above 1 flies in, below 1 backs out (the edges are "
-           "mirrored in).", minimum=0.5, maximum=2.0, step=0.005),
+    Option(
+        "zoom",
+        1.05,
+        "Zoom per frame about the centre: above 1 flies in, below 1 backs out (the edges are mirrored in).",
+        minimum=0.5,
+        maximum=2.0,
+        step=0.005,
+    ),
     Option("angle", 0.0, "Turn per frame in degrees, counter-clockwise.", minimum=-180.0, maximum=180.0, step=0.5),
-    Option("shift_x", 0.0, "Move the picture right by this many pixels per frame (negative: left).",
-           minimum=-1024.0, maximum=1024.0, step=0.5),
-    Option("shift_y", 0.0, "Move the picture down by this many pixels per frame (negative: up).",
-           minimum=-1024.0, maximum=1024.0, step=0.5),
-)  # fmt: skip
+    Option(
+        "shift_x",
+        0.0,
+        "Move the picture right by this many pixels per frame (negative: left).",
+        minimum=-1024.0,
+        maximum=1024.0,
+        step=0.5,
+    ),
+    Option(
+        "shift_y",
+        0.0,
+        "Move the picture down by this many pixels per frame (negative: up).",
+        minimum=-1024.0,
+        maximum=1024.0,
+        step=0.5,
+    ),
+)
 """The zoom's own options (beyond the dream's): one table for the DreamZoom node and the zoom command."""
 
 
@@ -114,7 +132,7 @@ def dream_zoom(
         raise DreamError(f"frames must be at least 1; got {frames}.")
     if image.ndim == 3:
         image = image.unsqueeze(0)
-    per_frame = plan(model, *image.shape[-2:], settings).steps
+    per_frame = plan(model, image.shape[-2], image.shape[-1], settings).steps
     objective = Objective.of(objective).resolved(model)
     results: list[torch.Tensor] = []
     current = image
@@ -123,8 +141,15 @@ def dream_zoom(
             current = zoom_transform(current, zoom, angle, shift_x, shift_y)
 
         report = offset_progress(on_progress, index * per_frame, per_frame * frames) if on_progress else None
-        current = dream(current, model, objective, _frame_seed(settings, index), mask=mask, on_progress=report,
-                        should_stop=should_stop).images  # fmt: skip
+        current = dream(
+            current,
+            model,
+            objective,
+            _frame_seed(settings, index),
+            mask=mask,
+            on_progress=report,
+            should_stop=should_stop,
+        ).images
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
             on_frame(index, current)
@@ -165,7 +190,7 @@ class FrameCollector:
 
     def frames(self, final: torch.Tensor) -> torch.Tensor:
         """The kept images and then `final` `[B, 3, H, W]`, at its size: `[B * frames, 3, H, W]`, image-major."""
-        shape = tuple(final.shape[-2:])
+        shape = (final.shape[-2], final.shape[-1])
         device = self.device or final.device
         stacked = [resize(image.to(device), shape) for image in self.kept] + [final.to(device)]
         return torch.stack(stacked, dim=1).flatten(0, 1)

@@ -54,6 +54,7 @@ class EachChannel(Part):
 
     def value(self, features, image, whole):
         activation = features[self.layer]
+        assert self.index is not None, "EachChannel.readied makes the index"
         own = activation.gather(1, self.index.expand(-1, 1, *activation.shape[-2:]))
         return own.float().flatten(1).mean(1)
 
@@ -87,8 +88,10 @@ def top_channels(model: FeatureModel, layer: str, image: torch.Tensor, count: in
     """The `count` channels of `layer` most active on `image` `[1, 3, H, W]` (mean over positions), strongest first."""
     info = model.resolve_layer(layer)
     if image.ndim != 4 or image.shape[0] == 0 or 0 in image.shape[-2:]:
-        raise DreamError(f"top{count} reads the channels most active on a picture, and the picture given is empty "
-                         f"(shape {tuple(image.shape)}); connect or give a picture.")  # fmt: skip
+        raise DreamError(
+            f"top{count} reads the channels most active on a picture, and the picture given is empty "
+            f"(shape {tuple(image.shape)}); connect or give a picture."
+        )
     if count > info.channels:
         raise DreamError(f"{info.name} of {model.name} has {info.channels} channels; top{count} asks for more.")
     means = channel_means(model, info.name, image[:1])[0]
@@ -101,11 +104,14 @@ def channel_means(model: FeatureModel, layer: str, images: torch.Tensor) -> torc
     Read a tile of at most `memory.MEANS_TILE` px at a time (a 4096 px photo at once held 5 GB), each tile's means
     weighed by its area; checked against the device's memory first."""
     name = model.resolve_layer(layer).name
-    check_memory(channel_means_memory(model, name, images.shape), model.device,
-                 f"Reading {name} on {images.shape[0]} picture(s) of {images.shape[-1]}x{images.shape[-2]} px",
-                 "Give a smaller picture.")  # fmt: skip
+    check_memory(
+        channel_means_memory(model, name, images.shape),
+        model.device,
+        f"Reading {name} on {images.shape[0]} picture(s) of {images.shape[-1]}x{images.shape[-2]} px",
+        "Give a smaller picture.",
+    )
     height, width = images.shape[-2:]
-    total = None
+    total: torch.Tensor | None = None
     with torch.inference_mode(False), torch.no_grad(), model.tap([name]) as tap:
         model.make_autograd_safe()
         for top, bottom, left, right in tiling.tile_grid(height, width, MEANS_TILE):
@@ -114,6 +120,7 @@ def channel_means(model: FeatureModel, layer: str, images: torch.Tensor) -> torc
                 tile = resize(tile, (max(bottom - top, model.spec.min_size), max(right - left, model.spec.min_size)))
             means = tap(tile)[name].float().flatten(2).mean(2) * ((bottom - top) * (right - left))
             total = means if total is None else total + means
+    assert total is not None  # the grid has a tile at least
     return (total / (height * width)).cpu()
 
 
@@ -153,11 +160,16 @@ def channel_pictures(
     objective = Objective((EachChannel(layer, channels),)).resolved(model)
     layer = objective.parts[0].layer
     # Before the noise is made: 256 pictures of 2048 px are 13 GB of noise alone.
-    check_room(model, objective, dream_settings(settings), (len(channels), 3, settings.size, settings.size),
-               f"{len(channels)} channel pictures of {settings.size} px", "Ask for fewer channels or a smaller size.")
+    check_room(
+        model,
+        objective,
+        dream_settings(settings),
+        (len(channels), 3, settings.size, settings.size),
+        f"{len(channels)} channel pictures of {settings.size} px",
+        "Ask for fewer channels or a smaller size.",
+    )
     noise = starting_noise(len(channels), settings.size, settings.seed).to(device or model.device)
-    result = dream(noise, model, objective, dream_settings(settings), on_progress=on_progress,
-                   should_stop=should_stop)  # fmt: skip
+    result = dream(noise, model, objective, dream_settings(settings), on_progress=on_progress, should_stop=should_stop)
     index = torch.arange(len(channels))
     start = channel_means(model, layer, noise)[index, list(channels)]
     end = channel_means(model, layer, result.images)[index, list(channels)]
@@ -167,7 +179,14 @@ def channel_pictures(
 def dream_settings(settings: ChannelSettings) -> DreamSettings:
     """The dream that grows channel pictures: one octave of `steps` steps from noise, nothing re-injected."""
     return DreamSettings(
-        octaves=1, iterations=settings.steps, step=settings.step, jitter=settings.jitter, seed=settings.seed,
-        reinject_detail=False, precondition=settings.precondition, scale_jitter=settings.scale_jitter,
-        rotate_jitter=settings.rotate_jitter, precision=settings.precision,
-    ).validate()  # fmt: skip
+        octaves=1,
+        iterations=settings.steps,
+        step=settings.step,
+        jitter=settings.jitter,
+        seed=settings.seed,
+        reinject_detail=False,
+        precondition=settings.precondition,
+        scale_jitter=settings.scale_jitter,
+        rotate_jitter=settings.rotate_jitter,
+        precision=settings.precision,
+    ).validate()

@@ -47,8 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.errno != errno.ENOSPC:
             return _unexpected(err, verbose)
         where = f" writing {err.filename}" if err.filename else ""
-        print(f"error: no space left on the disk{where}. Free some space and run the same command again (a video "
-              "goes on from its last finished frame).", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: no space left on the disk{where}. Free some space and run the same command again (a video "
+            "goes on from its last finished frame).",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(after_bar("interrupted: nothing half-written was left"), file=sys.stderr)

@@ -111,10 +111,10 @@ def plan(model: FeatureModel, height: int, width: int, settings: DreamSettings) 
     return DreamPlan(size, shapes, settings.iterations, settings.octaves - len(shapes))
 
 
-def objective(
+def objective_value(
     model: FeatureModel, images: torch.Tensor, layer_weights: Mapping[str, float], loss: str = "l2"
 ) -> torch.Tensor:
-    """The dream objective of each image `[B]` (no gradient)."""
+    """How strongly each image `[B]` makes the layer weights fire: the dream's objective, without gradient."""
     weights = model.resolve_weights(layer_weights)
     with torch.inference_mode(False), torch.no_grad(), model.tap(weights) as tap:
         model.make_autograd_safe()
@@ -166,9 +166,11 @@ class _Ascent:
         if settings.tile_size > 0:
             return max(settings.tile_size, model.spec.min_size)
         # Every network a step runs holds its activations at once: their bytes per pixel add up.
-        per_pixel = sum(step_bytes_per_pixel(net.name, net.deepest_layer(net_terms), net.compute_dtype,
-                                             net.learning_phase)
-                        for net, net_terms in ((model, terms), *self.objective.networks()) if net_terms)  # fmt: skip
+        per_pixel = sum(
+            step_bytes_per_pixel(net.name, net.deepest_layer(net_terms), net.compute_dtype, net.learning_phase)
+            for net, net_terms in ((model, terms), *self.objective.networks())
+            if net_terms
+        )
         return plan_tile_side(per_pixel, batch, model.device, model.spec.min_size)
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -342,17 +344,11 @@ def dream(
     settings = (settings or DreamSettings()).validate()
     images = _sanitised(images)
     objective = Objective.of(objective).resolved(model)
-    the_plan = plan(model, *images.shape[-2:], settings)
+    the_plan = plan(model, images.shape[-2], images.shape[-1], settings)
     if the_plan.size != tuple(images.shape[-2:]):
         return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop)
     check_room(model, objective, settings, (images.shape[0], 3, *the_plan.size))
-    if the_plan.skipped:
-        log.warning(
-            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
-            the_plan.skipped, settings.octaves, model.spec.min_size, model.name,
-        )  # fmt: skip
-    if not objective.climbs:
-        log.warning("All layer weights are zero: the image is returned unchanged.")
+    _warn(the_plan, model, objective, settings)
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
     # tensors that were created outside it.
     with torch.inference_mode(False), torch.enable_grad(), cudnn_benchmark(model.device), ExitStack() as cast:
@@ -367,16 +363,37 @@ def dream(
         climbing = objective.climbs and settings.iterations > 0
         ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
         try:
-            octave_images, done = _octaves(original, the_plan, ascent, settings, full_mask, on_progress,
-                                           should_stop, images.device)  # fmt: skip
+            octave_images, done = _octaves(
+                original, the_plan, ascent, settings, full_mask, on_progress, should_stop, images.device
+            )
         finally:
             if ascent is not None:
                 ascent.close()
     return DreamResult(images=octave_images[-1], octave_images=octave_images, steps_done=done)
 
 
-def check_room(model: FeatureModel, objective: Objective, settings: DreamSettings, shape: tuple[int, ...],
-               what: str = "", fix: str = "Dream a smaller picture or fewer at once, or fewer networks.") -> None:
+def _warn(the_plan: DreamPlan, model: FeatureModel, objective: Objective, settings: DreamSettings) -> None:
+    """What the user should know before a dream that does less than asked."""
+    if the_plan.skipped:
+        log.warning(
+            "%d of %d octaves would be smaller than %d px, the least %s accepts; they were skipped.",
+            the_plan.skipped,
+            settings.octaves,
+            model.spec.min_size,
+            model.name,
+        )
+    if not objective.climbs:
+        log.warning("All layer weights are zero: the image is returned unchanged.")
+
+
+def check_room(
+    model: FeatureModel,
+    objective: Objective,
+    settings: DreamSettings,
+    shape: tuple[int, ...],
+    what: str = "",
+    fix: str = "Dream a smaller picture or fewer at once, or fewer networks.",
+) -> None:
     """Refuse before any work a dream of `shape` (`[B, 3, H, W]`) that would not fit the device
     (`memory.check_memory`); `what` and `fix` say it in the caller's words (a caller that makes large inputs
     itself, such as channel pictures' noise, asks before making them)."""
@@ -390,8 +407,9 @@ def _ready_networks(networks: Sequence[FeatureModel], settings: DreamSettings, s
     the dream's precision until `stack` closes; they must share one device."""
     if len({str(network.device) for network in networks}) > 1:
         where = ", ".join(f"{network.name} on {network.device}" for network in networks)
-        raise DreamError(f"The networks of one dream must be on one device; they are not ({where}). Load them "
-                         "with the same device.")
+        raise DreamError(
+            f"The networks of one dream must be on one device; they are not ({where}). Load them with the same device."
+        )
     for network in networks:
         network.make_autograd_safe()  # whoever last moved it may have done so under inference mode
         stack.enter_context(network.computing_in(compute_dtype(settings.precision, networks[0].device)))
@@ -445,6 +463,7 @@ def _octaves(
         for i in range(iterations):
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
+            assert ascent is not None  # iterations are 0 without an ascent
             _step(image, ascent, settings, octave_mask)
             octave_over = settings.max_loss > 0 and ascent.octave_over()  # every image past max_loss
             done += iterations - i if octave_over else 1
@@ -504,8 +523,13 @@ def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress
         )
     log.warning(
         "The image is %dx%d px, smaller than the %d px %s needs: dreamed at %dx%d and scaled back down.",
-        width, height, model.spec.min_size, model.name, shape[1], shape[0],
-    )  # fmt: skip
+        width,
+        height,
+        model.spec.min_size,
+        model.name,
+        shape[1],
+        shape[0],
+    )
     enlarged = F.interpolate(images.float(), size=shape, mode="bilinear", align_corners=False)
     result = dream(enlarged, model, objective, settings, mask=mask, on_progress=on_progress, should_stop=should_stop)
     back = (height, width)
@@ -514,4 +538,3 @@ def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress
         return F.interpolate(image, size=back, mode="area").clamp(0.0, 1.0)
 
     return DreamResult(shrink(result.images), [shrink(o) for o in result.octave_images], result.steps_done)
-

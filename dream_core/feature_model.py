@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 import torch
 from torch import nn
 
 from .errors import UnknownLayerError
-from .objectives import Term, check_channels, parse_term
+from .objectives import LayerWeights, Term, check_channels, parse_term
 from .zoo import LOGITS, LayerInfo, ModelSpec, StopForward, head_classes, layer_catalogue
 
 LEARNING_PHASES = ("inference", "training")
@@ -79,7 +79,7 @@ class FeatureModel:
             raise UnknownLayerError(f"Model {self.spec.name} has no layer {name!r}. Valid layers: {valid}.")
         return info
 
-    def resolve_weights(self, layer_weights: Mapping[str | Term, float]) -> dict[Term, float]:
+    def resolve_weights(self, layer_weights: LayerWeights) -> dict[Term, float]:
         """Map objective terms (text or `Term`) to resolved ones; the same term adds up; zeros drop.
 
         A term is a layer (name, module path or alias), optionally with channels,
@@ -179,12 +179,12 @@ class FeatureModel:
                             originals.append((table, name, tensor))
                             cast = tensor.detach().to(dtype)
                             is_parameter = table is module._parameters
-                            table[name] = nn.Parameter(cast, requires_grad=False) if is_parameter else cast
+                            table[name] = nn.Parameter(cast, requires_grad=False) if is_parameter else cast  # type: ignore[assignment]
             self.compute_dtype = dtype
             yield self
         finally:
             for table, name, tensor in originals:
-                table[name] = tensor
+                table[name] = tensor  # type: ignore[assignment]
             self.compute_dtype = previous
 
     def make_autograd_safe(self) -> int:
@@ -200,8 +200,9 @@ class FeatureModel:
             for module in self.net.modules():
                 for name, param in module._parameters.items():
                     if param is not None and _made_in_inference_mode(param):
-                        module._parameters[name] = nn.Parameter(param.detach().clone(),
-                                                                requires_grad=param.requires_grad)  # fmt: skip
+                        module._parameters[name] = nn.Parameter(
+                            param.detach().clone(), requires_grad=param.requires_grad
+                        )
                         replaced += 1
                 for name, buffer in module._buffers.items():
                     if buffer is not None and _made_in_inference_mode(buffer):
@@ -279,4 +280,3 @@ class LayerTap:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

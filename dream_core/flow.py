@@ -43,7 +43,9 @@ def _dis() -> FlowFunction:
             "flow 'dis' needs OpenCV, which is not installed. Install opencv-python-headless (or opencv-python if "
             "other software uses it; never both), or choose flow 'ilk'."
         ) from error
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(  # type: ignore[attr-defined]
+        cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+    )
 
     def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(dis.calc(_grey_u8(a), _grey_u8(b), None)).permute(2, 0, 1).contiguous()
@@ -60,8 +62,7 @@ def _ilk() -> FlowFunction:
     def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # scikit-image's (v, u) at the reference's pixels registers the moving image onto it:
         # moving(x + (u, v)) = reference(x), i.e. the reference -> moving flow, as DIS gives.
-        v, u = optical_flow_ilk(_grey_u8(a).astype(np.float32) / 255, _grey_u8(b).astype(np.float32) / 255,
-                                radius=7)  # fmt: skip
+        v, u = optical_flow_ilk(_grey_u8(a).astype(np.float32) / 255, _grey_u8(b).astype(np.float32) / 255, radius=7)
         return torch.from_numpy(np.stack([u, v])).float()
 
     return flow
@@ -71,8 +72,9 @@ def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | 
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
     url = Raft_Small_Weights.C_T_V2.url
-    state = find_or_download(url.rsplit("/", 1)[-1], url, folders_of(weights_dir or None), "RAFT's weights",
-                             "Or choose flow 'dis' or 'ilk'.")  # fmt: skip
+    state = find_or_download(
+        url.rsplit("/", 1)[-1], url, folders_of(weights_dir or None), "RAFT's weights", "Or choose flow 'dis' or 'ilk'."
+    )
     with torch.inference_mode(False):
         net = raft_small(weights=None).eval().requires_grad_(False)
         net.load_state_dict(state)
@@ -82,8 +84,10 @@ def _raft(device: torch.device, weights_dir: str | os.PathLike | Sequence[str | 
     def flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         height, width = a.shape[-2:]
         size = (max(128, (height + 7) // 8 * 8), max(128, (width + 7) // 8 * 8))  # RAFT takes multiples of 8
-        pair = [F.interpolate(x.to(device, torch.float32), size=size, mode="bilinear", align_corners=False) * 2 - 1
-                for x in (a, b)]  # fmt: skip
+        pair = [
+            F.interpolate(x.to(device, torch.float32), size=size, mode="bilinear", align_corners=False) * 2 - 1
+            for x in (a, b)
+        ]
         estimate = net(pair[0], pair[1], num_flow_updates=12)[-1]
         estimate = F.interpolate(estimate, size=(height, width), mode="bilinear", align_corners=False)
         scale = torch.tensor([width / size[1], height / size[0]]).view(1, 2, 1, 1).to(estimate.device)
@@ -123,8 +127,9 @@ def _at_most(flow: FlowFunction, max_side: int) -> FlowFunction:
     return scaled
 
 
-def flow_function(method: str, device: torch.device | str = "cpu", weights_dir=None,
-                  max_side: int = FLOW_MAX_SIDE) -> FlowFunction:  # fmt: skip
+def flow_function(
+    method: str, device: torch.device | str = "cpu", weights_dir=None, max_side: int = FLOW_MAX_SIDE
+) -> FlowFunction:
     """`flow(a, b)`: the optical flow `[2, H, W]` (dx, dy in pixels) from frame `a` to frame `b`
     (`[1, 3, H, W]` in 0..1): the pixel at x in `a` moves to x + flow(x) in `b`.
 

@@ -104,8 +104,7 @@ def save_animation(frames: torch.Tensor, path: str | os.PathLike, fps: float = 8
     path = Path(path)
     images = [to_pil(frame) for frame in frames]
     with written_whole(path) as partial:
-        images[0].save(partial, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
-                       quality=85)  # fmt: skip
+        images[0].save(partial, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, quality=85)
     return path
 
 

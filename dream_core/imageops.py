@@ -48,8 +48,9 @@ def prepare_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     if mask.ndim != 3:
         raise DreamError(f"A mask must be [H, W] or [B, H, W]; got shape {tuple(mask.shape)}.")
     if 0 in mask.shape:
-        raise DreamError(f"The mask is empty (shape {tuple(mask.shape)}): give at least one mask with pixels, or "
-                         "leave the mask out.")  # fmt: skip
+        raise DreamError(
+            f"The mask is empty (shape {tuple(mask.shape)}): give at least one mask with pixels, or leave the mask out."
+        )
     batch = images.shape[0]
     if mask.shape[0] not in (1, batch):
         # ComfyUI's own nodes repeat a short mask batch; do the same, and say so.
@@ -82,10 +83,10 @@ def reinject_detail(
     `[B, 3, H, W]` in 0..1.
     """
     if upscaled is not None:
-        shape = tuple(upscaled.shape[-2:])
+        shape = (upscaled.shape[-2], upscaled.shape[-1])
         base = upscaled
     else:
-        shape = tuple(shape or original.shape[-2:])
+        shape = shape or (original.shape[-2], original.shape[-1])
         base = resize(dreamed, shape)
     batch = max(dreamed.shape[0], original.shape[0], base.shape[0])
     for name, tensor in (("dream", dreamed), ("original", original), ("upscaled", base)):
@@ -95,7 +96,7 @@ def reinject_detail(
                 "give batches of the same length, or a single image."
             )
     original = original.to(base.device, base.dtype)
-    dreamed_size = tuple(dreamed.shape[-2:])
+    dreamed_size = (dreamed.shape[-2], dreamed.shape[-1])
     # A new tensor (resize hands back its input at the same size: the caller's original, never to be written),
     # then in place: at most REINJECT_COPIES images of the output's size at once (16K px: 3.2 GB each).
     lost = torch.sub(resize(original, shape), resize(resize(original, dreamed_size), shape))
@@ -125,8 +126,10 @@ def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     radius_h, radius_w = min(radius, image.shape[-2] - 1), min(radius, image.shape[-1] - 1)
     k = kernel.to(image.dtype)
     x = F.pad(image, (0, 0, radius_h, radius_h), mode="reflect")
-    x = F.conv2d(x, k[radius - radius_h : radius + radius_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1),
-                 groups=channels)  # fmt: skip
+    x = F.conv2d(
+        x, k[radius - radius_h : radius + radius_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels
+    )
     x = F.pad(x, (radius_w, radius_w, 0, 0), mode="reflect")
-    return F.conv2d(x, k[radius - radius_w : radius + radius_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1),
-                    groups=channels)  # fmt: skip
+    return F.conv2d(
+        x, k[radius - radius_w : radius + radius_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels
+    )

@@ -22,7 +22,7 @@ from .errors import DreamError
 from .feature_model import FeatureModel
 from .imageio import load_image, load_mask
 from .loading import load_feature_model
-from .objectives import Objective, parse_layer_weights
+from .objectives import LayerWeights, Objective, Term, parse_layer_weights
 from .options import DreamSettings
 from .outputs import file_identity
 from .zoo import get_spec
@@ -81,7 +81,7 @@ class Job:
 
     model: str
     """The architecture's name, as the zoo spells it."""
-    layers: tuple[tuple[str, float], ...]
+    layers: tuple[tuple[str | Term, float], ...]
     """The layers the network dreams: the ones asked for, else the preset's or the model's own."""
     settings: DreamSettings = field(default_factory=DreamSettings)
     weights: str = "imagenet"
@@ -106,8 +106,9 @@ class Job:
     def files(self) -> list[Path]:
         """Every file the job reads besides its pictures: mask, guide, region masks, checkpoints."""
         files = [self.mask, self.guide, *(region.mask for region in self.regions)]
-        files += [weights for weights in (self.weights, *(n.weights for n in self.networks)) if weights not in
-                  NAMED_WEIGHTS]  # fmt: skip
+        files += [
+            weights for weights in (self.weights, *(n.weights for n in self.networks)) if weights not in NAMED_WEIGHTS
+        ]
         return [Path(f) for f in files if f is not None]
 
     def on(self, device: str | None) -> Job:
@@ -134,8 +135,8 @@ class LoadedJob:
     and the guide."""
     mask: torch.Tensor | None = None
     guide: torch.Tensor | None = None
-    regions: list[tuple[torch.Tensor, dict[str, float]]] = field(default_factory=list)
-    networks: list[tuple[FeatureModel, dict[str, float]]] = field(default_factory=list)
+    regions: list[tuple[torch.Tensor, dict[Term, float]]] = field(default_factory=list)
+    networks: list[tuple[FeatureModel, dict[Term, float]]] = field(default_factory=list)
     """(feature model, layer weights) of the other networks dreaming with it."""
 
     @property
@@ -143,16 +144,16 @@ class LoadedJob:
         return self.job.settings
 
     @property
-    def sweep_layers(self) -> dict[str, float]:
+    def sweep_layers(self) -> dict[str | Term, float]:
         """The layers a sweep compares when it is given no lines: the job's."""
         return dict(self.job.layers)
 
     @property
-    def dreamed_layers(self) -> dict[str, float]:
+    def dreamed_layers(self) -> dict[str | Term, float]:
         """The layers the main network dreams everywhere (none when regions alone say what to dream)."""
         return {} if self.job.regions and not self.job.layers_given else dict(self.job.layers)
 
-    def line(self, layer_weights: dict[str, float]) -> Objective:
+    def line(self, layer_weights: LayerWeights) -> Objective:
         """A sweep line's objective: its layers, with the job's guide, regions and other networks."""
         return Objective.of(layer_weights, regions=self.regions, guide=self.guide, networks=self.networks).resolved(
             self.model
@@ -187,7 +188,7 @@ def load_job(job: Job) -> LoadedJob:
 
 def _load_network(
     spec: NetworkSpec, job: Job, device: str, loaded: dict[tuple[str, str], FeatureModel]
-) -> tuple[FeatureModel, dict[str, float]]:
+) -> tuple[FeatureModel, dict[Term, float]]:
     """A network's feature model (on the dream's device; one already `loaded` for the same architecture and
     weights is shared) and its layer weights, checked."""
     weights = spec.weights

@@ -28,6 +28,7 @@ from .zoo import (
 
 log = logging.getLogger(__name__)
 
+
 def load_feature_model(
     name: str = DEFAULT_MODEL,
     weights: str | os.PathLike = "imagenet",
@@ -69,7 +70,7 @@ def load_feature_model(
             net, class_names, report = _from_checkpoint(spec, Path(weights))
             label = str(weights)
         _ready_to_dream(net, spec, learning_phase, fold_batchnorm)
-        net.to(device=device, memory_format=torch.channels_last)
+        net.to(torch.device(device), memory_format=torch.channels_last)  # type: ignore[call-overload]
     return FeatureModel(spec, net, label, class_names, learning_phase=learning_phase, training_report=report)
 
 
@@ -89,8 +90,13 @@ def imagenet_state_dict(spec: ModelSpec, weights_dir=None) -> dict[str, torch.Te
     if spec.imagenet_weights is None:
         raise WeightsNotFoundError(f"{spec.name} has no ImageNet weights; use --weights random or a checkpoint file.")
     filename, url = imagenet_weights_file(spec)
-    return find_or_download(filename, url, folders_of(weights_dir or None), f"ImageNet weights for {spec.name}",
-                            "Or use the model efficientnet_lite0, whose weights work offline.")  # fmt: skip
+    return find_or_download(
+        filename,
+        url,
+        folders_of(weights_dir or None),
+        f"ImageNet weights for {spec.name}",
+        "Or use the model efficientnet_lite0, whose weights work offline.",
+    )
 
 
 def _from_checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, list[str] | None, dict | None]:
@@ -98,13 +104,16 @@ def _from_checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, list[str] 
     state, meta = load_checkpoint(path)
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
-        raise DreamError(f"{path.name} is broken: {len(broken)} of its tensors hold NaN or infinite values (e.g. "
-                         f"{broken[0]}); dreaming with it would give a black picture. Use another checkpoint or "
-                         "train it again.")  # fmt: skip
+        raise DreamError(
+            f"{path.name} is broken: {len(broken)} of its tensors hold NaN or infinite values (e.g. "
+            f"{broken[0]}); dreaming with it would give a black picture. Use another checkpoint or "
+            "train it again."
+        )
     trained_as = meta.get("architecture")
     if isinstance(trained_as, str) and trained_as in ZOO and trained_as != spec.name:
-        raise WeightsMismatchError(f"{path.name} was trained as {trained_as}, not {spec.name}; choose the "
-                                   f"architecture {trained_as}.")  # fmt: skip
+        raise WeightsMismatchError(
+            f"{path.name} was trained as {trained_as}, not {spec.name}; choose the architecture {trained_as}."
+        )
     net, num_classes = fit_state_dict(spec, state, source=path.name)
     class_names = list(meta["class_names"]) if meta.get("class_names") else None
     if class_names is None and is_imagenet_head(num_classes):
@@ -126,12 +135,14 @@ def fit_state_dict(spec: ModelSpec, state: dict[str, torch.Tensor], source: str)
     state = {k: v for k, v in state.items() if not k.startswith(spec.ignored_prefixes)}
     head_weight = state.get(head + "weight")
     has_head = head_weight is not None and head_weight.ndim == 2
-    num_classes = int(head_weight.shape[0]) if has_head else IMAGENET_CLASS_COUNT
+    num_classes = int(head_weight.shape[0]) if head_weight is not None and has_head else IMAGENET_CLASS_COUNT
     net = spec.build(num_classes)
     problems = _mismatches(state, net.state_dict(), head)
     if problems:
-        raise WeightsMismatchError(f"{source} does not fit the {spec.name} architecture: {'; '.join(problems)}. "
-                                   "Choose the architecture the checkpoint was trained as.")  # fmt: skip
+        raise WeightsMismatchError(
+            f"{source} does not fit the {spec.name} architecture: {'; '.join(problems)}. "
+            "Choose the architecture the checkpoint was trained as."
+        )
     if not any(k.startswith(head) for k in state):
         log.warning("%s has no classification head; class objectives will be meaningless.", source)
     net.load_state_dict(state, strict=False)
@@ -146,8 +157,11 @@ def _mismatches(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor
 
     missing = [k for k in expected if k not in state and not counter(k) and not k.startswith(head)]
     unexpected = [k for k in state if k not in expected and not counter(k)]
-    wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in state
-                   if k in expected and state[k].shape != expected[k].shape]  # fmt: skip
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
     return [
         f"{label} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})"
         for label, keys in (
@@ -163,8 +177,9 @@ def _use_batch_statistics(net: nn.Module, name: str) -> None:
     """Make every BatchNorm normalise with the current batch's statistics, never updating its own."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
-        raise DreamError(f"{name} has no BatchNorm layers, so the learning phase changes nothing; "
-                         "leave it at inference.")  # fmt: skip
+        raise DreamError(
+            f"{name} has no BatchNorm layers, so the learning phase changes nothing; leave it at inference."
+        )
     for norm in norms:
         norm.train()
         norm.track_running_stats = False  # reads the batch's statistics; the learnt ones stay as they are

@@ -48,8 +48,7 @@ def _down(x: torch.Tensor) -> torch.Tensor:
 
 def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     extra = (size[0] - (2 * x.shape[-2] - 1), size[1] - (2 * x.shape[-1] - 1))
-    up = F.conv_transpose2d(x, _kernel(x.shape[1], x) * 4, stride=2, padding=2, output_padding=extra,
-                            groups=x.shape[1])  # fmt: skip
+    up = F.conv_transpose2d(x, _kernel(x.shape[1], x) * 4, stride=2, padding=2, output_padding=extra, groups=x.shape[1])
     return up
 
 
@@ -60,7 +59,7 @@ def laplacian_bands(x: torch.Tensor, levels: int = LAPNORM_LEVELS) -> list[torch
         if min(x.shape[-2:]) < 4:  # too small to halve again
             break
         low = _down(x)
-        bands.append(x - _up(low, tuple(x.shape[-2:])))
+        bands.append(x - _up(low, (x.shape[-2], x.shape[-1])))
         x = low
     bands.append(x)
     return bands[::-1]
@@ -69,14 +68,16 @@ def laplacian_bands(x: torch.Tensor, levels: int = LAPNORM_LEVELS) -> list[torch
 def merge_bands(bands: list[torch.Tensor]) -> torch.Tensor:
     x = bands[0]
     for band in bands[1:]:
-        x = _up(x, tuple(band.shape[-2:])) + band
+        x = _up(x, (band.shape[-2], band.shape[-1])) + band
     return x
 
 
 def lapnorm(grad: torch.Tensor, levels: int = LAPNORM_LEVELS) -> torch.Tensor:
     """The gradient with each Laplacian band divided by its root mean square, per image."""
-    bands = [band / band.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-10)
-             for band in laplacian_bands(grad, levels)]  # fmt: skip
+    bands = [
+        band / band.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-10)
+        for band in laplacian_bands(grad, levels)
+    ]
     return merge_bands(bands)
 
 

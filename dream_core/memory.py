@@ -85,8 +85,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
 
 @functools.cache
-def step_bytes_per_pixel(model_name: str, deepest_layer: str, dtype: torch.dtype = torch.float32,
-                         learning_phase: str = "inference") -> float:  # fmt: skip
+def step_bytes_per_pixel(
+    model_name: str, deepest_layer: str, dtype: torch.dtype = torch.float32, learning_phase: str = "inference"
+) -> float:
     """Bytes one input pixel costs at the peak of one ascent step through `deepest_layer`.
 
     Measured by running the step (tap, loss, gradient to the input) on the meta device
@@ -142,8 +143,14 @@ def tile_budget(device: torch.device, planning: bool = False) -> float:
     return CPU_FREE_SHARE * free_memory(device)
 
 
-def plan_tile_side(per_pixel: float, batch: int, device: torch.device, minimum: int,
-                   tile_cap: int | None = None, planning: bool = False) -> int:  # fmt: skip
+def plan_tile_side(
+    per_pixel: float,
+    batch: int,
+    device: torch.device,
+    minimum: int,
+    tile_cap: int | None = None,
+    planning: bool = False,
+) -> int:
     """The largest tile side (a multiple of 32, at least `minimum`) whose step fits `tile_budget`.
 
     Capped where larger tiles stop paying off (`tile_cap`, else 1024 px on a CPU and
@@ -252,16 +259,18 @@ def estimate_objective_memory(
     estimate = estimate_dream_memory(model, terms, settings, image_shape, device, tile_cap)
     weights, activations, counted = estimate.weights, estimate.activations, {id(model)}
     for network, network_terms in objective.networks():  # a network named twice: its weights once
-        other = estimate_dream_memory(network, network_terms, settings, image_shape, device, tile_cap or
-                                      estimate.tile_size)  # fmt: skip
+        other = estimate_dream_memory(
+            network, network_terms, settings, image_shape, device, tile_cap or estimate.tile_size
+        )
         weights += other.weights if id(network) not in counted else 0
         counted.add(id(network))
         activations += other.activations
     return MemoryEstimate(weights, activations, estimate.images, estimate.tile_size)
 
 
-def channel_means_memory(model: FeatureModel, layer: str, image_shape: tuple[int, ...],
-                         tile_side: int | None = None) -> MemoryEstimate:  # fmt: skip
+def channel_means_memory(
+    model: FeatureModel, layer: str, image_shape: tuple[int, ...], tile_side: int | None = None
+) -> MemoryEstimate:
     """Device bytes to read every channel's mean of `layer` on images of `image_shape`, tile by tile."""
     batch, height, width = int(image_shape[0]), int(image_shape[-2]), int(image_shape[-1])
     side = tile_side or MEANS_TILE
@@ -282,6 +291,8 @@ def check_memory(estimate: MemoryEstimate, device: torch.device | str, what: str
     have = total_memory(device)
     if estimate.total > have:
         gb = 1 << 30
-        raise DreamError(f"{what} needs about {estimate.total / gb:.1f} GB on {device} ({estimate.describe()}); "
-                         f"{'it has' if device.type == 'cuda' else 'there is'} {have / gb:.1f} GB"
-                         f"{'' if device.type == 'cuda' else ' available'}. {fix}")  # fmt: skip
+        raise DreamError(
+            f"{what} needs about {estimate.total / gb:.1f} GB on {device} ({estimate.describe()}); "
+            f"{'it has' if device.type == 'cuda' else 'there is'} {have / gb:.1f} GB"
+            f"{'' if device.type == 'cuda' else ' available'}. {fix}"
+        )

@@ -156,8 +156,10 @@ def parse_term(text: str | Term) -> Term:
                 "or [top8] / [bottom8]."
             )
         if len(low) > 6 or len(high) > 6 or max(int(low), int(high or 0)) > MAX_CHANNEL:
-            raise DreamError(f"Channel selector of {layer}: {part[:24]} is beyond any layer's channels "
-                             f"(at most {MAX_CHANNEL}); see the layer's channels with 'deepdream layers MODEL'.")
+            raise DreamError(
+                f"Channel selector of {layer}: {part[:24]} is beyond any layer's channels "
+                f"(at most {MAX_CHANNEL}); see the layer's channels with 'deepdream layers MODEL'."
+            )
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
             raise DreamError(f"Channel selector [{shown}] of {layer}: {part[:24]} runs backwards.")
@@ -172,8 +174,9 @@ def check_channels(term: Term, channels: int, where: str) -> None:
     if term.channels and term.channels[-1] >= channels:
         raise DreamError(f"{where} has channels 0..{channels - 1}; [{str(term).partition('[')[2]} is outside that.")
     if abs(term.top) > channels:
-        raise DreamError(f"{where} has {channels} channels; '{str(term).partition('[')[2][:-1]}' asks for "
-                         f"{abs(term.top)}.")  # fmt: skip
+        raise DreamError(
+            f"{where} has {channels} channels; '{str(term).partition('[')[2][:-1]}' asks for {abs(term.top)}."
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -275,7 +278,8 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 def _split_items(text: str) -> list[str]:
     """Split on commas, semicolons and new lines that are not inside [...]."""
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    depth, current = 0, list[str]()
     for char in text:
         if char == "[":
             depth += 1
@@ -288,6 +292,10 @@ def _split_items(text: str) -> list[str]:
             current.append(char)
     items.append("".join(current))
     return [item.strip() for item in items if item.strip()]
+
+
+LayerWeights = Mapping[str, float] | Mapping[Term, float] | Mapping[str | Term, float]
+"""Layer weights as given: text keys ('blocks.8[3]', 'class:dog'), parsed `Term`s, or both."""
 
 
 def parse_layer_weights(text: str) -> dict[Term, float]:
@@ -322,8 +330,10 @@ def parse_layer_weights(text: str) -> dict[Term, float]:
         if weight != weight or weight in (float("inf"), float("-inf")):
             raise DreamError(f"Layer weight {shown!r} is not a finite number.")
         if abs(weight) > MAX_WEIGHT:
-            raise DreamError(f"Layer weight {shown!r} is too large (at most {MAX_WEIGHT:g} either way); the "
-                             "weights' sizes relative to each other are what matters, and step sets the strength.")
+            raise DreamError(
+                f"Layer weight {shown!r} is too large (at most {MAX_WEIGHT:g} either way); the "
+                "weights' sizes relative to each other are what matters, and step sets the strength."
+            )
         try:
             term = parse_term(name)
         except DreamError as err:
@@ -408,7 +418,7 @@ class _Weighted(Part):
 
     def resolved(self, resolve_weights):
         weights = resolve_weights(self.weights)
-        return replace(self, weights=weights) if weights else None
+        return replace(self, weights=weights) if weights else None  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
@@ -439,8 +449,9 @@ class Layers(_Weighted):
     def value(self, features, image, whole):
         if not self.weights:
             return None
-        return weighted_loss(features, self.weights, self.loss, whole, guide=self.guide_features,
-                             guide_mix=self.guide_mix).float()  # fmt: skip
+        return weighted_loss(
+            features, self.weights, self.loss, whole, guide=self.guide_features, guide_mix=self.guide_mix
+        ).float()
 
 
 GUIDE_MAX_SIDE = 512
@@ -540,8 +551,14 @@ class Objective:
     """The network whose names the terms were resolved against (None: not yet)."""
 
     @classmethod
-    def of(cls, layer_weights: Mapping | Objective | None = None, *, regions: Sequence = (),
-           guide: torch.Tensor | None = None, networks: Sequence = ()) -> Objective:  # fmt: skip
+    def of(
+        cls,
+        layer_weights: Mapping | Objective | None = None,
+        *,
+        regions: Sequence = (),
+        guide: torch.Tensor | None = None,
+        networks: Sequence = (),
+    ) -> Objective:
         """The objective of layer weights (text keys or `Term`s), (mask, layer weights) regions, a guide image
         and (feature model, layer weights) pairs of other networks dreaming the same picture."""
         if isinstance(layer_weights, Objective):
@@ -559,7 +576,7 @@ class Objective:
         parts = [*self.parts, *other.parts]
         # One total-variation part, at the end: its weight is the dream's setting.
         tv = [part for part in parts if isinstance(part, TotalVariation)]
-        parts = [part for part in parts if not isinstance(part, TotalVariation)] + tv[:1]
+        parts = [part for part in parts if not isinstance(part, TotalVariation)] + list[Part](tv[:1])
         return Objective(tuple(parts))
 
     def terms(self) -> dict[Term, float]:
@@ -600,8 +617,13 @@ class Objective:
     def cropped(self, rows: Any, cols: Any) -> Objective:
         return replace(self, parts=tuple(part.cropped(rows, cols) for part in self.parts))
 
-    def __call__(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, whole: bool = True,
-                 seen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def __call__(
+        self,
+        features: Mapping[str, torch.Tensor],
+        image: torch.Tensor,
+        whole: bool = True,
+        seen: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the objective's value, what the ascent climbs), per image `[B]`; the value has no gradient.
 
         `whole`: the image is the whole picture (Keras' loss leaves its border out), not a tile. `seen`: the

@@ -97,36 +97,82 @@ class DreamSettings:
     """The options of one dream. Defaults are Keras' DeepDream example's numbers,
     except `max_loss` (off) and `jitter` (Google's 32 px)."""
 
-    octaves: int = option(3, "Number of scales, dreamed smallest first. More octaves give larger patterns.",
-                          minimum=1, maximum=12)  # fmt: skip
+    octaves: int = option(
+        3, "Number of scales, dreamed smallest first. More octaves give larger patterns.", minimum=1, maximum=12
+    )
     octave_scale: float = option(1.4, "Size ratio between successive octaves.", minimum=1.0, maximum=4.0, step=0.05)
     iterations: int = option(20, "Gradient-ascent steps per octave.", minimum=0, maximum=1000)
-    step: float = option(0.01, "Step size on Keras' [-1, 1] pixel scale (Keras: 0.01). Larger steps dream harder "
-                         "and faster.", minimum=0.0, maximum=1.0, step=0.001)  # fmt: skip
-    max_loss: float = option(0.0, "An octave stops once its loss exceeds this; 0 = off. Keras used 15 with "
-                             "InceptionV3 mixed4..mixed7.", minimum=0.0, maximum=1e6, step=0.5)  # fmt: skip
-    jitter: int = option(32, "Largest random shift in pixels before each step; hides the network's pixel grid. "
-                         "0 = none (Keras).", minimum=0, maximum=512)  # fmt: skip
+    step: float = option(
+        0.01,
+        "Step size on Keras' [-1, 1] pixel scale (Keras: 0.01). Larger steps dream harder and faster.",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.001,
+    )
+    max_loss: float = option(
+        0.0,
+        "An octave stops once its loss exceeds this; 0 = off. Keras used 15 with InceptionV3 mixed4..mixed7.",
+        minimum=0.0,
+        maximum=1e6,
+        step=0.5,
+    )
+    jitter: int = option(
+        32,
+        "Largest random shift in pixels before each step; hides the network's pixel grid. 0 = none (Keras).",
+        minimum=0,
+        maximum=512,
+    )
     seed: int = option(0, "Seed of the jitter: the same seed gives the same image.", minimum=0, maximum=SEED_MAX)
-    loss: str = option("l2", "l2: Keras (sum of squares / size, border cropped); mean: TensorFlow tutorial; "
-                       "mean_sq: mean of squares.", choices=LOSS_MODES)  # fmt: skip
-    normalize: str = option("mean_abs", "Gradient normalisation: mean_abs (Keras, Google) or std (TensorFlow "
-                            "tutorial).", choices=NORMALIZATIONS)  # fmt: skip
-    reinject_detail: bool = option(True, "Add back, after each octave, the photo's detail that shrinking lost; "
-                                   "keeps the photo crisp.")  # fmt: skip
-    tile_size: int = option(0, "Largest tile (px) for the gradient: large images are dreamed tile by tile under a "
-                            "grid that moves every step, so memory stays bounded and no seams show. 0 = automatic "
-                            "(the largest that fits in memory).", minimum=0, maximum=16384, step=32)  # fmt: skip
-    keep_colors: str = option("off", "Keep the photo's colours: 'luminance' dreams the brightness only; 'transfer' "
-                              "puts the original colours back on the dream. 'off': the network's colours.",
-                              choices=COLOR_MODES)  # fmt: skip
-    grad_blur: float = option(0.0, "Blur (sigma, px) of each step's gradient: larger = softer, less noisy "
-                              "patterns. 0 = off (classic).", minimum=0.0, maximum=20.0, step=0.1)  # fmt: skip
-    tv_weight: float = option(0.0, "Total-variation penalty: larger = smoother image, fewer speckles. 0 = off.",
-                              minimum=0.0, maximum=1e5, step=0.5)  # fmt: skip
-    guide_mix: float = option(1.0, "With a guide image: 1 = dream toward the guide's features only (Google's "
-                              "guided dream), 0 = ignore the guide, between = a mix with the layer weights' dream.",
-                              minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
+    loss: str = option(
+        "l2",
+        "l2: Keras (sum of squares / size, border cropped); mean: TensorFlow tutorial; mean_sq: mean of squares.",
+        choices=LOSS_MODES,
+    )
+    normalize: str = option(
+        "mean_abs",
+        "Gradient normalisation: mean_abs (Keras, Google) or std (TensorFlow tutorial).",
+        choices=NORMALIZATIONS,
+    )
+    reinject_detail: bool = option(
+        True, "Add back, after each octave, the photo's detail that shrinking lost; keeps the photo crisp."
+    )
+    tile_size: int = option(
+        0,
+        "Largest tile (px) for the gradient: large images are dreamed tile by tile under a "
+        "grid that moves every step, so memory stays bounded and no seams show. 0 = automatic "
+        "(the largest that fits in memory).",
+        minimum=0,
+        maximum=16384,
+        step=32,
+    )
+    keep_colors: str = option(
+        "off",
+        "Keep the photo's colours: 'luminance' dreams the brightness only; 'transfer' "
+        "puts the original colours back on the dream. 'off': the network's colours.",
+        choices=COLOR_MODES,
+    )
+    grad_blur: float = option(
+        0.0,
+        "Blur (sigma, px) of each step's gradient: larger = softer, less noisy patterns. 0 = off (classic).",
+        minimum=0.0,
+        maximum=20.0,
+        step=0.1,
+    )
+    tv_weight: float = option(
+        0.0,
+        "Total-variation penalty: larger = smoother image, fewer speckles. 0 = off.",
+        minimum=0.0,
+        maximum=1e5,
+        step=0.5,
+    )
+    guide_mix: float = option(
+        1.0,
+        "With a guide image: 1 = dream toward the guide's features only (Google's "
+        "guided dream), 0 = ignore the guide, between = a mix with the layer weights' dream.",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.05,
+    )
     precision: str = option(
         "auto",
         "What the network computes in. fp32: full precision (on NVIDIA cards since Ampere its convolutions run as "
@@ -143,13 +189,26 @@ class DreamSettings:
         "into a Laplacian pyramid, each band normalised on its own (the TensorFlow DeepDream notebook): large, "
         "smooth, colourful structures instead of fine grain. whitened: the step taken in decorrelated colours "
         "and a 1/frequency-scaled spectrum (lucid's parametrisation): less noise, richer colour.",
-        choices=PRECONDITIONS, appended=True,
-    )  # fmt: skip
-    scale_jitter: float = option(0.0, "Random scale change before each gradient (0.1 = up to 10% larger or "
-                                 "smaller): only patterns that survive it grow, for cleaner shapes. 0 = off.",
-                                 minimum=0.0, maximum=0.5, step=0.01, appended=True)  # fmt: skip
-    rotate_jitter: float = option(0.0, "Random rotation (degrees, either way) before each gradient, for the same "
-                                  "reason. 0 = off.", minimum=0.0, maximum=45.0, step=0.5, appended=True)  # fmt: skip
+        choices=PRECONDITIONS,
+        appended=True,
+    )
+    scale_jitter: float = option(
+        0.0,
+        "Random scale change before each gradient (0.1 = up to 10% larger or "
+        "smaller): only patterns that survive it grow, for cleaner shapes. 0 = off.",
+        minimum=0.0,
+        maximum=0.5,
+        step=0.01,
+        appended=True,
+    )
+    rotate_jitter: float = option(
+        0.0,
+        "Random rotation (degrees, either way) before each gradient, for the same reason. 0 = off.",
+        minimum=0.0,
+        maximum=45.0,
+        step=0.5,
+        appended=True,
+    )
 
     def validate(self) -> DreamSettings:
         """Raise a `DreamError` naming the first option out of its range."""
@@ -180,25 +239,50 @@ class VideoSettings:
     """How a clip is dreamed frame after frame: each next frame starts from the previous
     dream's change carried along the optical flow, so the patterns stay put."""
 
-    carry: float = option(1.0, "How much of the previous frame's dream is carried over along the motion: 1 = "
-                          "all (steady patterns), 0 = none (each frame dreamed alone, the patterns boil).",
-                          minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
-    next_iterations: int = option(4, "Ascent steps for every frame after the first (the first gets the full "
-                                  "dream): what came into view grows in over the next frames.", minimum=0,
-                                  maximum=1000)  # fmt: skip
-    next_octaves: int = option(1, "Octaves for every frame after the first; 1 dreams at full size only.",
-                               minimum=1, maximum=12)  # fmt: skip
-    flow: str = option("auto", "Optical flow: dis (OpenCV, CPU, fast), ilk (scikit-image, CPU), raft (torchvision, "
-                       "GPU, downloads its weights once); auto: dis if OpenCV is installed, else ilk.",
-                       choices=FLOW_METHODS)  # fmt: skip
-    occlusion_check: bool = option(True, "Dream pixels that the motion uncovered or hid afresh (forward-backward "
-                                   "flow check) instead of carrying over a wrong pattern.")  # fmt: skip
-    cut_threshold: float = option(0.4, "Where a new shot starts: a frame whose picture matches the previous one "
-                                  "(moved along the motion) less than this (a correlation, 1 = the same) gets a "
-                                  "fresh full dream and carries nothing over. Fades and flashes keep their match. "
-                                  "0 = never start a new shot.", minimum=0.0, maximum=1.0, step=0.05)  # fmt: skip
-    steady: bool = option(True, "Hold the dream's strength over a shot where its first frame put it: without it "
-                          "every frame adds its steps on top of what was carried, and a still shot burns in.")
+    carry: float = option(
+        1.0,
+        "How much of the previous frame's dream is carried over along the motion: 1 = "
+        "all (steady patterns), 0 = none (each frame dreamed alone, the patterns boil).",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.05,
+    )
+    next_iterations: int = option(
+        4,
+        "Ascent steps for every frame after the first (the first gets the full "
+        "dream): what came into view grows in over the next frames.",
+        minimum=0,
+        maximum=1000,
+    )
+    next_octaves: int = option(
+        1, "Octaves for every frame after the first; 1 dreams at full size only.", minimum=1, maximum=12
+    )
+    flow: str = option(
+        "auto",
+        "Optical flow: dis (OpenCV, CPU, fast), ilk (scikit-image, CPU), raft (torchvision, "
+        "GPU, downloads its weights once); auto: dis if OpenCV is installed, else ilk.",
+        choices=FLOW_METHODS,
+    )
+    occlusion_check: bool = option(
+        True,
+        "Dream pixels that the motion uncovered or hid afresh (forward-backward "
+        "flow check) instead of carrying over a wrong pattern.",
+    )
+    cut_threshold: float = option(
+        0.4,
+        "Where a new shot starts: a frame whose picture matches the previous one "
+        "(moved along the motion) less than this (a correlation, 1 = the same) gets a "
+        "fresh full dream and carries nothing over. Fades and flashes keep their match. "
+        "0 = never start a new shot.",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.05,
+    )
+    steady: bool = option(
+        True,
+        "Hold the dream's strength over a shot where its first frame put it: without it "
+        "every frame adds its steps on top of what was carried, and a still shot burns in.",
+    )
 
     def validate(self) -> VideoSettings:
         """Raise a `DreamError` naming the first option out of its range."""
@@ -212,24 +296,52 @@ VIDEO_OPTIONS: tuple[Option, ...] = table(VideoSettings)
 class TrainSettings:
     """The options of one fine-tuning run (`deepdream train`, Train Feature Model)."""
 
-    epochs: int = option(0, "Passes over the training pictures; 0 = chosen from the folder's size (8 to 30). The "
-                         "epoch with the best held-out accuracy is kept.", minimum=0, maximum=500)  # fmt: skip
-    learning_rate: float = option(3e-3, "Step size of the optimiser for the new head (unfrozen blocks get a tenth "
-                                  "of it).", minimum=1e-6, maximum=1.0, step=1e-4)  # fmt: skip
-    unfreeze_blocks: int = option(3, "How many of the network's last blocks learn too, after a quarter of the "
-                                  "epochs with the new head alone, at a tenth of its learning rate. 0 = only the "
-                                  "new head.", minimum=0, maximum=32, aliases=("--unfreeze",))  # fmt: skip
+    epochs: int = option(
+        0,
+        "Passes over the training pictures; 0 = chosen from the folder's size (8 to 30). The "
+        "epoch with the best held-out accuracy is kept.",
+        minimum=0,
+        maximum=500,
+    )
+    learning_rate: float = option(
+        3e-3,
+        "Step size of the optimiser for the new head (unfrozen blocks get a tenth of it).",
+        minimum=1e-6,
+        maximum=1.0,
+        step=1e-4,
+    )
+    unfreeze_blocks: int = option(
+        3,
+        "How many of the network's last blocks learn too, after a quarter of the "
+        "epochs with the new head alone, at a tenth of its learning rate. 0 = only the "
+        "new head.",
+        minimum=0,
+        maximum=32,
+        aliases=("--unfreeze",),
+    )
     seed: int = option(0, "Seed of the split, the augmentation and the head's start.", minimum=0, maximum=SEED_MAX)
     batch_size: int = option(16, "Pictures per optimiser step.", minimum=1, maximum=1024, in_node=False)
-    holdout: float = option(0.2, "Share of each class kept aside to measure the accuracy.", minimum=0.01,
-                            maximum=0.9, in_node=False)  # fmt: skip
-    image_size: int = option(0, "Training crop side (px); 0 = from the pictures: three times their typical side, "
-                             "96 px at least and at most the network's own input size (224, InceptionV3 299).",
-                             minimum=0, maximum=1024, in_node=False)  # fmt: skip
-    keep_best: bool = option(True, "Keep the weights of the epoch with the best held-out accuracy, not the last.",
-                             in_node=False)  # fmt: skip
-    patience: int = option(6, "Stop once the held-out accuracy has not improved for this many epochs (0 = never "
-                           "stop early).", minimum=0, maximum=1000, in_node=False)  # fmt: skip
+    holdout: float = option(
+        0.2, "Share of each class kept aside to measure the accuracy.", minimum=0.01, maximum=0.9, in_node=False
+    )
+    image_size: int = option(
+        0,
+        "Training crop side (px); 0 = from the pictures: three times their typical side, "
+        "96 px at least and at most the network's own input size (224, InceptionV3 299).",
+        minimum=0,
+        maximum=1024,
+        in_node=False,
+    )
+    keep_best: bool = option(
+        True, "Keep the weights of the epoch with the best held-out accuracy, not the last.", in_node=False
+    )
+    patience: int = option(
+        6,
+        "Stop once the held-out accuracy has not improved for this many epochs (0 = never stop early).",
+        minimum=0,
+        maximum=1000,
+        in_node=False,
+    )
 
     def validate(self) -> TrainSettings:
         """Raise a `DreamError` naming the first option out of its range."""
@@ -245,19 +357,33 @@ class ChannelSettings:
 
     size: int = option(224, "Side of each picture (px).", minimum=64, maximum=2048, step=8)
     steps: int = option(256, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
-    step: float = option(0.01, "Step size on Keras' [-1, 1] pixel scale, as a dream's; larger steps push the "
-                         "pictures to black and white.", minimum=0.0, maximum=1.0,
-                         step=0.005)  # fmt: skip
-    precondition: str = option("whitened", "How each step's gradient is shaped (see the dream option): whitened "
-                               "(decorrelated colours, 1/frequency spectrum, lucid's choice) grows clear shapes; "
-                               "off grows high-frequency noise.", choices=PRECONDITIONS)  # fmt: skip
+    step: float = option(
+        0.01,
+        "Step size on Keras' [-1, 1] pixel scale, as a dream's; larger steps push the pictures to black and white.",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.005,
+    )
+    precondition: str = option(
+        "whitened",
+        "How each step's gradient is shaped (see the dream option): whitened "
+        "(decorrelated colours, 1/frequency spectrum, lucid's choice) grows clear shapes; "
+        "off grows high-frequency noise.",
+        choices=PRECONDITIONS,
+    )
     jitter: int = option(16, "Largest random shift (px) before each step.", minimum=0, maximum=512)
-    scale_jitter: float = option(0.1, "Random scale change before each step (0.1 = up to 10%).", minimum=0.0,
-                                 maximum=0.5, step=0.01)  # fmt: skip
-    rotate_jitter: float = option(10.0, "Random rotation (degrees, either way) before each step.", minimum=0.0,
-                                  maximum=45.0, step=0.5)  # fmt: skip
-    seed: int = option(0, "Seed of the starting noise and the jitter: the same seed gives the same pictures.",
-                       minimum=0, maximum=SEED_MAX)  # fmt: skip
+    scale_jitter: float = option(
+        0.1, "Random scale change before each step (0.1 = up to 10%).", minimum=0.0, maximum=0.5, step=0.01
+    )
+    rotate_jitter: float = option(
+        10.0, "Random rotation (degrees, either way) before each step.", minimum=0.0, maximum=45.0, step=0.5
+    )
+    seed: int = option(
+        0,
+        "Seed of the starting noise and the jitter: the same seed gives the same pictures.",
+        minimum=0,
+        maximum=SEED_MAX,
+    )
     precision: str = option("auto", "What the network computes in (see the dream option).", choices=PRECISION_CHOICES)
 
     def validate(self) -> ChannelSettings:

@@ -87,20 +87,24 @@ def check_outputs(
             raise DreamError(f"The output {output} is a folder; give a file name (or another folder's).")
         for source in inputs:
             if _same(output, source):
-                raise DreamError(f"The output {output} is the input {source}: it would be destroyed. "
-                                 "Write to another file.")  # fmt: skip
+                raise DreamError(
+                    f"The output {output} is the input {source}: it would be destroyed. Write to another file."
+                )
     for folder in folders:
         for source in inputs:
             if _inside(source, folder) or _same(folder, source):
-                raise DreamError(f"The output folder {folder} holds the input {source}: it would be overwritten. "
-                                 "Write to another folder.")  # fmt: skip
+                raise DreamError(
+                    f"The output folder {folder} holds the input {source}: it would be overwritten. "
+                    "Write to another folder."
+                )
         if folder.exists() and not folder.is_dir():
             raise DreamError(f"The output folder {folder} is a file; give a folder name (or another file's).")
     if not overwrite:
         existing = [p for p in outputs if p.exists()] + [f for f in folders if own_frames(f)]
         if existing:
-            names = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
-                                                              else "")  # fmt: skip
+            names = ", ".join(str(p) for p in existing[:3]) + (
+                f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+            )
             raise DreamError(
                 f"{names} already exist{'s' if len(existing) == 1 else ''}; {replace_hint}, or choose another output."
             )
@@ -112,8 +116,10 @@ def check_name(path: Path) -> None:
     """Refuse an output name longer than file systems take (asked about before it is used in any other way)."""
     size = len(path.name.encode("utf-8", "surrogateescape"))
     if size > MAX_NAME_BYTES:
-        raise DreamError(f"The output name {path.name[:40]}... is {size} bytes long; file systems take at most "
-                         f"{MAX_NAME_BYTES}. Choose a shorter name.")  # fmt: skip
+        raise DreamError(
+            f"The output name {path.name[:40]}... is {size} bytes long; file systems take at most "
+            f"{MAX_NAME_BYTES}. Choose a shorter name."
+        )
 
 
 def _check_writable(folder: Path) -> None:
@@ -155,7 +161,7 @@ def sweep_dead_partials(final: Path, stem: str) -> None:
     a kill -9 cannot clean up after itself, so the next writer of the same file does."""
     prefix = f".{_short(stem)}{PARTIAL}"
     for leftover in final.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        pid = leftover.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -168,8 +174,9 @@ def partial_path(final: Path) -> Path:
     """A fresh temporary name beside `final`, with its suffix (writers choose formats by it)."""
     final = Path(final)
     sweep_dead_partials(final, final.stem)
-    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{_short(final.stem)}{PARTIAL}{os.getpid()}-",
-                                    suffix=final.suffix)  # fmt: skip
+    handle, name = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{_short(final.stem)}{PARTIAL}{os.getpid()}-", suffix=final.suffix
+    )
     try:
         os.close(handle)
         _usual_mode(Path(name), 0o666)
@@ -242,6 +249,7 @@ def distinct_names(inputs: Sequence[Path], ending: str = "_dream.png") -> dict[P
     input's suffix (`pic_jpg_dream.png`) and then its folder added where names would collide
     (a file given twice is one input)."""
     inputs = list(dict.fromkeys(inputs))
+
     def name(path: Path, level: int) -> str:
         parts = [path.stem]
         if level >= 1:

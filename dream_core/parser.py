@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import commands
+from . import calls
 from . import options as option_table
 from .animation import ZOOM_OPTIONS
-from .cluster import RayRequest
-from .errors import DreamError
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES
-from .job import MAX_NETWORKS, Job, NetworkSpec, RegionSpec
-from .objectives import parse_layer_weights
-from .options import ChannelSettings, Option, VideoSettings
-from .presets import PRESETS, default_preset, get_preset
-from .training import TrainSettings
-from .zoo import DEFAULT_MODEL, get_spec
+from .job import MAX_NETWORKS
+from .options import Option
+from .presets import PRESETS
+from .zoo import DEFAULT_MODEL
 
 OVERWRITE_HELP = (
     "replace output files that already exist (an input is never replaced; in a folder only the files this command "
@@ -31,18 +26,6 @@ OVERWRITE_HELP = (
 )
 WEIGHTS_HELP = "'imagenet' (default), 'random', or a .safetensors/.pt/.pth checkpoint file"
 DREAM_COMMANDS = ("dream", "sweep", "zoom", "video")
-
-
-@dataclass
-class Call:
-    """What a command line asks for: a command and its arguments, and whether to log more."""
-
-    command: Callable[..., int]
-    arguments: dict[str, Any] = field(default_factory=dict)
-    verbose: bool = False
-
-    def __call__(self) -> int:
-        return self.command(**self.arguments)
 
 
 class _Flags:
@@ -55,7 +38,7 @@ class _Flags:
         self.command = ""
         self.parser: argparse.ArgumentParser | None = None
 
-    def start(self, name: str, help: str, call: Callable[[argparse.Namespace], Call]) -> None:  # noqa: A002
+    def start(self, name: str, help: str, call: Callable[[calls.Values], calls.Call]) -> None:  # noqa: A002
         self.command, self.parser = name, self.sub.add_parser(name, help=help)
         self.parsers[name] = self.parser
         self.parser.set_defaults(call=call)
@@ -85,8 +68,12 @@ class _Flags:
         model_help = f"architecture (default {DEFAULT_MODEL}); see 'models'"
         self.add("--model", default=default_model, help=model_help)
         self.add("--weights", default="imagenet", help=WEIGHTS_HELP)
-        self.add("--weights-dir", type=Path, default=None, help="folder for torchvision's ImageNet weights "
-                 "(default: torchvision's, $TORCH_HOME/hub/checkpoints)")  # fmt: skip
+        self.add(
+            "--weights-dir",
+            type=Path,
+            default=None,
+            help="folder for torchvision's ImageNet weights (default: torchvision's, $TORCH_HOME/hub/checkpoints)",
+        )
         self.add("--device", help="torch device (default: cuda if available, else cpu)")
         self.add("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
@@ -109,187 +96,152 @@ def _option_help(opt: Option) -> str:
 
 def _dream_flags(flags: _Flags) -> None:
     """Every flag of the commands that dream: what to dream with, then one flag per option of the table."""
-    flags.add("--preset", choices=sorted(PRESETS),
-              help="start from a classic setting (model, layers, options); options given too override it")
+    flags.add(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a classic setting (model, layers, options); options given too override it",
+    )
     flags.network(default_model=None)
-    flags.add("--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); see "
-              "'layers MODEL'")
+    flags.add(
+        "--layers", help="layer weights, e.g. 'mixed4:1,mixed5:1.5' (default: the model's own); see 'layers MODEL'"
+    )
     flags.add("--learning-phase", choices=LEARNING_PHASES, help=LEARNING_PHASE_HELP + " (default inference)")
     flags.add("--guide", type=Path, help="guide image: dream toward its features (see --guide-mix)")
     flags.add("--mask", type=Path, help="grey image: dream strength per pixel (white = full)")
-    flags.add("--region", action="append", default=[], metavar="MASK=LAYERS",
-              help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; repeat for "
-              "several regions")
-    flags.add("--network", action="append", default=[], metavar="MODEL[@WEIGHTS]=LAYERS",
-              help="one more network dreaming the same picture with its own layer weights, e.g. 'vgg16=conv4_3:1' "
-              "or 'efficientnet_lite0@mine.safetensors=class:dots:2' (weights: imagenet, random or a checkpoint; "
-              f"default imagenet); repeat for several (at most {MAX_NETWORKS}). The main network still dreams "
-              "--layers (else its own layers)")
+    flags.add(
+        "--region",
+        action="append",
+        default=[],
+        metavar="MASK=LAYERS",
+        help="a mask image and the layer weights dreamed inside it, e.g. 'left.png=mixed3:1'; repeat for "
+        "several regions",
+    )
+    flags.add(
+        "--network",
+        action="append",
+        default=[],
+        metavar="MODEL[@WEIGHTS]=LAYERS",
+        help="one more network dreaming the same picture with its own layer weights, e.g. 'vgg16=conv4_3:1' "
+        "or 'efficientnet_lite0@mine.safetensors=class:dots:2' (weights: imagenet, random or a checkpoint; "
+        f"default imagenet); repeat for several (at most {MAX_NETWORKS}). The main network still dreams "
+        "--layers (else its own layers)",
+    )
     flags.options(option_table.OPTIONS)
     # Older spelling of --no-reinject-detail.
-    flags.add("--no-reinject", dest="reinject_detail", action="store_const", const=False, default=None,
-              help=argparse.SUPPRESS)  # fmt: skip
-
-
-def _ray_flags(flags: _Flags) -> None:
-    flags.add("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-              help="spread the work over a Ray cluster (pip install \"deepdream-nodes[ray]\"): images, sweep lines "
-              "or a clip's shots go to its workers, the results are the same files; ADDRESS of a running cluster "
-              "('auto': the one 'ray start' began here; none: RAY_ADDRESS, or a cluster started for this command). "
-              "Give it after the inputs")  # fmt: skip
-    flags.add("--workers", type=int, default=0,
-              help="with --ray: how many workers (default: one per GPU of the cluster, else one per CPU)")
-    flags.add("--worker-threads", type=int, default=0,
-              help="with --ray: CPU threads per worker where there is no GPU (default 1)")
-
-
-def job_from_args(args: argparse.Namespace) -> Job:
-    """The job the dream flags ask for: the preset's model, layers and settings unless flags say otherwise."""
-    preset = get_preset(args.preset) if args.preset else None
-    model = get_spec(args.model or (preset.model if preset else DEFAULT_MODEL)).name
-    if preset is None or preset.model != model:
-        preset = default_preset(model)
-    settings = preset.settings if preset else option_table.DreamSettings()
-    given = {opt.name: getattr(args, opt.name) for opt in option_table.OPTIONS if getattr(args, opt.name) is not None}
-    settings = settings.with_options(**given).validate()
-    layers = parse_layer_weights(args.layers) if args.layers else dict(preset.layers if preset else
-                                                                         get_spec(model).default_layers)  # fmt: skip
-    if args.guide is None and args.guide_mix is not None:
-        raise DreamError("--guide-mix only matters with --guide IMAGE; give a guide image or leave it out.")
-    if args.weights_dir is not None and (args.weights != "imagenet" or get_spec(model).imagenet_weights is None):
-        # Only torchvision's downloaded weights are looked for there.
-        raise DreamError(f"--weights-dir is where torchvision's ImageNet weights are looked for; {model} with "
-                         f"--weights {args.weights} does not use it. Leave it out.")  # fmt: skip
-    if len(args.network) > MAX_NETWORKS:
-        raise DreamError(f"{len(args.network)} --network flags: at most {MAX_NETWORKS} other networks dream at once.")
-    return Job(
-        model=model,
-        layers=tuple(layers.items()),
-        settings=settings,
-        weights=args.weights,
-        weights_dir=str(args.weights_dir) if args.weights_dir is not None else None,
-        layers_given=bool(args.layers),
-        learning_phase=args.learning_phase or "inference",
-        mask=str(args.mask) if args.mask else None,
-        guide=str(args.guide) if args.guide else None,
-        regions=tuple(RegionSpec.parse(text) for text in args.region),
-        networks=tuple(NetworkSpec.parse(text) for text in args.network),
-        device=args.device,
+    flags.add(
+        "--no-reinject", dest="reinject_detail", action="store_const", const=False, default=None, help=argparse.SUPPRESS
     )
 
 
-def _ray(args: argparse.Namespace) -> RayRequest | None:
-    if args.ray is None:
-        if getattr(args, "workers", 0) or getattr(args, "worker_threads", 0):
-            raise DreamError("--workers and --worker-threads only matter with --ray; add --ray or leave them out.")
-        return None
-    return RayRequest(args.ray or None, args.workers, args.worker_threads)
-
-
-def _dream_call(args: argparse.Namespace) -> Call:
-    ray = _ray(args)
-    return Call(commands.dream, dict(job=job_from_args(args), given=args.inputs, output=Path(args.output),
-                frames_every=args.frames_every, save_octaves=args.save_octaves, overwrite=args.overwrite, ray=ray))
-
-
-def _sweep_call(args: argparse.Namespace) -> Call:
-    ray = _ray(args)
-    return Call(commands.sweep, dict(job=job_from_args(args), given=Path(args.input), output=Path(args.output),
-                lines=args.line, columns=args.columns, overwrite=args.overwrite, ray=ray))
-
-
-def _zoom_call(args: argparse.Namespace) -> Call:
-    motion = {opt.name: getattr(args, opt.name) for opt in ZOOM_OPTIONS}
-    return Call(commands.zoom, dict(job=job_from_args(args), given=Path(args.input), output=Path(args.output),
-                motion=motion, fps=args.fps, overwrite=args.overwrite))
-
-
-def _video_call(args: argparse.Namespace) -> Call:
-    ray = _ray(args)
-    given = {opt.name: getattr(args, opt.name) for opt in option_table.VIDEO_OPTIONS if getattr(args, opt.name)
-             is not None}  # fmt: skip
-    settings = VideoSettings(**given).validate()
-    return Call(commands.video, dict(job=job_from_args(args), given=Path(args.input), output=Path(args.output),
-                settings=settings, fps=args.fps, overwrite=args.overwrite, ray=ray))
-
-
-def _table_settings(args: argparse.Namespace, table: Sequence[Option]) -> dict[str, Any]:
-    return {opt.name: getattr(args, opt.name) for opt in table if getattr(args, opt.name) is not None}
-
-
-def _channels_call(args: argparse.Namespace) -> Call:
-    settings = ChannelSettings(**_table_settings(args, option_table.CHANNEL_OPTIONS))
-    return Call(commands.channels, dict(
-        output=Path(args.output), settings=settings, model=args.model, weights=args.weights,
-        weights_dir=args.weights_dir, device=args.device, layer=args.layer, chosen_text=args.channels,
-        image=Path(args.image) if args.image else None, pictures=Path(args.pictures) if args.pictures else None,
-        columns=args.columns, overwrite=args.overwrite))  # fmt: skip
-
-
-def _train_call(args: argparse.Namespace) -> Call:
-    settings = TrainSettings(**_table_settings(args, option_table.TRAIN_OPTIONS))
-    return Call(commands.train, dict(folder=Path(args.folder), output=Path(args.output), settings=settings,
-                model=args.model, weights=args.weights, weights_dir=args.weights_dir, device=args.device,
-                overwrite=args.overwrite))  # fmt: skip
+def _ray_flags(flags: _Flags) -> None:
+    flags.add(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help='spread the work over a Ray cluster (pip install "deepdream-nodes[ray]"): images, sweep lines '
+        "or a clip's shots go to its workers, the results are the same files; ADDRESS of a running cluster "
+        "('auto': the one 'ray start' began here; none: RAY_ADDRESS, or a cluster started for this command). "
+        "Give it after the inputs",
+    )
+    flags.add(
+        "--workers",
+        type=int,
+        default=0,
+        help="with --ray: how many workers (default: one per GPU of the cluster, else one per CPU)",
+    )
+    flags.add(
+        "--worker-threads",
+        type=int,
+        default=0,
+        help="with --ray: CPU threads per worker where there is no GPU (default 1)",
+    )
 
 
 def _image_commands(flags: _Flags) -> None:
-    flags.start("dream", "dream image files or folders", _dream_call)
+    flags.start("dream", "dream image files or folders", calls.dream_call)
     flags.add("inputs", nargs="+", help="image files or folders of images")
     flags.add("-o", "--output", required=True, help="output file (one input) or folder")
     _dream_flags(flags)
-    flags.add("--frames-every", type=int, metavar="N",
-              help="also write an animated WEBP of the image every N steps (NAME_frames.webp)")
+    flags.add(
+        "--frames-every",
+        type=int,
+        metavar="N",
+        help="also write an animated WEBP of the image every N steps (NAME_frames.webp)",
+    )
     flags.add("--save-octaves", action="store_true", help="also write the image after each octave")
     _ray_flags(flags)
-    flags.start("sweep", "dream one image once per layer-weights line; write a contact sheet", _sweep_call)
+    flags.start("sweep", "dream one image once per layer-weights line; write a contact sheet", calls.sweep_call)
     flags.add("input", help="image file")
     flags.add("-o", "--output", required=True, help="contact sheet file (PNG/JPEG)")
-    flags.add("--line", action="append", default=[], metavar="LAYERS",
-              help="one dream's layer weights, e.g. 'mixed4:1' or 'mixed3:1,mixed5:1'; repeat. Default: each of "
-              "the model's default layers alone, then all of them")  # fmt: skip
+    flags.add(
+        "--line",
+        action="append",
+        default=[],
+        metavar="LAYERS",
+        help="one dream's layer weights, e.g. 'mixed4:1' or 'mixed3:1,mixed5:1'; repeat. Default: each of "
+        "the model's default layers alone, then all of them",
+    )
     flags.add("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
     _dream_flags(flags)
     _ray_flags(flags)
-    flags.start("zoom", "the infinite zoom: dream, zoom in, dream again; write an animated WEBP", _zoom_call)
+    flags.start("zoom", "the infinite zoom: dream, zoom in, dream again; write an animated WEBP", calls.zoom_call)
     flags.add("input", help="image file")
     flags.add("-o", "--output", required=True, help="animated .webp (or a folder for PNG frames)")
     for opt in ZOOM_OPTIONS:
-        flags.add(opt.flag, type=opt.kind, default=opt.default, metavar=opt.name.upper(),
-                  help=f"{opt.help} (default {opt.default})")  # fmt: skip
+        flags.add(
+            opt.flag,
+            type=opt.kind,
+            default=opt.default,
+            metavar=opt.name.upper(),
+            help=f"{opt.help} (default {opt.default})",
+        )
     flags.add("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
     _dream_flags(flags)
 
 
 def _other_commands(flags: _Flags) -> None:
-    flags.start("video", "dream a video (file or folder of frames) so its patterns follow the motion", _video_call)
+    flags.start("video", "dream a video (file or folder of frames) so its patterns follow the motion", calls.video_call)
     flags.add("input", help="video file (mp4, webm, mov, mkv, gif) or a folder of frames")
-    flags.add("-o", "--output", required=True, help="video file (same kinds; audio and frame rate kept) or a "
-              "folder for PNG frames")  # fmt: skip
+    flags.add(
+        "-o",
+        "--output",
+        required=True,
+        help="video file (same kinds; audio and frame rate kept) or a folder for PNG frames",
+    )
     flags.add("--fps", type=float, help="frame rate of a folder of frames (default 24), or to override a file's")
     flags.options(option_table.VIDEO_OPTIONS)
     _dream_flags(flags)
     _ray_flags(flags)
-    flags.start("train", "fine-tune a classifier on a folder (one sub-folder per class)", _train_call)
+    flags.start("train", "fine-tune a classifier on a folder (one sub-folder per class)", calls.train_call)
     flags.add("folder", help="folder with one sub-folder of pictures per class")
     flags.add("-o", "--output", required=True, help="the .safetensors file to write")
     flags.network(default_model=DEFAULT_MODEL)
     flags.options(option_table.TRAIN_OPTIONS)
-    flags.start("channels", "grow a picture from noise for each of a layer's channels; write a sheet", _channels_call)
+    flags.start(
+        "channels", "grow a picture from noise for each of a layer's channels; write a sheet", calls.channels_call
+    )
     flags.add("-o", "--output", required=True, help="the labelled sheet (PNG/JPEG)")
     flags.add("--layer", help="the layer (default: the middle one of the model's default layers); see 'layers MODEL'")
-    flags.add("--channels", default="0-7", help="channels, e.g. '0-7' or '3,17,40-47', or 'top8': the 8 most active "
-              "on --image (default 0-7)")  # fmt: skip
+    flags.add(
+        "--channels",
+        default="0-7",
+        help="channels, e.g. '0-7' or '3,17,40-47', or 'top8': the 8 most active on --image (default 0-7)",
+    )
     flags.add("--image", help="picture whose most active channels 'topN' picks")
     flags.add("--pictures", help="also write each picture into this folder (LAYER_CHANNEL.png)")
     flags.add("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
     flags.network(default_model=DEFAULT_MODEL)
     flags.options(option_table.CHANNEL_OPTIONS)
-    flags.start("models", "list the model zoo", lambda _args: Call(commands.models))
-    flags.start("layers", "list a model's layers, aliases and channels",
-                lambda args: Call(commands.layers, {"model": args.model}))
+    flags.start("models", "list the model zoo", calls.models_call)
+    flags.start(
+        "layers",
+        "list a model's layers, aliases and channels",
+        calls.layers_call,
+    )
     flags.add("model")
-    flags.start("presets", "list the classic presets", lambda _args: Call(commands.presets))
+    flags.start("presets", "list the classic presets", calls.presets_call)
 
 
 def _build() -> tuple[argparse.ArgumentParser, _Flags]:
@@ -309,12 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     return _build()[0]
 
 
-def parse(argv: Sequence[str] | None = None) -> Call:
+def parse(argv: Sequence[str] | None = None) -> calls.Call:
     """The call a command line asks for (argparse exits with its usage on a malformed line); a refused value
     raises `DreamError`, as the command itself would."""
-    args = build_parser().parse_args(argv)
-    call = args.call(args)
-    call.verbose = args.verbose
+    values = vars(build_parser().parse_args(argv))
+    call = values["call"](values)
+    call.verbose = values["verbose"]
     return call
 
 

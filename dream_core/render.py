@@ -93,9 +93,13 @@ def _resume_state(work: WorkFolder, say: Callable[[str], None]) -> CarriedState 
 
 
 def _render_frames(
-    work: WorkFolder, source: VideoSource, clip: ClipDream, resume: CarriedState | None, quick: bool,
+    work: WorkFolder,
+    source: VideoSource,
+    clip: ClipDream,
+    resume: CarriedState | None,
+    quick: bool,
     on_frame: FrameCallback | None,
-) -> int:  # fmt: skip
+) -> int:
     """Dream the clip's frames (from after `resume`'s frame) into the work folder, saving the state after each;
     returns how many frames the clip has. `quick`: frames on their way into a video, lightly compressed."""
     written = resume.index + 1 if resume is not None else 0

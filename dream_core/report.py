@@ -15,7 +15,7 @@ BACKGROUND, INK, GRID = (255, 255, 255), (30, 30, 30), (225, 225, 225)
 LOSS, ACCURACY, KEPT = (200, 60, 40), (40, 110, 200), (60, 160, 60)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: one fixed size
@@ -49,8 +49,7 @@ def curve_picture(history: Sequence[dict[str, float]], best_epoch: int = 0) -> I
         draw.line([(x_of(best_epoch), top), (x_of(best_epoch), bottom)], fill=KEPT, width=2)
         draw.text((x_of(best_epoch) + 4, top + 2), f"kept: epoch {best_epoch}", font=small, fill=KEPT)
     for values, colour, scale in ((losses, LOSS, top_loss), (accuracies, ACCURACY, 1.0)):
-        points = [(x_of(e), bottom - (bottom - top) * v / scale) for e, v in zip(epochs, values, strict=True)
-                  if v == v]  # fmt: skip
+        points = [(x_of(e), bottom - (bottom - top) * v / scale) for e, v in zip(epochs, values, strict=True) if v == v]
         if len(points) > 1:
             draw.line(points, fill=colour, width=3)
         for x, y in points:
@@ -79,8 +78,11 @@ def confusion_picture(confusion: Sequence[Sequence[int]], class_names: Sequence[
         for column in range(count):
             share = confusion[row][column] / total
             x = label_width + column * cell
-            shade = (int(255 - 215 * share), int(255 - 145 * share), 255) if row == column else (
-                255, int(255 - 195 * share), int(255 - 215 * share))  # fmt: skip
+            shade = (
+                (int(255 - 215 * share), int(255 - 145 * share), 255)
+                if row == column
+                else (255, int(255 - 195 * share), int(255 - 215 * share))
+            )
             draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=shade, outline=GRID)
             if confusion[row][column]:
                 draw.text((x + cell / 2 - 5, y + cell / 2 - 6), str(confusion[row][column]), font=small, fill=INK)
@@ -119,5 +121,6 @@ def per_class_text(per_class: Mapping[str, float]) -> str:
 def describe_training(name: str, class_names: Sequence[str], report: Mapping) -> str:
     """One line on a fine-tuned model: its classes and held-out accuracy, overall and per class."""
     per_class = per_class_text(report.get("per_class") or {})
-    return (f"{name}: trained on {', '.join(class_names)}; held-out accuracy {report['accuracy']:.1%}"
-            + (f" (per class: {per_class})" if per_class else ""))  # fmt: skip
+    return f"{name}: trained on {', '.join(class_names)}; held-out accuracy {report['accuracy']:.1%}" + (
+        f" (per class: {per_class})" if per_class else ""
+    )

@@ -76,7 +76,7 @@ def _label_strips(labels: Sequence[str], width: int) -> torch.Tensor:
     height = max(len(lines) for lines in wrapped) * line_height + 2 * pad
     strips = []
     for lines in wrapped:
-        strip = Image.new("L", (width, height), 0)
+        strip = Image.new("L", (width, int(height)), 0)
         draw = ImageDraw.Draw(strip)
         for row, line in enumerate(lines):
             draw.text((pad, pad + row * line_height), line, fill=255, font=font)
@@ -175,7 +175,7 @@ def layer_sweep(
         raise DreamError("The layer sweep has no entries.")
     # Every entry resolved before the first dream: a typo in the last line fails now, not after the others.
     objectives = [Objective.of(entry).resolved(model) for entry in sweep]
-    per_dream = plan(model, *images.shape[-2:], settings).steps
+    per_dream = plan(model, images.shape[-2], images.shape[-1], settings).steps
     results = []
     for index, objective in enumerate(objectives):
         report = offset_progress(on_progress, index * per_dream, per_dream * len(sweep)) if on_progress else None

@@ -21,7 +21,6 @@ Range = tuple[int, int, int]  # (source start, source stop, offset inside the ti
 Tile = tuple[int, int, int, int]  # (top, bottom, left, right) in the rolled view
 
 
-
 def tile_grid(height: int, width: int, tile_size: int) -> list[Tile]:
     """Near-equal tiles of at most `tile_size` px covering a `height` x `width` view."""
 

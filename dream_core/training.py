@@ -29,7 +29,7 @@ from .loading import load_feature_model
 from .options import TrainSettings
 from .outputs import written_whole
 from .report import confusion_picture, curve_picture, save_report, side_by_side
-from .zoo import get_spec, is_imagenet_head, trainable_models
+from .zoo import ModelSpec, get_spec, is_imagenet_head, trainable_models
 
 log = logging.getLogger(__name__)
 CROP_AREA = 0.6
@@ -145,7 +145,7 @@ def augment(image: Image.Image, size: int, rng: random.Random) -> torch.Tensor:
     else:
         w = h = min(width, height)
         left, top = (width - w) // 2, (height - h) // 2
-    crop = image.crop((left, top, left + w, top + h)).resize((size, size), Image.BILINEAR)
+    crop = image.crop((left, top, left + w, top + h)).resize((size, size), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         crop = ImageOps.mirror(crop)
     tensor = _to_tensor(crop)
@@ -159,7 +159,7 @@ def center_view(image: Image.Image, size: int) -> torch.Tensor:
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    return _to_tensor(image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR))
+    return _to_tensor(image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def training_size(architecture: str, settings: TrainSettings, pictures: list[Image.Image] | None = None) -> int:
@@ -209,30 +209,89 @@ def train_classifier(
     train_idx, held_idx = split_holdout(data.labels, settings.holdout, settings.seed)
     epochs = settings.epochs or auto_epochs(len(train_idx))
     rng = random.Random(settings.seed)
-    torch.manual_seed(settings.seed)
-    base = load_feature_model(architecture, weights, weights_dir, device=device, fold_batchnorm=False)
-    class_names = list(data.class_names)
-    known = base.class_names if base.class_names and not is_imagenet_head(len(base.class_names)) else []
-    class_names += [name for name in known if name not in class_names]  # going on: known classes stay
-    with torch.inference_mode(False):
-        run = _Run(base, class_names, settings, data, train_idx, held_idx, size, epochs, device, rng)
-        history, (accuracy, best_epoch, confusion) = run.train(on_progress, should_stop)
-    per_class = {name: (row[i] / sum(row) if sum(row) else float("nan"))
-                 for i, (name, row) in enumerate(zip(class_names, confusion, strict=True))}  # fmt: skip
+    with torch.random.fork_rng(devices=_cuda_indices(device)):  # the caller's generators left as they were
+        torch.manual_seed(settings.seed)
+        base = load_feature_model(architecture, weights, weights_dir, device=device, fold_batchnorm=False)
+        class_names = list(data.class_names)
+        known = base.class_names if base.class_names and not is_imagenet_head(len(base.class_names)) else []
+        class_names += [name for name in known if name not in class_names]  # going on: known classes stay
+        with torch.inference_mode(False):
+            run = _Run(base, class_names, settings, data, train_idx, held_idx, size, epochs, device, rng)
+            history, (accuracy, best_epoch, confusion) = run.train(on_progress, should_stop)
     log.info("kept epoch %d: held-out accuracy %.3f on %d images", best_epoch, accuracy, len(held_idx))
-    model = FeatureModel(base.spec, run.net, str(output) if output else "trained", class_names,
-                         training_report={"accuracy": accuracy, "per_class": per_class, "best_epoch": best_epoch})
+    outcome = _Outcome(accuracy, best_epoch, confusion, history, epochs, len(held_idx), len(train_idx))
+    return _finished(run, base.spec, class_names, outcome, data.skipped, output, str(weights))
+
+
+@dataclass
+class _Outcome:
+    """What a training run measured."""
+
+    accuracy: float
+    best_epoch: int
+    confusion: list[list[int]]
+    history: list[dict[str, float]]
+    epochs: int
+    holdout: int
+    train_count: int
+
+
+def _cuda_indices(device: torch.device | str) -> list[int]:
+    """The CUDA generators a run on `device` draws from (none on other devices)."""
+    place = torch.device(device)
+    if place.type != "cuda" or not torch.cuda.is_available():
+        return []
+    return [place.index if place.index is not None else torch.cuda.current_device()]
+
+
+def _finished(
+    run: _Run,
+    spec: ModelSpec,
+    class_names: list[str],
+    outcome: _Outcome,
+    skipped: list[str],
+    output: str | os.PathLike | None,
+    source: str,
+) -> TrainResult:
+    """The trained network as a frozen feature model, saved (with its report pictures) where asked."""
+    confusion = outcome.confusion
+    per_class = {
+        name: (row[i] / sum(row) if sum(row) else float("nan"))
+        for i, (name, row) in enumerate(zip(class_names, confusion, strict=True))
+    }
+    report = {"accuracy": outcome.accuracy, "per_class": per_class, "best_epoch": outcome.best_epoch}
+    model = FeatureModel(spec, run.net, str(output) if output else "trained", class_names, training_report=report)
     path = None
     if output is not None:  # saved before folding: a standard state dict of the architecture
-        path = save_trained(model, output, accuracy=accuracy, source=str(weights), holdout=len(held_idx),
-                            per_class=per_class, epochs=epochs, best_epoch=best_epoch,
-                            history=history)  # fmt: skip
+        path = save_trained(
+            model,
+            output,
+            accuracy=outcome.accuracy,
+            source=source,
+            holdout=outcome.holdout,
+            per_class=per_class,
+            epochs=outcome.epochs,
+            best_epoch=outcome.best_epoch,
+            history=outcome.history,
+        )
     model.spec.fold(run.net)  # fold_batchnorms makes its weights with inference mode off, as dreaming needs
-    curve, matrix = curve_picture(history, best_epoch), confusion_picture(confusion, class_names)
+    curve, matrix = curve_picture(outcome.history, outcome.best_epoch), confusion_picture(confusion, class_names)
     if path is not None:
         save_report(curve, matrix, path)
-    return TrainResult(model, path, class_names, accuracy, len(held_idx), len(train_idx), data.skipped, history,
-                       per_class, confusion, best_epoch, side_by_side(curve, matrix))  # fmt: skip
+    return TrainResult(
+        model,
+        path,
+        class_names,
+        outcome.accuracy,
+        outcome.holdout,
+        outcome.train_count,
+        skipped,
+        outcome.history,
+        per_class,
+        confusion,
+        outcome.best_epoch,
+        side_by_side(curve, matrix),
+    )
 
 
 class _Run:
@@ -253,10 +312,12 @@ class _Run:
         self.unfrozen = blocks[: max(0, settings.unfreeze_blocks)]
         head.requires_grad_(True)
         self.optimizer = torch.optim.AdamW(
-            [{"params": head.parameters(), "lr": settings.learning_rate},
-             {"params": [p for m in self.unfrozen for p in m.parameters()], "lr": settings.learning_rate / 10}],
+            [
+                {"params": head.parameters(), "lr": settings.learning_rate},
+                {"params": [p for m in self.unfrozen for p in m.parameters()], "lr": settings.learning_rate / 10},
+            ],
             weight_decay=1e-4,
-        )  # fmt: skip
+        )
         # Class balancing: each class weighs the same in the loss, however many pictures it has.
         counts = torch.bincount(torch.tensor([data.labels[i] for i in train_idx]), minlength=len(class_names))
         self.class_weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).float().to(device)
@@ -278,15 +339,26 @@ class _Run:
                 for module in self.unfrozen:
                     module.requires_grad_(True)
             losses = self._epoch(epoch, history, on_progress, should_stop)
-            confusion = _confusion(self.net, self.data, self.held_idx, self.size, self.mean, self.std, self.device,
-                                   self.classes)  # fmt: skip
+            confusion = _confusion(
+                self.net, self.data, self.held_idx, self.size, self.mean, self.std, self.device, self.classes
+            )
             accuracy = _accuracy_of(confusion)
             history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "accuracy": accuracy})
-            log.info("epoch %d/%d: loss %.3f, held-out accuracy %.3f", epoch + 1, self.epochs, history[-1]["loss"],
-                     accuracy)  # fmt: skip
+            log.info(
+                "epoch %d/%d: loss %.3f, held-out accuracy %.3f", epoch + 1, self.epochs, history[-1]["loss"], accuracy
+            )
             if on_progress is not None:
-                on_progress(self.step, self.total, {"epoch": epoch + 1, "epochs": self.epochs, "accuracy": accuracy,
-                                                    "loss": history[-1]["loss"], "curve": curve_picture(history)})
+                on_progress(
+                    self.step,
+                    self.total,
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": self.epochs,
+                        "accuracy": accuracy,
+                        "loss": history[-1]["loss"],
+                        "curve": curve_picture(history),
+                    },
+                )
             if best is None or accuracy > best[0] or not self.settings.keep_best:
                 weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
                 best = (accuracy, epoch + 1, weights, confusion)
@@ -327,8 +399,16 @@ class _Run:
             self.step += 1
             losses.append(loss.item())
             if on_progress is not None:
-                on_progress(self.step, self.total, {"epoch": epoch + 1, "epochs": self.epochs, "loss": losses[-1],
-                                                    **({"accuracy": history[-1]["accuracy"]} if history else {})})
+                on_progress(
+                    self.step,
+                    self.total,
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": self.epochs,
+                        "loss": losses[-1],
+                        **({"accuracy": history[-1]["accuracy"]} if history else {}),
+                    },
+                )
         return losses
 
 

@@ -117,8 +117,9 @@ class CarriedState:
     def save(self, path: str | os.PathLike) -> None:
         """Write it whole (a kill leaves the previous state)."""
         data = io.BytesIO()  # serialised first: a full disk then fails as a plain OSError, named as such
-        torch.save({"index": self.index, "change": self.change.detach().cpu(), "shot_strength": self.shot_strength},
-                   data)  # fmt: skip
+        torch.save(
+            {"index": self.index, "change": self.change.detach().cpu(), "shot_strength": self.shot_strength}, data
+        )
         with written_whole(path) as partial:
             partial.write_bytes(data.getvalue())
 
@@ -139,8 +140,13 @@ def is_cut(frame: torch.Tensor, previous: torch.Tensor, agreed: torch.Tensor | N
     )
 
 
-def shot_ranges(frames: Iterable[torch.Tensor], video: VideoSettings, flow: FlowFunction | None = None,
-                device: torch.device | str = "cpu", weights_dir=None) -> list[tuple[int, int]]:  # fmt: skip
+def shot_ranges(
+    frames: Iterable[torch.Tensor],
+    video: VideoSettings,
+    flow: FlowFunction | None = None,
+    device: torch.device | str = "cpu",
+    weights_dir=None,
+) -> list[tuple[int, int]]:
     """Each shot's frames as (first, after last), in order, as `dream_video` would find them dreaming the clip:
     the same flows, the same check. A shot dreamed on its own from its first frame (`dream_video(..., start=)`)
     then gives exactly the frames the whole clip's dream gives there."""
@@ -158,8 +164,9 @@ def shot_ranges(frames: Iterable[torch.Tensor], video: VideoSettings, flow: Flow
     return list(zip(starts, [*starts[1:], count], strict=True))
 
 
-def _flow_estimate(flow: FlowFunction | None, video: VideoSettings, device: torch.device,
-                   weights_dir) -> FlowFunction | None:  # fmt: skip
+def _flow_estimate(
+    flow: FlowFunction | None, video: VideoSettings, device: torch.device, weights_dir
+) -> FlowFunction | None:
     """The flow a clip's frames are compared with: the given one, else the settings' method (none without carry)."""
     return flow or (flow_function(video.flow, device, weights_dir) if video.carry > 0 else None)
 
@@ -190,32 +197,28 @@ def dream_video(
 ) -> Iterator[torch.Tensor]:
     """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
 
-    A generator: one dreamed frame out (on the frame's device) for each frame in. The
-    first frame gets `settings`; every later one starts from the previous dream carried
-    along the flow (`video.carry`) and gets `video.next_iterations` steps over
-    `video.next_octaves` octaves; with `carry` 0 every frame is dreamed alone with
-    `settings`. `objective`: layer weights or an `Objective` (see `engine.dream`).
-    `mask` `[M, H, W]` gives frame i the mask i mod M (one for all, or one per frame).
-    `on_progress(step, total, preview)` counts steps over the whole clip (`frame_count`
-    frames, if given); `should_stop` is checked within every frame.
+    A generator: one dreamed frame out (on the frame's device) for each frame in. The first frame gets `settings`;
+    every later one starts from the previous dream carried along the flow (`video.carry`) and gets
+    `video.next_iterations` steps over `video.next_octaves` octaves; with `carry` 0 every frame is dreamed alone
+    with `settings`. `objective`: layer weights or an `Objective` (see `engine.dream`). `mask` `[M, H, W]` gives
+    frame i the mask i mod M (one for all, or one per frame). `on_progress(step, total, preview)` counts steps over
+    the whole clip (`frame_count` frames, if given); `should_stop` is checked within every frame.
 
-    Shots: a frame that does not continue the previous one (`shot_match` under
-    `video.cut_threshold`: a cut) starts a new shot with a full dream and nothing carried;
-    `on_new_shot(index)` hears of each shot's first frame. With `video.steady` every later
-    frame's dream is rescaled to the strength (mean |dream - frame|) of its shot's first.
+    Shots: a frame that does not continue the previous one (`shot_match` under `video.cut_threshold`: a cut) starts
+    a new shot with a full dream and nothing carried; `on_new_shot(index)` hears of each shot's first frame. With
+    `video.steady` every later frame's dream is rescaled to the strength (mean |dream - frame|) of its shot's first.
 
-    To go on after an interruption: `on_state(state)` hears, after each dreamed frame has
-    been taken, what the next frames need; given back as `resume` with `frames` starting
-    at frame `resume.index` (which is read, not dreamed again), the frames after it come
-    out exactly as in an uninterrupted run.
+    To go on after an interruption: `on_state(state)` hears, after each dreamed frame has been taken, what the next
+    frames need; given back as `resume` with `frames` starting at frame `resume.index` (which is read, not dreamed
+    again), the frames after it come out exactly as in an uninterrupted run.
 
-    `start`: the clip's index of the first frame given (its seed and mask follow it); a shot dreamed alone from
-    its first frame (see `shot_ranges`) comes out as in the whole clip's dream.
+    `start`: the clip's index of the first frame given (its seed and mask follow it); a shot dreamed alone from its
+    first frame (see `shot_ranges`) comes out as in the whole clip's dream.
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
-    clip = _Clip(model, Objective.of(objective).resolved(model), settings, video, frame_count, mask, on_progress,
-                 should_stop, on_new_shot)  # fmt: skip
+    resolved = Objective.of(objective).resolved(model)
+    clip = _Clip(model, resolved, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot)
     estimate = _flow_estimate(flow, video, model.device, weights_dir)
     first = resume.index if resume is not None else start
     with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
@@ -227,6 +230,7 @@ def dream_video(
                 raise DreamCancelled("The dream was cancelled.")
             yield clip.dream_frame(index, frame, flows)
             if on_state is not None:  # after the caller took the frame: a state never runs ahead of the output
+                assert clip.previous is not None  # set by the frame just dreamed
                 on_state(CarriedState(index, clip.previous, clip.shot_strength))
 
 
@@ -234,11 +238,15 @@ class _Clip:
     """What dreaming a clip carries from frame to frame: the previous dream's change, the shot's strength,
     the steps done and the clip's total (for the progress), and the frame settings."""
 
-    def __init__(self, model, objective, settings, video, frame_count, mask, on_progress, should_stop,
-                 on_new_shot) -> None:  # fmt: skip
+    def __init__(
+        self, model, objective, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot
+    ) -> None:
         self.model, self.objective, self.settings, self.video = model, objective, settings, video
-        self.later = settings if video.carry == 0 else settings.with_options(
-            iterations=video.next_iterations, octaves=video.next_octaves)  # fmt: skip
+        self.later = (
+            settings
+            if video.carry == 0
+            else settings.with_options(iterations=video.next_iterations, octaves=video.next_octaves)
+        )
         self.frame_count, self.mask = frame_count, mask
         self.on_progress, self.should_stop, self.on_new_shot = on_progress, should_stop, on_new_shot
         self.previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
@@ -252,12 +260,14 @@ class _Clip:
         self.shot_strength = state.shot_strength
 
     def _is_new_shot(self, frame: torch.Tensor, agreed: torch.Tensor | None) -> bool:
-        return self.previous is None or is_cut(frame, self.last_frame, agreed, self.video)
+        if self.previous is None or self.last_frame is None:
+            return True
+        return is_cut(frame, self.last_frame, agreed, self.video)
 
     def _count(self, index: int, frame: torch.Tensor, frame_settings: DreamSettings, new_shot: bool) -> int:
         """This frame's steps; the clip's total worked out on the first frame, corrected at every cut."""
-        steps = plan(self.model, *frame.shape[-2:], frame_settings).steps
-        later_steps = plan(self.model, *frame.shape[-2:], self.later).steps
+        steps = plan(self.model, frame.shape[-2], frame.shape[-1], frame_settings).steps
+        later_steps = plan(self.model, frame.shape[-2], frame.shape[-1], self.later).steps
         if index == 0 and self.frame_count is not None:  # all frames share the first one's size
             self.total = steps + (self.frame_count - 1) * later_steps
         elif new_shot and self.total is not None:  # a cut: this frame gets a full dream, not the later steps
@@ -266,13 +276,15 @@ class _Clip:
 
     def dream_frame(self, index: int, frame: torch.Tensor, flows) -> torch.Tensor:
         backward, forward = flows.result() if flows is not None else (None, None)  # computed ahead
-        agreed = reliable(backward, forward) if forward is not None and self.previous is not None else None
+        agreed = None
+        if backward is not None and forward is not None and self.previous is not None:
+            agreed = reliable(backward, forward)
         new_shot = self._is_new_shot(frame, agreed)
         if new_shot and self.on_new_shot is not None:
             self.on_new_shot(index)
         start, frame_settings = frame, self.settings if new_shot else self.later
         frame_settings = frame_settings.with_options(seed=frame_seed(self.settings.seed, index))
-        if not new_shot and backward is not None:
+        if not new_shot and backward is not None and self.previous is not None:
             carried = warp(self.previous, backward)
             if agreed is not None:
                 carried = carried * agreed.to(carried.device)
@@ -284,8 +296,15 @@ class _Clip:
             report = offset_progress(self.on_progress, self.done, total)
         mask = self.mask
         frame_mask = mask[index % mask.shape[0]] if mask is not None and mask.ndim == 3 else mask
-        result: DreamResult = dream(start, self.model, self.objective, frame_settings, mask=frame_mask,
-                                    on_progress=report, should_stop=self.should_stop)  # fmt: skip
+        result: DreamResult = dream(
+            start,
+            self.model,
+            self.objective,
+            frame_settings,
+            mask=frame_mask,
+            on_progress=report,
+            should_stop=self.should_stop,
+        )
         self.done += steps
         return self._held(frame, result.images, new_shot)
 
@@ -321,8 +340,9 @@ class _FlowAhead:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepdream-flow") if estimate else None
 
     def _flows(self, frame: torch.Tensor, old_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        backward = self.estimate(frame, old_frame)
-        return backward, (self.estimate(old_frame, frame) if self.check else None)
+        estimate = self.estimate
+        assert estimate is not None  # flows are asked for only with an estimate
+        return estimate(frame, old_frame), (estimate(old_frame, frame) if self.check else None)
 
     def _read(self) -> Iterator[tuple[torch.Tensor, Future | None]]:
         previous = None
@@ -331,8 +351,10 @@ class _FlowAhead:
                 frame = frame.unsqueeze(0)
             frame = frame.float()
             if previous is not None and frame.shape != previous.shape:
-                raise DreamError(f"Frame {index} is {tuple(frame.shape[-2:])}, the clip's first was "
-                                 f"{tuple(previous.shape[-2:])}: every frame must have the same size.")  # fmt: skip
+                raise DreamError(
+                    f"Frame {index} is {tuple(frame.shape[-2:])}, the clip's first was "
+                    f"{tuple(previous.shape[-2:])}: every frame must have the same size."
+                )
             flows = self.pool.submit(self._flows, frame, previous) if self.pool and previous is not None else None
             yield frame, flows
             previous = frame

@@ -17,8 +17,14 @@ from .imageio import IMAGE_SUFFIXES, load_image, save_image
 from .outputs import fill_frames, own_frames, partial_folder, partial_path
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
-_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9",
-           ".gif": "gif"}  # fmt: skip
+_CODECS = {
+    ".mp4": "libx264",
+    ".mov": "libx264",
+    ".mkv": "libx264",
+    ".avi": "libx264",
+    ".webm": "libvpx-vp9",
+    ".gif": "gif",
+}
 DEFAULT_FPS = 24
 TIME_BASE = Fraction(1, 90000)
 """Time stamps of a dreamed clip that keeps its source's frame times: MPEG's 90 kHz clock."""
@@ -124,8 +130,10 @@ def audio_fits(output: Path, codecs: list[str]) -> tuple[bool, str | None]:
         return True, None
     if not allowed:
         return False, f"{output.suffix} files hold no sound: the audio is left out."
-    return False, (f"{output.suffix} cannot hold {', '.join(sorted(set(codecs)))} audio (only "
-                   f"{', '.join(sorted(allowed))}): the audio is left out; write .mp4 or .mkv to keep it.")
+    return False, (
+        f"{output.suffix} cannot hold {', '.join(sorted(set(codecs)))} audio (only "
+        f"{', '.join(sorted(allowed))}): the audio is left out; write .mp4 or .mkv to keep it."
+    )
 
 
 class VideoSink:
@@ -138,8 +146,13 @@ class VideoSink:
     finished under the final name.
     """
 
-    def __init__(self, path: str | os.PathLike, rate: Fraction, audio_from: Path | None = None,
-                 times: list[Fraction] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        rate: Fraction,
+        audio_from: Path | None = None,
+        times: list[Fraction] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.rate = rate
         self.times = times
@@ -187,8 +200,10 @@ class VideoSink:
         height, width = frame.shape[-2:]
         if self.stream is None:
             if self.path.suffix.lower() != ".gif" and (height % 2 or width % 2):
-                raise DreamError(f"Frames of {width}x{height} px cannot be encoded as {self.path.suffix} (it needs an "
-                                 "even width and height); write PNG frames to a folder instead.")  # fmt: skip
+                raise DreamError(
+                    f"Frames of {width}x{height} px cannot be encoded as {self.path.suffix} (it needs an "
+                    "even width and height); write PNG frames to a folder instead."
+                )
             self._open(height, width)
         av = _av()
         rgb = (frame[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -250,4 +265,3 @@ class VideoSink:
                 with contextlib.suppress(OSError):
                     self.partial.unlink()
             self.partial = None
-

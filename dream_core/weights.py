@@ -48,8 +48,9 @@ def find_or_download(filename: str, url: str, folders: Sequence[Path], what: str
 
 
 def _download(url: str, folder: Path) -> dict[str, torch.Tensor]:
-    return torch.hub.load_state_dict_from_url(url, model_dir=str(folder), map_location="cpu", progress=True,
-                                              weights_only=True)  # fmt: skip
+    return torch.hub.load_state_dict_from_url(
+        url, model_dir=str(folder), map_location="cpu", progress=True, weights_only=True
+    )
 
 
 def folders_of(weights_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
@@ -90,8 +91,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """
     path = Path(path)
     if path.is_dir():
-        raise WeightsNotFoundError(f"Checkpoint {path} is a folder; give the checkpoint file inside it "
-                                   f"({', '.join(CHECKPOINT_SUFFIXES)}).")  # fmt: skip
+        raise WeightsNotFoundError(
+            f"Checkpoint {path} is a folder; give the checkpoint file inside it ({', '.join(CHECKPOINT_SUFFIXES)})."
+        )
     if not path.is_file():
         raise WeightsNotFoundError(f"Checkpoint {path} does not exist; check the file name and folder.")
     suffix = path.suffix.lower()

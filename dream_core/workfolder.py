@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import types
 from pathlib import Path
 
 from .errors import DreamError
 from .outputs import written_whole
 
+fcntl: types.ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; renders to one output must not run at once there
@@ -80,8 +82,10 @@ class WorkFolder:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(handle)
-                    raise DreamError(f"Another render to {self.output} is running (it is using {self.path}); wait "
-                                     "for it to end, or write to another output.") from None  # fmt: skip
+                    raise DreamError(
+                        f"Another render to {self.output} is running (it is using {self.path}); wait "
+                        "for it to end, or write to another output."
+                    ) from None
             with contextlib.suppress(OSError):
                 if os.stat(self.path).st_ino == os.fstat(handle).st_ino:
                     self._lock = handle
@@ -125,6 +129,8 @@ class WorkFolder:
         whole = self.whole_frames(count)
         if whole < count:
             self.clear()
-            raise DreamError(f"Frame {whole} of the render in {self.path} is missing or damaged (was the folder "
-                             "changed during the render?). The folder was cleared: run the same command again to "
-                             "render afresh.")  # fmt: skip
+            raise DreamError(
+                f"Frame {whole} of the render in {self.path} is missing or damaged (was the folder "
+                "changed during the render?). The folder was cleared: run the same command again to "
+                "render afresh."
+            )

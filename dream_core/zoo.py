@@ -76,7 +76,6 @@ def fold_batchnorms(net: nn.Module) -> int:
     return folded
 
 
-
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything the engine knows about one architecture."""
@@ -280,6 +279,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def trainable_models() -> tuple[str, ...]:
     """The zoo's architectures that fine-tuning supports."""
     return tuple(name for name, spec in ZOO.items() if spec.trainable is not None)
+
+
 LOGITS = CLASS_LAYER
 """The pseudo-layer of the classifier's output, for class objectives (``class:NAME``)."""
 
@@ -371,7 +372,6 @@ def activation_bytes_per_pixel(model_name: str, deepest_layer: str) -> float:
         for handle in handles:
             handle.remove()
     return 4.0 * total[0] / (size * size)
-
 
 
 IMAGENET_CLASS_COUNT = 1000

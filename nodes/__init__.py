@@ -12,7 +12,20 @@ from .video_nodes import DreamVideo, DreamVideoFile
 register_model_folder()
 register_sample_provider()
 
-NODES = (LoadFeatureModel, LayerWeights, OctaveDream, DetailReinject, DreamRegion, DreamNetwork, LayerSweep,
-         DreamFrames, DreamZoom, DreamVideo, DreamVideoFile, TrainFeatureModel, ChannelPictures)
+NODES = (
+    LoadFeatureModel,
+    LayerWeights,
+    OctaveDream,
+    DetailReinject,
+    DreamRegion,
+    DreamNetwork,
+    LayerSweep,
+    DreamFrames,
+    DreamZoom,
+    DreamVideo,
+    DreamVideoFile,
+    TrainFeatureModel,
+    ChannelPictures,
+)
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.DISPLAY_NAME for cls in NODES}  # each declared with its class

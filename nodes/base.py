@@ -50,30 +50,40 @@ FEATURE_MODEL_INPUT = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatur
 OPTIONAL_INPUTS = {
     "layer_weights": (
         "LAYER_WEIGHTS",
-        {"tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default "
-         "layers."},
+        {
+            "tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default "
+            "layers."
+        },
     ),
     "mask": (
         "MASK",
-        {"tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; "
-         "one mask or one per image."},
+        {
+            "tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; "
+            "one mask or one per image."
+        },
     ),
     "guide": (
         "IMAGE",
-        {"tooltip": "A guide image: the dream moves toward what the network sees in it (its features at the chosen "
-         "layers). See guide_mix."},
+        {
+            "tooltip": "A guide image: the dream moves toward what the network sees in it (its features at the chosen "
+            "layers). See guide_mix."
+        },
     ),
     "regions": (
         "DREAM_REGIONS",
-        {"tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
-         "layer_weights, which apply everywhere)."},
+        {
+            "tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
+            "layer_weights, which apply everywhere)."
+        },
     ),
     "networks": (
         "DREAM_NETWORKS",
-        {"tooltip": "More networks from Dream Network nodes, each with its own layer weights, dreaming the same "
-         "picture at once (their objectives added to this node's)."},
+        {
+            "tooltip": "More networks from Dream Network nodes, each with its own layer weights, dreaming the same "
+            "picture at once (their objectives added to this node's)."
+        },
     ),
-}  # fmt: skip
+}
 
 
 def dream_option_inputs(**defaults) -> dict[str, tuple]:
@@ -147,8 +157,10 @@ class NodeDream:
                 raise DreamError("The guide input holds no image (an empty batch); connect an image or leave it out.")
             guide = to_bchw(guide)[:1]
         lines = sweep if sweep is not None else [dream_layers(feature_model, layer_weights, regions or networks)]
-        objectives = [Objective.of(line, regions=regions or (), guide=guide, networks=networks or ()).resolved(
-            feature_model) for line in lines]  # fmt: skip
+        objectives = [
+            Objective.of(line, regions=regions or (), guide=guide, networks=networks or ()).resolved(feature_model)
+            for line in lines
+        ]
         return cls(feature_model, objectives, DreamSettings().with_options(**inputs), mask, sweep is not None)
 
     @property
@@ -182,8 +194,9 @@ def run_engine(function, image, call: NodeDream, *args, **kwargs):
     images = to_bchw(image)
     objective = call.objectives if call.sweep else call.objective
     with call.on_device(images.shape) as device:
-        return function(images.to(device), call.model, objective, call.settings, *args, **call.engine_options(),
-                        **kwargs)  # fmt: skip
+        return function(
+            images.to(device), call.model, objective, call.settings, *args, **call.engine_options(), **kwargs
+        )
 
 
 def fingerprint(value: Any) -> str:

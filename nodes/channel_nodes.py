@@ -36,19 +36,38 @@ class ChannelPictures:
         return {
             "required": {
                 "feature_model": FEATURE_MODEL_INPUT,
-                "layer": ("STRING", {"default": "", "tooltip": "The layer whose channels to show, e.g. blocks.8 or "
-                          "mixed4 (see Layer Weights). Empty: the middle one of the model's default layers."}),
-                "channels": ("STRING", {"default": "0-7", "tooltip": "Which channels: '0-7', '3,17,40-47', or "
-                             "'top8' for the 8 most active on the connected image."}),
-                "columns": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the sheet; 0 = about "
-                            "square."}),
+                "layer": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "The layer whose channels to show, e.g. blocks.8 or "
+                        "mixed4 (see Layer Weights). Empty: the middle one of the model's default layers.",
+                    },
+                ),
+                "channels": (
+                    "STRING",
+                    {
+                        "default": "0-7",
+                        "tooltip": "Which channels: '0-7', '3,17,40-47', or "
+                        "'top8' for the 8 most active on the connected image.",
+                    },
+                ),
+                "columns": (
+                    "INT",
+                    {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the sheet; 0 = about square."},
+                ),
                 **inputs,
             },
             "optional": {
-                "image": ("IMAGE", {"tooltip": "With channels 'topN': the picture whose most active channels are "
-                          "shown (its first image)."}),
+                "image": (
+                    "IMAGE",
+                    {
+                        "tooltip": "With channels 'topN': the picture whose most active channels are "
+                        "shown (its first image)."
+                    },
+                ),
             },
-        }  # fmt: skip
+        }
 
     def run(self, feature_model, layer, channels, columns, image=None, **options):
         settings = ChannelSettings(**options).validate()

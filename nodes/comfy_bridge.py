@@ -273,8 +273,10 @@ def input_subfolder(name: str) -> str:
         for entry in (*dirs, *files):
             target = os.path.realpath(os.path.join(root, entry))
             if os.path.commonpath([base, target]) != base:
-                raise ValueError(f"{os.path.relpath(os.path.join(root, entry), base)} leads outside ComfyUI's input "
-                                 "folder; put the pictures themselves inside it.")  # fmt: skip
+                raise ValueError(
+                    f"{os.path.relpath(os.path.join(root, entry), base)} leads outside ComfyUI's input "
+                    "folder; put the pictures themselves inside it."
+                )
     return path
 
 

@@ -168,10 +168,21 @@ class DreamZoom:
             "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
         }
 
-    def run(self, image, feature_model, frames: int = 12, zoom: float = 1.05, angle: float = 0.0,
-            shift_x: float = 0.0, shift_y: float = 0.0, layer_weights=None, **inputs):  # fmt: skip
+    def run(
+        self,
+        image,
+        feature_model,
+        frames: int = 12,
+        zoom: float = 1.05,
+        angle: float = 0.0,
+        shift_x: float = 0.0,
+        shift_y: float = 0.0,
+        layer_weights=None,
+        **inputs,
+    ):
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
-        animation = run_engine(dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y,
-                               frames_device=out)  # finished frames wait off the GPU
+        animation = run_engine(
+            dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y, frames_device=out
+        )  # finished frames wait off the GPU
         return (to_bhwc(animation).to(out),)

@@ -118,12 +118,19 @@ class DetailReinject:
         shape = (height or original_bchw.shape[-2], width or original_bchw.shape[-1])
         if upscaled is None:  # an upscaler's output is already in memory: only a size asked for here can be huge
             batch = max(dreamed.shape[0], original_bchw.shape[0])
-            check_memory(MemoryEstimate(0, 0, reinject_detail_bytes(batch, shape), 0), dreamed.device,
-                         f"Enlarging {batch} picture(s) to {shape[1]}x{shape[0]} px", "Ask for a smaller size.")
+            check_memory(
+                MemoryEstimate(0, 0, reinject_detail_bytes(batch, shape), 0),
+                dreamed.device,
+                f"Enlarging {batch} picture(s) to {shape[1]}x{shape[0]} px",
+                "Ask for a smaller size.",
+            )
         result = reinject_detail(
-            dreamed, original_bchw, shape=shape,
-            upscaled=to_bchw(upscaled) if upscaled is not None else None, strength=strength,
-        )  # fmt: skip
+            dreamed,
+            original_bchw,
+            shape=shape,
+            upscaled=to_bchw(upscaled) if upscaled is not None else None,
+            strength=strength,
+        )
         return (to_bhwc(result).to(comfy_bridge.output_device()),)
 
 
@@ -177,14 +184,19 @@ class DreamNetwork:
         return {
             "required": {
                 "feature_model": ("FEATURE_MODEL", {"tooltip": "The extra network (from Load Feature Model)."}),
-                "layer_weights": ("LAYER_WEIGHTS", {"tooltip": "What this network dreams: its layers, channels "
-                                  "or classes and their weights, added to the dream node's own. A class score "
-                                  "pulls about ten times less than a layer: give it a weight near 10."}),
+                "layer_weights": (
+                    "LAYER_WEIGHTS",
+                    {
+                        "tooltip": "What this network dreams: its layers, channels "
+                        "or classes and their weights, added to the dream node's own. A class score "
+                        "pulls about ten times less than a layer: give it a weight near 10."
+                    },
+                ),
             },
             "optional": {
                 "networks": ("DREAM_NETWORKS", {"tooltip": "Networks added before this one, to add to."}),
             },
-        }  # fmt: skip
+        }
 
     def run(self, feature_model, layer_weights, networks=None):
         feature_model.resolve_weights(layer_weights)  # a bad layer fails on this node, naming it

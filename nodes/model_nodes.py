@@ -76,8 +76,9 @@ class LoadFeatureModel:
             folders = comfy_bridge.model_folders() or None
             model = load_feature_model(architecture, IMAGENET, weights_dir=folders, learning_phase=learning_phase)
         else:
-            model = load_feature_model(architecture, comfy_bridge.model_file_path(weights),
-                                       learning_phase=learning_phase)  # fmt: skip
+            model = load_feature_model(
+                architecture, comfy_bridge.model_file_path(weights), learning_phase=learning_phase
+            )
         return (model,)
 
 

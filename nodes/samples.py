@@ -107,8 +107,12 @@ def provide_samples(request: dict, input_dir: str | os.PathLike) -> list[Path]:
         except OSError as error:
             log.warning(
                 "DeepDream: could not copy the sample %s into ComfyUI's input folder (%s). Put it there by "
-                "hand as %s/%s, or pick another picture.", sample.name, error, PREFIX, sample.name,
-            )  # fmt: skip
+                "hand as %s/%s, or pick another picture.",
+                sample.name,
+                error,
+                PREFIX,
+                sample.name,
+            )
     if written:
         log.info("DeepDream: copied %d sample file(s) into %s/%s for this workflow.", len(written), "input", PREFIX)
     return written
@@ -129,8 +133,11 @@ def register_sample_provider() -> None:
         return
     server = getattr(PromptServer, "instance", None)
     if server is None or not hasattr(server, "add_on_prompt_handler"):
-        log.warning("DeepDream: this ComfyUI has no prompt handlers; copy the pack's samples/ into "
-                    "input/%s to run the example workflows.", PREFIX)  # fmt: skip
+        log.warning(
+            "DeepDream: this ComfyUI has no prompt handlers; copy the pack's samples/ into "
+            "input/%s to run the example workflows.",
+            PREFIX,
+        )
         return
 
     def handler(request: dict) -> dict:

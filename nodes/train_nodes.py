@@ -50,23 +50,43 @@ class TrainFeatureModel:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "folder": ("STRING", {"default": "deepdream_samples/shapes",
-                                      "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
-                                      "pictures per class (any size or format Pillow reads). The default is the "
-                                      "pack's sample set (stripes, dots, checkers), copied there when queued."}),
-                "architecture": (list(trainable_models()), {"default": trainable_models()[0],
-                                                   "tooltip": "The network to fine-tune. efficientnet_lite0 "
-                                                   "starts from weights that work offline."}),
-                "weights": (["imagenet", *comfy_bridge.model_files()],
-                            {"default": "imagenet", "tooltip": "Starting weights: ImageNet, or a checkpoint "
-                             "from models/deepdream of this architecture."}),
+                "folder": (
+                    "STRING",
+                    {
+                        "default": "deepdream_samples/shapes",
+                        "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
+                        "pictures per class (any size or format Pillow reads). The default is the "
+                        "pack's sample set (stripes, dots, checkers), copied there when queued.",
+                    },
+                ),
+                "architecture": (
+                    list(trainable_models()),
+                    {
+                        "default": trainable_models()[0],
+                        "tooltip": "The network to fine-tune. efficientnet_lite0 "
+                        "starts from weights that work offline.",
+                    },
+                ),
+                "weights": (
+                    ["imagenet", *comfy_bridge.model_files()],
+                    {
+                        "default": "imagenet",
+                        "tooltip": "Starting weights: ImageNet, or a checkpoint "
+                        "from models/deepdream of this architecture.",
+                    },
+                ),
                 **widgets(opt for opt in TRAIN_OPTIONS if opt.in_node),
-                "save_as": ("STRING", {"default": "my_classifier",
-                                       "tooltip": "File name (without .safetensors) in models/deepdream. An "
-                                       "existing file of that name is replaced, but only once the new model is "
-                                       "complete; the checkpoint you start from never is."}),
+                "save_as": (
+                    "STRING",
+                    {
+                        "default": "my_classifier",
+                        "tooltip": "File name (without .safetensors) in models/deepdream. An "
+                        "existing file of that name is replaced, but only once the new model is "
+                        "complete; the checkpoint you start from never is.",
+                    },
+                ),
             }
-        }  # fmt: skip
+        }
 
     @classmethod
     def IS_CHANGED(cls, folder, **_inputs):
@@ -98,14 +118,25 @@ class TrainFeatureModel:
             curve = figures.get("curve")
             bar(step, total, pil_to_tensor(curve) if curve is not None else None)
             if curve is not None:
-                log.info("epoch %d/%d: loss %.3f, held-out accuracy %.1f%%", figures["epoch"], figures["epochs"],
-                         figures["loss"], 100 * figures["accuracy"])  # fmt: skip
+                log.info(
+                    "epoch %d/%d: loss %.3f, held-out accuracy %.1f%%",
+                    figures["epoch"],
+                    figures["epochs"],
+                    figures["loss"],
+                    100 * figures["accuracy"],
+                )
 
         result = train_classifier(
-            path, architecture, start, settings, target,
-            weights_dir=comfy_bridge.model_folders() or None, device=device,
-            on_progress=progress, should_stop=comfy_bridge.raise_if_interrupted,
-        )  # fmt: skip
+            path,
+            architecture,
+            start,
+            settings,
+            target,
+            weights_dir=comfy_bridge.model_folders() or None,
+            device=device,
+            on_progress=progress,
+            should_stop=comfy_bridge.raise_if_interrupted,
+        )
         comfy_bridge.park(result.model)  # a dream loads it again through model management
         per_class = per_class_text(result.per_class)
         summary = (

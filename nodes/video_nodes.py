@@ -42,8 +42,12 @@ def video_inputs(clip: tuple[str, tuple], mask_tooltip: str) -> dict:
     (the mask with a video's own tooltip)."""
     optional = optional_inputs("layer_weights", "mask", "guide", "regions", "networks")
     optional["mask"] = ("MASK", {"tooltip": mask_tooltip})  # same place among the inputs
-    required = {clip[0]: clip[1], "feature_model": FEATURE_MODEL_INPUT, **dream_option_inputs(),
-                **widgets(VIDEO_OPTIONS)}  # fmt: skip
+    required = {
+        clip[0]: clip[1],
+        "feature_model": FEATURE_MODEL_INPUT,
+        **dream_option_inputs(),
+        **widgets(VIDEO_OPTIONS),
+    }
     return {"required": required, "optional": optional}
 
 
@@ -65,9 +69,10 @@ class DreamVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return video_inputs(("frames", ("IMAGE", {"tooltip": "The clip's frames in order, as one IMAGE batch."})),
-                            "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch "
-                            "is used in turn).")  # fmt: skip
+        return video_inputs(
+            ("frames", ("IMAGE", {"tooltip": "The clip's frames in order, as one IMAGE batch."})),
+            "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch is used in turn).",
+        )
 
     def run(self, frames, feature_model, layer_weights=None, **inputs):
         video, call = video_node_dream(feature_model, layer_weights, inputs)
@@ -79,8 +84,16 @@ class DreamVideo:
         with call.on_device(to_bchw(frames[:1]).shape) as device:
             source = stream_batch(frames, lambda frame: to_bchw(frame).to(device))
             # Each frame's mask goes to the device with that frame only; the progress counts the clip's steps.
-            dreams = dream_video(source, call.model, call.objective, call.settings, video, frame_count=count,
-                                 weights_dir=comfy_bridge.model_folders() or None, **call.engine_options(count))
+            dreams = dream_video(
+                source,
+                call.model,
+                call.objective,
+                call.settings,
+                video,
+                frame_count=count,
+                weights_dir=comfy_bridge.model_folders() or None,
+                **call.engine_options(count),
+            )
             for index, dreamed in enumerate(dreams):
                 frame = to_bhwc(dreamed).to(out_device)
                 if result is None:
@@ -106,8 +119,10 @@ class DreamVideoFile:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return video_inputs(("video", ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."})),
-                            "Dream strength per pixel, the same for every frame; resized to it.")
+        return video_inputs(
+            ("video", ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."})),
+            "Dream strength per pixel, the same for every frame; resized to it.",
+        )
 
     def run(self, video, feature_model, layer_weights=None, **inputs):
         settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
@@ -124,11 +139,23 @@ class DreamVideoFile:
         count = source.count or 1
         bar = call.progress(count)  # counts frames: a stream's step total is not known ahead
         with call.on_device(first.shape) as device:
-            clip = ClipDream(call.model, call.objective, call.settings, settings_of_video, mask=call.mask,
-                             weights_dir=comfy_bridge.model_folders() or None, device=device,
-                             should_stop=comfy_bridge.raise_if_interrupted)  # fmt: skip
-            render_clip(work, source, sink, clip, on_frame=lambda done, _total, frame: bar(min(done, count),
-                        max(count, done), frame))  # fmt: skip
+            clip = ClipDream(
+                call.model,
+                call.objective,
+                call.settings,
+                settings_of_video,
+                mask=call.mask,
+                weights_dir=comfy_bridge.model_folders() or None,
+                device=device,
+                should_stop=comfy_bridge.raise_if_interrupted,
+            )
+            render_clip(
+                work,
+                source,
+                sink,
+                clip,
+                on_frame=lambda done, _total, frame: bar(min(done, count), max(count, done), frame),
+            )
         return (comfy_bridge.video_output(output),)
 
 

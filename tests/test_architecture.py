@@ -38,10 +38,15 @@ def test_there_is_no_import_circle_and_the_architecture_map_is_current():
     graph = import_graph.edges()
     assert import_graph.circles(graph) == []
     assert "dream_core.objectives" in graph["nodes.base"] and "dream_core.job" in graph["dream_core.cluster.worker"]
-    assert not any(target.startswith("nodes") for name, targets in graph.items() if name.startswith("dream_core")
-                   for target in targets), "the engine must not import the nodes"  # fmt: skip
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "import_graph.py"), "--check"], capture_output=True,
-                         text=True)  # fmt: skip
+    assert not any(
+        target.startswith("nodes")
+        for name, targets in graph.items()
+        if name.startswith("dream_core")
+        for target in targets
+    ), "the engine must not import the nodes"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "import_graph.py"), "--check"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -84,8 +89,9 @@ def test_a_new_objective_term_is_added_in_one_file_and_composes(lite0, small_pho
             channel = tap(image)["blocks.8"][0, 5]
         height, width = channel.shape
         middle = channel[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4].mean()
-        return middle.item(), (channel.sum() - channel[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
-                               .sum()).item() / (channel.numel() - height // 2 * (width // 2))  # fmt: skip
+        return middle.item(), (
+            channel.sum() - channel[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4].sum()
+        ).item() / (channel.numel() - height // 2 * (width // 2))
 
     before, after = centre_and_edge(small_photo), centre_and_edge(dreamed)
     assert after[0] - before[0] > 2 * abs(after[1] - before[1])  # the middle rose, far more than the rest moved

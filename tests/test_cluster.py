@@ -33,6 +33,8 @@ def threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
 VIDEO_FAST = [*FAST, "--next-iterations", "2", "--flow", "ilk"]
 
 
@@ -73,8 +75,7 @@ def single_machine(folder, tmp_path_factory) -> dict[str, np.ndarray]:
     return _pixels(out)
 
 
-def test_a_folder_on_two_workers_gives_the_single_machine_pixels(ray_cluster, folder, single_machine, tmp_path,
-                                                                 capsys):  # fmt: skip
+def test_a_folder_on_two_workers_gives_the_single_machine_pixels(ray_cluster, folder, single_machine, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["dream", str(folder), "-o", str(out), *FAST, "--ray", "--workers", "2"]) == 0
     err = capsys.readouterr().err
@@ -88,13 +89,29 @@ def test_a_folder_on_two_workers_gives_the_single_machine_pixels(ray_cluster, fo
 
 def test_a_worker_with_the_single_machines_threads_gives_its_pixels_in_bf16_too(ray_cluster, tmp_path):
     photo = tmp_path / "photo.png"
-    imageio.save_image(F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96),
-                                     mode="area")[0], photo)  # fmt: skip
+    imageio.save_image(
+        F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96), mode="area")[0], photo
+    )
     bf16 = [*FAST[:-1], "bf16"]
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "here.png"), *bf16]) == 0
     threads = str(torch.get_num_threads())
-    assert cli.main(["dream", str(photo), "-o", str(tmp_path / "ray.png"), *bf16, "--ray", "--workers", "1",
-                     "--worker-threads", threads]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "dream",
+                str(photo),
+                "-o",
+                str(tmp_path / "ray.png"),
+                *bf16,
+                "--ray",
+                "--workers",
+                "1",
+                "--worker-threads",
+                threads,
+            ]
+        )
+        == 0
+    )
     here, spread = (np.asarray(Image.open(tmp_path / name)) for name in ("here.png", "ray.png"))
     assert np.array_equal(here, spread)
 
@@ -118,14 +135,16 @@ def test_a_worker_killed_mid_job_loses_nothing(ray_cluster, folder, single_machi
     assert all(np.array_equal(picture, single_machine[name]) for name, picture in dreamed.items())
 
 
-def test_a_bad_image_is_named_and_a_stopped_job_goes_on(ray_cluster, folder, single_machine, tmp_path, monkeypatch,
-                                                        capsys):  # fmt: skip
+def test_a_bad_image_is_named_and_a_stopped_job_goes_on(
+    ray_cluster, folder, single_machine, tmp_path, monkeypatch, capsys
+):
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for file in folder.glob("*.png"):
         (pictures / file.name).write_bytes(file.read_bytes())
     (pictures / "broken.png").write_bytes(b"\x89PNG not really")
     out = tmp_path / "out"
+
     def stop_after_five(pool):
         if len(list(out.glob("*.png"))) >= 5:
             raise KeyboardInterrupt
@@ -189,8 +208,7 @@ def _three_shot_clip(path: Path, per_shot: int = 4, side: int = 96) -> Path:
     return path
 
 
-def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cluster, tmp_path, capsys,
-                                                                          monkeypatch):  # fmt: skip
+def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cluster, tmp_path, capsys, monkeypatch):
     import av
 
     clip = _three_shot_clip(tmp_path / "clip.mp4")
@@ -210,6 +228,7 @@ def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cl
     here, spread = _pixels(tmp_path / "here"), _pixels(tmp_path / "ray")
     assert len(here) == 12 and here.keys() == spread.keys()
     assert all(np.array_equal(spread[name], here[name]) for name in here)
+
     def stop_after_a_shot(pool):
         if list((tmp_path / ".again.work").glob("shot_*.done")):
             raise KeyboardInterrupt
@@ -232,8 +251,23 @@ def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cl
 
 def test_workers_the_cluster_has_no_room_for_are_refused_not_waited_for(ray_cluster, tmp_path, capsys):
     photo = ROOT / "samples" / "astronaut.png"
-    assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST, "--ray", "--workers", "2",
-                     "--worker-threads", "2"]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "dream",
+                str(photo),
+                "-o",
+                str(tmp_path / "out.png"),
+                *FAST,
+                "--ray",
+                "--workers",
+                "2",
+                "--worker-threads",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "need 4 CPUs; the cluster has 2" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
 
@@ -251,7 +285,11 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
 def test_a_worker_writes_where_it_sees_the_drivers_folder_and_else_sends_the_pixels(tmp_path):
     """Through the outbox on a shared folder, or back to the driver: the same file either way."""
     photo = F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96), mode="area")
-    job = pack_module("dream_core.parser").parse(["dream", "x.png", "-o", str(tmp_path / "y.png"), *FAST]).arguments["job"]
+    job = (
+        pack_module("dream_core.parser")
+        .parse(["dream", "x.png", "-o", str(tmp_path / "y.png"), *FAST])
+        .arguments["job"]
+    )
     with threads(torch.get_num_threads()):  # a worker sets its process's threads: this one's are put back
         worker = cluster.Worker(job, 1)
         outbox = cluster.Outbox(tmp_path / "shared")
@@ -261,8 +299,9 @@ def test_a_worker_writes_where_it_sees_the_drivers_folder_and_else_sends_the_pix
         sent = worker.dream_image(photo[0].numpy(), str(tmp_path / "other" / "b.png"), elsewhere)
     assert sent is not None and not (tmp_path / "other" / "b.png").exists()
     imageio.save_pixels(sent, tmp_path / "b.png")
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "shared" / "a.png")), np.asarray(Image.open(tmp_path /
-                                                                                                        "b.png")))
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "shared" / "a.png")), np.asarray(Image.open(tmp_path / "b.png"))
+    )
     (tmp_path / "shared" / f".a{pack_module('dream_core.outputs').PARTIAL}12345-x.png").write_bytes(b"half")
     outbox.close([12345])  # what a dead worker left half-written goes with the token
     assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["a.png"]

@@ -152,10 +152,17 @@ def test_dream_zoom_is_deterministic_and_each_frame_dreams_the_previous_zoomed_i
     layers = dict(lite0.spec.default_layers)
     reports, finished = [], []
     frames = dream_zoom(
-        photo, lite0, layers, SETTINGS, frames=3, zoom=1.1, angle=2.0, shift_x=1.0,
+        photo,
+        lite0,
+        layers,
+        SETTINGS,
+        frames=3,
+        zoom=1.1,
+        angle=2.0,
+        shift_x=1.0,
         on_progress=lambda step, total, image: reports.append((step, total)),
         on_frame=lambda index, frame: finished.append(index),
-    )  # fmt: skip
+    )
     assert frames.shape == (3, 3, 96, 112)
     assert torch.equal(frames, dream_zoom(photo, lite0, layers, SETTINGS, frames=3, zoom=1.1, angle=2.0, shift_x=1.0))
     for a, b in ((0, 1), (1, 2), (0, 2)):
@@ -305,7 +312,7 @@ def test_the_nodes_pass_mask_and_guide_to_every_dream(creative, lite0, photo):
     options = dict(NODE_OPTIONS, octaves=1)
     image, frames = creative.DreamFrames().run(
         _bhwc(photo), lite0, every_n_steps=1, mask=torch.zeros(1, 96, 112), **options
-    )  # fmt: skip
+    )
     assert (image - _bhwc(photo)).abs().max() < 1e-6 and (frames - _bhwc(photo)).abs().max() < 1e-6
     guide = _bhwc(photo.flip(-2).flip(-1))
     (plain,) = creative.DreamZoom().run(_bhwc(photo), lite0, frames=1, **options)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dream_core import DreamCancelled, DreamError, DreamSettings, dream, objective, octave_shapes
+from dream_core import DreamCancelled, DreamError, DreamSettings, dream, objective_value, octave_shapes
 from dream_core.imageops import resize
 
 FAST = DreamSettings(octaves=2, octave_scale=1.4, iterations=3, step=0.02, max_loss=0.0, jitter=8, seed=1)
@@ -61,12 +61,12 @@ def test_every_image_of_a_batch_is_dreamed_as_alone(lite0, small_photo):
         assert (together[i] - batch[i]).abs().mean().item() > 1e-3
     full = dream(batch, lite0, LAYERS, FAST).images
     for i in range(3):
-        assert objective(lite0, full[i : i + 1], LAYERS) > 1.2 * objective(lite0, batch[i : i + 1], LAYERS)
+        assert objective_value(lite0, full[i : i + 1], LAYERS) > 1.2 * objective_value(lite0, batch[i : i + 1], LAYERS)
 
 
 def test_max_loss_ends_an_octave_before_the_step(lite0, small_photo):
     # A limit below the photo's own loss: Keras breaks before the first step.
-    start = objective(lite0, small_photo, LAYERS).item()
+    start = objective_value(lite0, small_photo, LAYERS).item()
     result = dream(small_photo, lite0, LAYERS, FAST.with_options(max_loss=start / 10))
     assert (result.images - small_photo).abs().max().item() < 1 / 255
     unlimited = dream(small_photo, lite0, LAYERS, FAST.with_options(max_loss=start * 100))
@@ -76,7 +76,7 @@ def test_max_loss_ends_an_octave_before_the_step(lite0, small_photo):
 def test_max_loss_is_per_image_in_a_batch(lite0, small_photo):
     # A flat grey image has a far smaller loss than the photo: only the photo stops.
     grey = torch.full_like(small_photo, 0.5)
-    losses = objective(lite0, torch.cat([small_photo, grey]), LAYERS)
+    losses = objective_value(lite0, torch.cat([small_photo, grey]), LAYERS)
     assert losses[0] > losses[1]
     limit = (losses[0].item() + losses[1].item()) / 2
     result = dream(
@@ -127,8 +127,8 @@ def test_loss_modes_and_normalisations_all_raise_the_objective(lite0, small_phot
         for normalize in ("mean_abs", "std"):
             settings = FAST.with_options(loss=loss, normalize=normalize, jitter=0)
             out = dream(small_photo, lite0, LAYERS, settings).images
-            before = objective(lite0, small_photo, LAYERS, loss).item()
-            after = objective(lite0, out, LAYERS, loss).item()
+            before = objective_value(lite0, small_photo, LAYERS, loss).item()
+            after = objective_value(lite0, out, LAYERS, loss).item()
             assert after > before, (loss, normalize, before, after)
 
 
@@ -168,8 +168,8 @@ def test_dream_on_the_sample_photo_raises_the_objective_and_keeps_the_photo(lite
 
     preset = get_preset("lite0")
     result = dream(astronaut, lite0, preset.layers, preset.settings)
-    before = objective(lite0, astronaut, preset.layers).item()
-    after = objective(lite0, result.images, preset.layers).item()
+    before = objective_value(lite0, astronaut, preset.layers).item()
+    after = objective_value(lite0, result.images, preset.layers).item()
     assert after >= 2 * before, (before, after)
     small = F.interpolate(result.images, scale_factor=1 / 16, mode="area")
     small_original = F.interpolate(astronaut, scale_factor=1 / 16, mode="area")

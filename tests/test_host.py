@@ -62,10 +62,20 @@ def test_files_the_user_already_has_are_never_overwritten_or_deleted(tmp_path):
 
 @pytest.mark.parametrize(
     "value",
-    ["astronaut.png", "example.png", "deepdream_samples/../samples/astronaut.png", "deepdream_samples/..",
-     "/deepdream_samples/astronaut.png", "deepdream_samples/README.md", "deepdream_samples/missing.png",
-     "deepdream_samples", "other/deepdream_samples/astronaut.png", 7, None],
-)  # fmt: skip
+    [
+        "astronaut.png",
+        "example.png",
+        "deepdream_samples/../samples/astronaut.png",
+        "deepdream_samples/..",
+        "/deepdream_samples/astronaut.png",
+        "deepdream_samples/README.md",
+        "deepdream_samples/missing.png",
+        "deepdream_samples",
+        "other/deepdream_samples/astronaut.png",
+        7,
+        None,
+    ],
+)
 def test_values_that_name_no_bundled_sample_copy_nothing(tmp_path, value):
     assert samples.sample_path(value) is None
     request = _request("x")
@@ -145,10 +155,12 @@ class StandInModelManagement:
     def unet_offload_device(self):
         return torch.device("cpu")
 
-    def load_models_gpu(self, models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
-                        force_full_load=False):  # fmt: skip
-        self.calls.append(("load_models_gpu", tuple(models), int(memory_required), force_full_load,
-                           torch.is_inference_mode_enabled()))  # fmt: skip
+    def load_models_gpu(
+        self, models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False
+    ):
+        self.calls.append(
+            ("load_models_gpu", tuple(models), int(memory_required), force_full_load, torch.is_inference_mode_enabled())
+        )
         for patcher in models:  # as ComfyUI's ModelPatcher.load does: the module moved as a whole
             patcher.model.to(patcher.load_device)
 
@@ -174,8 +186,10 @@ def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(
     settings = DreamSettings(precision="fp32")
     cpu = torch.device("cpu")
     small = estimate_dream_memory(random_lite0, ["blocks.8"], settings, (1, 3, 256, 256), cpu)
-    assert small.weights == model_bytes(random_lite0) == sum(
-        t.numel() * t.element_size() for t in random_lite0.net.state_dict().values()
+    assert (
+        small.weights
+        == model_bytes(random_lite0)
+        == sum(t.numel() * t.element_size() for t in random_lite0.net.state_dict().values())
     )
     assert 4_000_000 < small.weights < 40_000_000  # Lite0: 4.65 M parameters
     assert small.images == IMAGE_COPIES * 3 * 256 * 256 * 4
@@ -192,17 +206,22 @@ def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(
     tiled = settings.with_options(tile_size=256)
     big = estimate_dream_memory(random_lite0, ["blocks.8"], tiled, (1, 3, 1024, 1024), cpu)
     assert big.activations == small.activations and big.images == 16 * small.images
-    half = estimate_dream_memory(random_lite0, ["blocks.8"], settings.with_options(precision="bf16"), (1, 3, 256, 256),
-                                 cpu)  # fmt: skip
+    half = estimate_dream_memory(
+        random_lite0, ["blocks.8"], settings.with_options(precision="bf16"), (1, 3, 256, 256), cpu
+    )
     assert 0.5 * small.activations < half.activations < 0.85 * small.activations  # bf16 activations, fp32 losses
     assert half.weights == small.weights * 3 // 2  # and the weights' bf16 copy
 
 
 @pytest.mark.parametrize(
     ("name", "layer", "size"),
-    [("efficientnet_lite0", "blocks.10", 256), ("googlenet", "inception4c", 256), ("inception_v3", "mixed7", 299),
-     ("vgg16", "conv5_1", 224)],
-)  # fmt: skip
+    [
+        ("efficientnet_lite0", "blocks.10", 256),
+        ("googlenet", "inception4c", 256),
+        ("inception_v3", "mixed7", 299),
+        ("vgg16", "conv5_1", 224),
+    ],
+)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_estimate_is_within_1_3x_of_what_a_dream_really_holds(name, layer, size, precision):
     from dream_core import dream
@@ -224,9 +243,13 @@ def test_the_estimate_is_within_1_3x_of_what_a_dream_really_holds(name, layer, s
 
 @pytest.mark.parametrize(
     ("name", "layers"),
-    [("googlenet", ["inception4c"]), ("inception_v3", ["mixed4", "mixed7"]), ("vgg19", ["conv5_1"]),
-     ("efficientnet_lite0", ["blocks.10"])],
-)  # fmt: skip
+    [
+        ("googlenet", ["inception4c"]),
+        ("inception_v3", ["mixed4", "mixed7"]),
+        ("vgg19", ["conv5_1"]),
+        ("efficientnet_lite0", ["blocks.10"]),
+    ],
+)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_an_8k_dream_does_not_ask_comfyui_to_empty_a_24_gb_card(monkeypatch, name, layers, precision):
     from dream_core import memory
@@ -239,8 +262,9 @@ def test_an_8k_dream_does_not_ask_comfyui_to_empty_a_24_gb_card(monkeypatch, nam
     spec = get_spec(name)
     with torch.device("meta"):  # only shapes matter
         model = FeatureModel(spec, spec.build(1000), "random")
-    estimate = estimate_dream_memory(model, layers, DreamSettings(precision=precision), (1, 3, 4320, 7680),
-                                     torch.device("cuda", 0))  # fmt: skip
+    estimate = estimate_dream_memory(
+        model, layers, DreamSettings(precision=precision), (1, 3, 4320, 7680), torch.device("cuda", 0)
+    )
     assert estimate.total < card // 2, estimate.describe()
     assert estimate.tile_size >= 1024  # still large tiles: a GPU runs them as fast as larger ones
 
@@ -256,8 +280,9 @@ def test_the_estimate_covers_what_autograd_really_keeps(random_lite0):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), random_lite0.tap(["blocks.8"]) as tap:
         activation = tap(image)["blocks.8"]
     activation.square().mean().backward()
-    estimate = estimate_dream_memory(random_lite0, ["blocks.8"], DreamSettings(precision="fp32"), (1, 3, 192, 192),
-                                     torch.device("cpu"))  # fmt: skip
+    estimate = estimate_dream_memory(
+        random_lite0, ["blocks.8"], DreamSettings(precision="fp32"), (1, 3, 192, 192), torch.device("cpu")
+    )
     kept = sum(saved.values())
     assert kept <= estimate.activations <= 2 * kept, (kept, estimate.activations)
 
@@ -274,8 +299,9 @@ def test_comfyuis_model_management_holds_the_model_loaded_with_the_dreams_memory
         for _ in range(2):
             dream_nodes.OctaveDream().run(image, random_lite0, {"blocks.8": 1.0}, **settings)
     loads = [call for call in stand_in.calls if call[0] == "load_models_gpu"]
-    expected = estimate_dream_memory(random_lite0, ["blocks.8"], DreamSettings(**settings), tuple(small_photo.shape),
-                                     torch.device("cpu"))  # fmt: skip
+    expected = estimate_dream_memory(
+        random_lite0, ["blocks.8"], DreamSettings(**settings), tuple(small_photo.shape), torch.device("cpu")
+    )
     assert len(loads) == 2 and loads[0][1] == loads[1][1]  # one patcher for the model, reused
     (patcher,) = loads[0][1]
     assert patcher.model is random_lite0.net and patcher.load_device == torch.device("cpu")

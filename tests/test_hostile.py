@@ -16,8 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dream_core import DreamError, cluster, memory
-from dream_core import commands
+from dream_core import DreamError, cluster, commands, memory
 from dream_core import job as job_module
 from dream_core import render as render_module
 from dream_core.cli import build_parser, main
@@ -68,8 +67,18 @@ def test_channels_pictures_overwrite_replaces_only_its_pictures_and_never_the_in
     folder = photo.parent  # the pictures go where the input is
     (folder / "notes.txt").write_text("mine")
     before = md5(photo)
-    args = ["channels", "-o", str(tmp_path / "sheet.png"), "--pictures", str(folder), "--channels", "top2",
-            "--image", str(photo), *CHANNELS_FAST]  # fmt: skip
+    args = [
+        "channels",
+        "-o",
+        str(tmp_path / "sheet.png"),
+        "--pictures",
+        str(folder),
+        "--channels",
+        "top2",
+        "--image",
+        str(photo),
+        *CHANNELS_FAST,
+    ]
     assert main(args) == 0
     written = sorted(p.name for p in folder.glob("blocks*.png"))
     assert len(written) == 2
@@ -85,8 +94,23 @@ def test_channels_refuse_a_picture_name_that_is_the_input(tmp_path, capsys):
     image = folder / "blocks.8_1.png"  # the very name channel 1 of blocks.8 would be written to
     Image.open(ROOT / "samples" / "astronaut.png").resize((64, 64)).save(image)
     before = md5(image)
-    code = main(["channels", "-o", str(tmp_path / "sheet.png"), "--pictures", str(folder), "--layer", "blocks.8",
-                 "--channels", "1", "--image", str(image), "--overwrite", *CHANNELS_FAST])  # fmt: skip
+    code = main(
+        [
+            "channels",
+            "-o",
+            str(tmp_path / "sheet.png"),
+            "--pictures",
+            str(folder),
+            "--layer",
+            "blocks.8",
+            "--channels",
+            "1",
+            "--image",
+            str(image),
+            "--overwrite",
+            *CHANNELS_FAST,
+        ]
+    )
     assert code == 2 and "is the input" in capsys.readouterr().err and md5(image) == before
 
 
@@ -157,8 +181,24 @@ def test_a_repeated_network_is_loaded_once_counted_in_memory_and_capped(photo, t
     real = job_module.load_feature_model
     monkeypatch.setattr(job_module, "load_feature_model", lambda *a, **k: loads.append(a[:2]) or real(*a, **k))
     spec = "efficientnet_lite0=blocks.10:1"
-    assert main(["dream", str(photo), "-o", str(tmp_path / "x.png"), *FAST, "--network", spec, "--network", spec,
-                 "--network", spec]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "dream",
+                str(photo),
+                "-o",
+                str(tmp_path / "x.png"),
+                *FAST,
+                "--network",
+                spec,
+                "--network",
+                spec,
+                "--network",
+                spec,
+            ]
+        )
+        == 0
+    )
     assert len(loads) == 2  # the main network and one other, not three
     assert "blocks.6" in capsys.readouterr().err  # the main network keeps its own layers beside the others
     code = main(["dream", str(photo), "-o", str(tmp_path / "y.png"), *FAST, *["--network", spec] * 9])
@@ -170,8 +210,9 @@ def test_the_memory_estimate_counts_every_other_network(lite0):
     from dream_core.memory import estimate_objective_memory
     from dream_core.objectives import Objective
 
-    alone = estimate_objective_memory(lite0, Objective.of({"blocks.6": 1}).resolved(lite0), DreamSettings(),
-                                      (1, 3, 512, 512), "cpu", 512)  # fmt: skip
+    alone = estimate_objective_memory(
+        lite0, Objective.of({"blocks.6": 1}).resolved(lite0), DreamSettings(), (1, 3, 512, 512), "cpu", 512
+    )
     other = load_feature_model("efficientnet_lite0", "random")
     both = Objective.of({"blocks.6": 1}, networks=[(other, {"blocks.10": 1})] * 2).resolved(lite0)
     with_other = estimate_objective_memory(lite0, both, DreamSettings(), (1, 3, 512, 512), "cpu", 512)
@@ -221,8 +262,14 @@ def _rotated_clip(path: Path, rotation: int, times: list[float]) -> torch.Tensor
     from dream_core.videoio import VideoSink
 
     upright = torch.nn.functional.interpolate(
-        torch.from_numpy(np.array(Image.open(ROOT / "samples" / "astronaut.png").convert("RGB"))).permute(2, 0, 1)
-        .unsqueeze(0).float() / 255, size=(96, 64), mode="area")  # fmt: skip
+        torch.from_numpy(np.array(Image.open(ROOT / "samples" / "astronaut.png").convert("RGB")))
+        .permute(2, 0, 1)
+        .unsqueeze(0)
+        .float()
+        / 255,
+        size=(96, 64),
+        mode="area",
+    )
     stored = torch.rot90(upright, -round(rotation / 90), dims=(-2, -1))  # as the phone's sensor saw it
     sink = VideoSink(path, Fraction(25), times=[Fraction(t).limit_denominator(1000) for t in times])
     for _ in times[:-1]:
@@ -275,8 +322,9 @@ def _stop_after(monkeypatch, frames: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["missing", "cut short", "stray file"])
-def test_a_damaged_work_folder_is_never_mixed_into_the_output_and_a_rerun_recovers(photo, tmp_path, monkeypatch,
-                                                                                      damage, capsys):  # fmt: skip
+def test_a_damaged_work_folder_is_never_mixed_into_the_output_and_a_rerun_recovers(
+    photo, tmp_path, monkeypatch, damage, capsys
+):
     frames = frames_of(photo, tmp_path, 4)
     out = tmp_path / "out"
     args = ["video", str(frames), "-o", str(out), *FAST, "--flow", "ilk"]
@@ -443,5 +491,7 @@ def test_loading_random_weights_is_seeded_and_leaves_the_callers_generator_alone
     first = load_feature_model("efficientnet_lite0", "random")
     assert torch.equal(torch.rand(3), expected)  # the global generator is where the caller left it
     second = load_feature_model("efficientnet_lite0", "random")
-    assert all(torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values(),
-                                                  strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values(), strict=True)
+    )

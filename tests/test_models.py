@@ -28,8 +28,19 @@ from dream_core.zoo import ZOO
 
 def test_inception_v3_answers_to_keras_mixed_names():
     layers = {info.name: info for info in layer_catalogue("inception_v3")}
-    torchvision_names = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]  # fmt: skip
+    torchvision_names = [
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    ]
     for i, name in enumerate(torchvision_names):
         assert layers[name].aliases == (f"mixed{i}",)
     assert layers["Mixed_5b"].channels == 256 and layers["Mixed_7c"].channels == 2048
@@ -254,10 +265,18 @@ def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cl
         return fold_batchnorms(net)
 
     spec = ModelSpec(
-        name="tiny_test_net", description="a two-layer test network", build=Tiny, mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25), layers=lambda net: [("low", "act1", ("first",)), ("high", "act2", ())],
-        default_layers={"high": 1.0}, classifier_prefix="fc", min_size=8, probe_size=64, fold=fold,
-    )  # fmt: skip
+        name="tiny_test_net",
+        description="a two-layer test network",
+        build=Tiny,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        layers=lambda net: [("low", "act1", ("first",)), ("high", "act2", ())],
+        default_layers={"high": 1.0},
+        classifier_prefix="fc",
+        min_size=8,
+        probe_size=64,
+        fold=fold,
+    )
     register_model(spec)
     try:
         assert main(["layers", "tiny_test_net"]) == 0

@@ -86,8 +86,19 @@ def test_the_dream_network_node_feeds_every_dream_node(lite0, small_photo):
     for name in ("OctaveDream", "LayerSweep", "DreamFrames", "DreamZoom", "DreamVideo", "DreamVideoFile"):
         assert "networks" in nodes[name].INPUT_TYPES()["optional"], name
     image = small_photo.permute(0, 2, 3, 1).contiguous()
-    args = dict(octaves=2, octave_scale=1.4, iterations=3, step=0.015, max_loss=0.0, jitter=8, seed=0, loss="l2",
-                normalize="mean_abs", reinject_detail=True, precision="fp32")  # fmt: skip
+    args = dict(
+        octaves=2,
+        octave_scale=1.4,
+        iterations=3,
+        step=0.015,
+        max_loss=0.0,
+        jitter=8,
+        seed=0,
+        loss="l2",
+        normalize="mean_abs",
+        reinject_detail=True,
+        precision="fp32",
+    )
     own = nodes["LayerWeights"]().build("blocks.6: 1, blocks.10: 2", 1.0)[0]
     together = nodes["OctaveDream"]().run(image, model, layer_weights=own, **args)[0]
     six = nodes["LayerWeights"]().build("blocks.6: 1", 1.0)[0]
@@ -101,22 +112,61 @@ def test_the_dream_network_node_feeds_every_dream_node(lite0, small_photo):
 
 def test_the_cli_takes_networks(tmp_path, capsys):
     out = tmp_path / "dream.png"
-    code = cli.main(["dream", str(build_workflows.ROOT / "samples" / "astronaut.png"), "-o", str(out),
-                     "--layers", "blocks.6", "--network", "efficientnet_lite0=blocks.10:2", "--octaves", "1",
-                     "--iterations", "1"])  # fmt: skip
+    code = cli.main(
+        [
+            "dream",
+            str(build_workflows.ROOT / "samples" / "astronaut.png"),
+            "-o",
+            str(out),
+            "--layers",
+            "blocks.6",
+            "--network",
+            "efficientnet_lite0=blocks.10:2",
+            "--octaves",
+            "1",
+            "--iterations",
+            "1",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert "blocks.6 of efficientnet_lite0 (imagenet weights) with blocks.10 x2 of efficientnet_lite0" in (
-        capsys.readouterr().err)
-    for spec, message in (("efficientnet_lite0", "MODEL=LAYERS"), ("efficientnet_lite0=mixed4", "mixed4"),
-                          ("efficientnet_lite0@missing.safetensors=blocks.6", "missing.safetensors")):
-        assert cli.main(["dream", str(build_workflows.ROOT / "samples" / "astronaut.png"), "-o",
-                         str(tmp_path / "x.png"), "--network", spec]) != 0  # fmt: skip
+        capsys.readouterr().err
+    )
+    for spec, message in (
+        ("efficientnet_lite0", "MODEL=LAYERS"),
+        ("efficientnet_lite0=mixed4", "mixed4"),
+        ("efficientnet_lite0@missing.safetensors=blocks.6", "missing.safetensors"),
+    ):
+        assert (
+            cli.main(
+                [
+                    "dream",
+                    str(build_workflows.ROOT / "samples" / "astronaut.png"),
+                    "-o",
+                    str(tmp_path / "x.png"),
+                    "--network",
+                    spec,
+                ]
+            )
+            != 0
+        )
         assert message in capsys.readouterr().err
     # A network's checkpoint is an input: never written over.
     checkpoint = tmp_path / "mine.png"
     checkpoint.write_bytes(b"not a picture")
-    assert cli.main(["dream", str(build_workflows.ROOT / "samples" / "astronaut.png"), "-o", str(checkpoint),
-                     "--network", f"efficientnet_lite0@{checkpoint}=blocks.6"]) != 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "dream",
+                str(build_workflows.ROOT / "samples" / "astronaut.png"),
+                "-o",
+                str(checkpoint),
+                "--network",
+                f"efficientnet_lite0@{checkpoint}=blocks.6",
+            ]
+        )
+        != 0
+    )
     assert checkpoint.read_bytes() == b"not a picture"
 
 
@@ -127,17 +177,33 @@ def test_networks_compose_with_masks_regions_guides_and_video(lite0, twin, small
     mask[..., :, 60:] = 1.0
     left = torch.zeros_like(mask)
     left[..., :, :40] = 1.0
-    objective = objectives.Objective.of({"blocks.6": 1.0}, regions=[(left, {"blocks.3": 1.0})],
-                                        guide=small_photo.flip(-1), networks=[(twin, {"blocks.10": 1.0})])  # fmt: skip
+    objective = objectives.Objective.of(
+        {"blocks.6": 1.0},
+        regions=[(left, {"blocks.3": 1.0})],
+        guide=small_photo.flip(-1),
+        networks=[(twin, {"blocks.10": 1.0})],
+    )
     settings = options.DreamSettings(**FP32)
     masked = engine.dream(small_photo, lite0, objective, settings, mask=mask).images
     assert (masked - small_photo)[..., :, :52].abs().max() < 1e-5  # the mask's zeros (off its resized edge) stay
     assert (masked - small_photo)[..., :, 60:].abs().mean() > 0.005
-    without = engine.dream(small_photo, lite0, objectives.Objective.of({"blocks.6": 1.0}, regions=[(left, {
-        "blocks.3": 1.0})], guide=small_photo.flip(-1)), settings, mask=mask).images  # fmt: skip
+    without = engine.dream(
+        small_photo,
+        lite0,
+        objectives.Objective.of({"blocks.6": 1.0}, regions=[(left, {"blocks.3": 1.0})], guide=small_photo.flip(-1)),
+        settings,
+        mask=mask,
+    ).images
     assert (masked - without).abs().mean() > 0.002  # the other network still pulls
     video = pack_module("dream_core.video")
     frames = [small_photo, small_photo.roll(4, -1), small_photo.roll(8, -1)]
-    dreamed = list(video.dream_video(frames, lite0, objectives.Objective.of({}, networks=[(twin, {"blocks.8": 1.0})]),
-                                     settings, options.VideoSettings(flow="ilk")))  # fmt: skip
+    dreamed = list(
+        video.dream_video(
+            frames,
+            lite0,
+            objectives.Objective.of({}, networks=[(twin, {"blocks.8": 1.0})]),
+            settings,
+            options.VideoSettings(flow="ilk"),
+        )
+    )
     assert len(dreamed) == 3 and all((d - f).abs().mean() > 0.003 for d, f in zip(dreamed, frames, strict=True))

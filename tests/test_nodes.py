@@ -39,9 +39,21 @@ def _image_bhwc(small_photo: torch.Tensor) -> torch.Tensor:
     return small_photo.permute(0, 2, 3, 1).contiguous()
 
 
-NODE_IDS = {"LoadFeatureModel", "LayerWeights", "OctaveDream", "DetailReinject", "DreamRegion", "DreamNetwork",
-            "LayerSweep", "DreamFrames", "DreamZoom", "DreamVideo", "DreamVideoFile", "TrainFeatureModel",
-            "ChannelPictures"}  # fmt: skip
+NODE_IDS = {
+    "LoadFeatureModel",
+    "LayerWeights",
+    "OctaveDream",
+    "DetailReinject",
+    "DreamRegion",
+    "DreamNetwork",
+    "LayerSweep",
+    "DreamFrames",
+    "DreamZoom",
+    "DreamVideo",
+    "DreamVideoFile",
+    "TrainFeatureModel",
+    "ChannelPictures",
+}
 """Every node id a saved workflow may name: one renamed or lost breaks users' workflows."""
 
 
@@ -77,9 +89,19 @@ def test_octave_dream_node_defaults_are_the_engine_defaults(nodes):
 def test_octave_dream_dreams_a_whole_batch_and_returns_octave_frames(nodes, model, small_photo):
     batch = _image_bhwc(torch.cat([small_photo, small_photo.flip(-1), 1 - small_photo]))
     out, frames = nodes["OctaveDream"]().run(
-        batch, model, octaves=2, octave_scale=1.4, iterations=3, step=0.02, max_loss=0.0, jitter=8, seed=1,
-        loss="l2", normalize="mean_abs", reinject_detail=True,
-    )  # fmt: skip
+        batch,
+        model,
+        octaves=2,
+        octave_scale=1.4,
+        iterations=3,
+        step=0.02,
+        max_loss=0.0,
+        jitter=8,
+        seed=1,
+        loss="l2",
+        normalize="mean_abs",
+        reinject_detail=True,
+    )
     assert out.shape == batch.shape and out.dtype == torch.float32
     assert frames.shape == (6, *batch.shape[1:])  # 3 images x 2 octaves, at the final size
     for i in range(3):
@@ -90,8 +112,18 @@ def test_octave_dream_dreams_a_whole_batch_and_returns_octave_frames(nodes, mode
 def test_octave_dream_masks_and_rgba_and_inference_mode(nodes, model, small_photo):
     image = _image_bhwc(small_photo)
     rgba = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
-    args = dict(octaves=2, octave_scale=1.4, iterations=3, step=0.02, max_loss=0.0, jitter=8, seed=1, loss="l2",
-                normalize="mean_abs", reinject_detail=True)  # fmt: skip
+    args = dict(
+        octaves=2,
+        octave_scale=1.4,
+        iterations=3,
+        step=0.02,
+        max_loss=0.0,
+        jitter=8,
+        seed=1,
+        loss="l2",
+        normalize="mean_abs",
+        reinject_detail=True,
+    )
     node = nodes["OctaveDream"]()
     with torch.inference_mode():  # as ComfyUI runs nodes
         plain = node.run(image, model, **args)[0]
@@ -111,8 +143,19 @@ def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, sm
     assert first == frozen and merged is not first
     bad = node.build("mixed4: 1", 1.0)[0]
     from dream_core.errors import UnknownLayerError  # the pack's engine is this one, not a copy
-    args = dict(octaves=1, octave_scale=1.4, iterations=1, step=0.01, max_loss=0.0, jitter=0, seed=0, loss="l2",
-                normalize="mean_abs", reinject_detail=True)  # fmt: skip
+
+    args = dict(
+        octaves=1,
+        octave_scale=1.4,
+        iterations=1,
+        step=0.01,
+        max_loss=0.0,
+        jitter=0,
+        seed=0,
+        loss="l2",
+        normalize="mean_abs",
+        reinject_detail=True,
+    )
     with pytest.raises(UnknownLayerError, match="blocks.6"):
         nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args, layer_weights=bad)
 
@@ -120,8 +163,18 @@ def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, sm
 def test_a_dream_leaves_the_shared_feature_model_as_it_was(nodes, model, small_photo):
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
     device = model.device
-    args = dict(octaves=1, octave_scale=1.4, iterations=2, step=0.01, max_loss=0.0, jitter=4, seed=0, loss="l2",
-                normalize="mean_abs", reinject_detail=True)  # fmt: skip
+    args = dict(
+        octaves=1,
+        octave_scale=1.4,
+        iterations=2,
+        step=0.01,
+        max_loss=0.0,
+        jitter=4,
+        seed=0,
+        loss="l2",
+        normalize="mean_abs",
+        reinject_detail=True,
+    )
     a = nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args)[0]
     b = nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args)[0]
     assert torch.equal(a, b)
@@ -146,6 +199,7 @@ def test_load_feature_model_names_the_folder_when_offline(nodes, monkeypatch):
         raise urllib.error.URLError("no network")
 
     from dream_core import weights as pack_weights
+
     monkeypatch.setattr(pack_weights, "_download", offline)
     with pytest.raises(pack_weights.WeightsNotFoundError, match="vgg16-397923af.pth"):
         nodes["LoadFeatureModel"]().load("vgg16", "imagenet")
@@ -168,8 +222,11 @@ def test_example_workflows_use_only_existing_nodes_and_inputs(path):
             for name, spec in entry["input"].get(section, {}).items()
             if not build_workflows.is_widget(spec)
         }
-        widget_inputs = {name: spec[0] for section in ("required", "optional")
-                         for name, spec in entry["input"].get(section, {}).items()}  # fmt: skip
+        widget_inputs = {
+            name: spec[0]
+            for section in ("required", "optional")
+            for name, spec in entry["input"].get(section, {}).items()
+        }
         for item in node["inputs"]:
             expected_type = widget_inputs.get(item["name"]) if "widget" in item else link_inputs.get(item["name"])
             assert expected_type == item["type"], f"{path.name}: {node['type']}.{item['name']}"
@@ -197,6 +254,7 @@ def test_every_node_has_an_up_to_date_help_page_whose_pictures_exist(pack):
     import re
 
     import build_node_docs as node_docs
+
     assert pack.WEB_DIRECTORY == "./web"
     pages = node_docs.pages()
     assert set(pages) == {f"{name}.md" for name in pack.NODE_CLASS_MAPPINGS}

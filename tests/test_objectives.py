@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dream_core import DreamError, DreamSettings, UnknownLayerError, dream, objective
+from dream_core import DreamError, DreamSettings, UnknownLayerError, dream, objective_value
 from dream_core.imageops import LUMA, transfer_colors
 from dream_core.objectives import Objective, guide_features, guide_similarity, total_variation
 
@@ -89,7 +89,7 @@ def test_channel_selections_dream_only_those_channels(lite0, small_photo):
     others = [c for c in range(gain.numel()) if c not in chosen]
     assert gain[chosen].min() > 2 * gain[others].median()
     strongest = dream(small_photo, lite0, {"blocks.8[top4]": 1.0}, FAST).images
-    assert objective(lite0, strongest, {"blocks.8[top4]": 1.0}) > 1.5 * objective(
+    assert objective_value(lite0, strongest, {"blocks.8[top4]": 1.0}) > 1.5 * objective_value(
         lite0, small_photo, {"blocks.8[top4]": 1.0}
     )
 
@@ -169,9 +169,19 @@ def test_terms_are_parsed_once_into_typed_values():
     from dream_core.objectives import Term, parse_layer_weights
 
     weights = parse_layer_weights("mixed4: 1, mixed4[3, 17, 40-42]: 2, mixed5[top8], class:jellyfish: 0.5, class:107")
-    assert list(weights) == [Term("mixed4"), Term("mixed4", channels=(3, 17, 40, 41, 42)), Term("mixed5", top=8),
-                             Term("logits", class_name="jellyfish"), Term("logits", class_index=107)]  # fmt: skip
-    assert [str(term) for term in weights] == ["mixed4", "mixed4[3,17,40-42]", "mixed5[top8]", "class:jellyfish",
-                                               "class:107"]  # fmt: skip
+    assert list(weights) == [
+        Term("mixed4"),
+        Term("mixed4", channels=(3, 17, 40, 41, 42)),
+        Term("mixed5", top=8),
+        Term("logits", class_name="jellyfish"),
+        Term("logits", class_index=107),
+    ]
+    assert [str(term) for term in weights] == [
+        "mixed4",
+        "mixed4[3,17,40-42]",
+        "mixed5[top8]",
+        "class:jellyfish",
+        "class:107",
+    ]
     with pytest.raises(DreamError, match="runs backwards"):
         parse_layer_weights("mixed4[9-3]")

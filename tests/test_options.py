@@ -75,17 +75,30 @@ def test_every_option_flag_reaches_the_settings_of_every_dreaming_command(monkey
         raise Reached
 
     monkeypatch.setattr(job_module, "load_feature_model", lambda *a, **k: _random_lite0())
-    engines = {"dream": (engine_module, "dream"), "sweep": (images_module, "layer_sweep"),
-               "zoom": (images_module, "dream_zoom"), "video": (render_module, "dream_video")}  # fmt: skip
+    engines = {
+        "dream": (engine_module, "dream"),
+        "sweep": (images_module, "layer_sweep"),
+        "zoom": (images_module, "dream_zoom"),
+        "video": (render_module, "dream_video"),
+    }
     monkeypatch.setattr(*engines[command], engine)
     value = other_value(opt)
     suffix = ".webp" if command == "zoom" else ".png"
     out = files / f"out_{command}{suffix}" if command != "video" else files / "out_video"
     source = files / "photo.png" if command != "video" else files  # a folder of frames
     call = parser_module.parse(
-        [command, str(source), "-o", str(out), "--guide", str(files / "guide.png"),
-         "--mask", str(files / "mask.png"), *flag_args(opt, value)]
-    )  # fmt: skip
+        [
+            command,
+            str(source),
+            "-o",
+            str(out),
+            "--guide",
+            str(files / "guide.png"),
+            "--mask",
+            str(files / "mask.png"),
+            *flag_args(opt, value),
+        ]
+    )
     with pytest.raises(Reached):
         call()
     settings, objective, kwargs = seen[0]
@@ -128,11 +141,15 @@ def test_every_option_widget_of_every_dream_node_reaches_the_engine(monkeypatch,
     inputs = {name: spec[1]["default"] for name, spec in widgets.items() if "default" in spec[1]}
     assert {o.name for o in OPTIONS} <= set(inputs), "every option is a widget of every dream node"
     # Options added after the first release come after every other input: saved widget values keep their places.
-    names = [name for name, spec in {**types["required"], **types["optional"]}.items()
-             if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")]  # widgets, in order
-    assert all(names.index(o.name) > names.index(p.name) for o in OPTIONS if o.appended for p in OPTIONS
-               if not p.appended)  # fmt: skip
-    assert names[-sum(o.appended for o in OPTIONS):] == [o.name for o in OPTIONS if o.appended]
+    names = [
+        name
+        for name, spec in {**types["required"], **types["optional"]}.items()
+        if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")
+    ]  # widgets, in order
+    assert all(
+        names.index(o.name) > names.index(p.name) for o in OPTIONS if o.appended for p in OPTIONS if not p.appended
+    )
+    assert names[-sum(o.appended for o in OPTIONS) :] == [o.name for o in OPTIONS if o.appended]
     inputs[opt.name] = other_value(opt)
     with pytest.raises(Reached):
         getattr(node(), node.FUNCTION)(small_photo.permute(0, 2, 3, 1), _random_lite0(), **inputs)
@@ -175,33 +192,51 @@ def test_validation_comes_from_the_table():
 
 BASE = ["--octaves", "2", "--iterations", "2", "--seed", "1", "--step", "0.05", "--jitter", "4", "--precision", "fp32"]
 SETTING_FLAGS = {  # a value that must change the picture from BASE's
-    "octaves": ["--octaves", "1"], "octave_scale": ["--octave-scale", "1.8"], "iterations": ["--iterations", "4"],
-    "step": ["--step", "0.1"], "max_loss": ["--max-loss", "0.000001"], "jitter": ["--jitter", "0"],
-    "seed": ["--seed", "2"], "loss": ["--loss", "mean"], "normalize": ["--normalize", "std"],
-    "reinject_detail": ["--no-reinject-detail"], "tile_size": ["--tile-size", "32"],
-    "keep_colors": ["--keep-colors", "luminance"], "grad_blur": ["--grad-blur", "2"],
+    "octaves": ["--octaves", "1"],
+    "octave_scale": ["--octave-scale", "1.8"],
+    "iterations": ["--iterations", "4"],
+    "step": ["--step", "0.1"],
+    "max_loss": ["--max-loss", "0.000001"],
+    "jitter": ["--jitter", "0"],
+    "seed": ["--seed", "2"],
+    "loss": ["--loss", "mean"],
+    "normalize": ["--normalize", "std"],
+    "reinject_detail": ["--no-reinject-detail"],
+    "tile_size": ["--tile-size", "32"],
+    "keep_colors": ["--keep-colors", "luminance"],
+    "grad_blur": ["--grad-blur", "2"],
     "tv_weight": ["--tv-weight", "50"],
-    "guide_mix": ["--guide", "GUIDE", "--guide-mix", "0.5"], "precision": ["--precision", "bf16"],
-    "precondition": ["--precondition", "lapnorm"], "scale_jitter": ["--scale-jitter", "0.2"],
+    "guide_mix": ["--guide", "GUIDE", "--guide-mix", "0.5"],
+    "precision": ["--precision", "bf16"],
+    "precondition": ["--precondition", "lapnorm"],
+    "scale_jitter": ["--scale-jitter", "0.2"],
     "rotate_jitter": ["--rotate-jitter", "10"],
-}  # fmt: skip
+}
 OTHER_FLAGS = {
-    "layers": ["--layers", "blocks.3:1"], "weights": ["--weights", "random"], "guide": ["--guide", "GUIDE"],
-    "mask": ["--mask", "MASK"], "region": ["--region", "MASK=blocks.3:1"],
-    "learning_phase": ["--learning-phase", "training"], "network": ["--network", "efficientnet_lite0=blocks.10:1"],
-}  # fmt: skip
+    "layers": ["--layers", "blocks.3:1"],
+    "weights": ["--weights", "random"],
+    "guide": ["--guide", "GUIDE"],
+    "mask": ["--mask", "MASK"],
+    "region": ["--region", "MASK=blocks.3:1"],
+    "learning_phase": ["--learning-phase", "training"],
+    "network": ["--network", "efficientnet_lite0=blocks.10:1"],
+}
 REFUSED = {  # flags that cannot change this picture here: refused with a reason, nothing written
     "model": (["--model", "googlenet"], "googlenet"),
     "preset": (["--preset", "keras"], "inception_v3"),
     "weights_dir": (["--weights-dir", "WEIGHTS"], "--weights-dir"),
     "guide_mix_alone": (["--guide-mix", "0.5"], "--guide-mix only matters with --guide"),
     "device": (["--device", "cuda:7"], "--device cuda:7"),
-}  # fmt: skip
+}
 
 
 def _run(command: str, files: Path, out: Path, extra: list[str]) -> int:
-    extra = [a.replace("GUIDE", str(files / "guide.png")).replace("MASK", str(files / "mask.png"))
-             .replace("WEIGHTS", str(files)) for a in extra]  # fmt: skip
+    extra = [
+        a.replace("GUIDE", str(files / "guide.png"))
+        .replace("MASK", str(files / "mask.png"))
+        .replace("WEIGHTS", str(files))
+        for a in extra
+    ]
     if command == "zoom":
         extra += ["--frames", "2"]
     return cli.main([command, str(files / "photo.png"), "-o", str(out), *BASE, *extra])
@@ -214,6 +249,7 @@ def _pixels(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def cached_models():
     real = job_module.load_feature_model
+
     @functools.cache
     def cached(name, weights, weights_dir=None, device="cpu", learning_phase="inference"):
         return real(name, weights, weights_dir, device=device, learning_phase=learning_phase)
@@ -222,8 +258,9 @@ def cached_models():
 
 
 @pytest.mark.parametrize("command", ("dream", "sweep", "zoom"))
-def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, files, tmp_path, command,
-                                                                   cached_models, capsys):  # fmt: skip
+def test_every_dream_flag_changes_the_written_image_or_is_refused(
+    monkeypatch, files, tmp_path, command, cached_models, capsys
+):
     monkeypatch.setattr(job_module, "load_feature_model", cached_models)
     suffix = ".webp" if command == "zoom" else ".png"
     baseline = tmp_path / f"base{suffix}"
@@ -249,10 +286,24 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(monkeypatch, f
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     # --output and --overwrite say where the picture goes, not what it is (tests/test_outputs.py).
     # -v says how much is logged (tests/test_hostile.py).
-    covered = set(SETTING_FLAGS) | set(OTHER_FLAGS) | set(REFUSED) | {"output", "overwrite", "help", "preset", "model",
-                                                                      "verbose"}  # fmt: skip
-    command_only = {"frames_every", "save_octaves", "line", "columns", "frames", "zoom", "angle", "shift_x",
-                    "shift_y", "fps"}  # fmt: skip
+    covered = (
+        set(SETTING_FLAGS)
+        | set(OTHER_FLAGS)
+        | set(REFUSED)
+        | {"output", "overwrite", "help", "preset", "model", "verbose"}
+    )
+    command_only = {
+        "frames_every",
+        "save_octaves",
+        "line",
+        "columns",
+        "frames",
+        "zoom",
+        "angle",
+        "shift_x",
+        "shift_y",
+        "fps",
+    }
     # How the work is spread, never what it makes: tests/test_cluster.py checks the same pixels come out.
     spread = {"ray", "workers", "worker_threads"}
     dests = {a.dest for a in sub._actions if a.option_strings} - command_only - spread

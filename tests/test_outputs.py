@@ -19,10 +19,9 @@ import torch
 from PIL import Image
 
 from dream_core import DreamError, DreamSettings, dream
-from dream_core import cli as cli_module
 from dream_core import job as job_module
-from dream_core.commands import tools as tools_module
 from dream_core.cli import main
+from dream_core.commands import tools as tools_module
 from dream_core.imageio import load_image, save_image
 from dream_core.outputs import PARTIAL, distinct_names
 
@@ -87,8 +86,9 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(photo, tmp_path, 
     for args in runs:
         assert main(args + (FAST if args[0] != "train" else [])) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and ("is the input" in err[0] or "holds the input" in err[0]
-                                  or "is the input folder" in err[0]), (args, err)  # fmt: skip
+        assert len(err) == 1 and (
+            "is the input" in err[0] or "holds the input" in err[0] or "is the input folder" in err[0]
+        ), (args, err)
     assert md5(photo) == before and md5(clip) == clip_before
     assert (tmp_path / "x.safetensors").read_bytes() == b"not really"
     assert sorted(p.name for p in frames.iterdir()) == ["f0.png"]
@@ -97,8 +97,9 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(photo, tmp_path, 
 def test_a_checkpoint_is_never_overwritten_by_the_model_trained_from_it(tmp_path, no_model, capsys):
     start = tmp_path / "mine.safetensors"
     start.write_bytes(b"weights")
-    assert main(["train", str(ROOT / "samples" / "shapes"), "-o", str(start), "--weights", str(start),
-                 "--overwrite"]) == 2  # fmt: skip
+    assert (
+        main(["train", str(ROOT / "samples" / "shapes"), "-o", str(start), "--weights", str(start), "--overwrite"]) == 2
+    )
     assert "is the input" in capsys.readouterr().err and start.read_bytes() == b"weights"
 
 
@@ -232,10 +233,27 @@ def test_webm_takes_the_bundled_clips_aac_audio_out_with_a_warning_up_front(tmp_
 def test_a_stopped_video_render_leaves_no_file_that_looks_finished(tmp_path, sig, code):
     out = tmp_path / "out.mp4"
     process = subprocess.Popen(
-        [sys.executable, "-m", "dream_core", "video", str(ROOT / "samples" / "pan.mp4"), "-o", str(out),
-         "--octaves", "1", "--iterations", "2", "--next-iterations", "2", "--flow", "ilk"],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dream_core",
+            "video",
+            str(ROOT / "samples" / "pan.mp4"),
+            "-o",
+            str(out),
+            "--octaves",
+            "1",
+            "--iterations",
+            "2",
+            "--next-iterations",
+            "2",
+            "--flow",
+            "ilk",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 120
     seen = ""
     while "frame 2" not in seen and time.monotonic() < deadline:  # a log: one line per frame
@@ -319,8 +337,10 @@ def test_a_huge_layer_weight_or_a_nan_checkpoint_is_refused_not_written_black(tm
 
     with pytest.raises(DreamError, match="too large"):
         parse_layer_weights("blocks.6: 1e38")
-    state = {k: v.contiguous().clone() for k, v in load_feature_model("efficientnet_lite0", "random",
-                                                                       fold_batchnorm=False).net.state_dict().items()}
+    state = {
+        k: v.contiguous().clone()
+        for k, v in load_feature_model("efficientnet_lite0", "random", fold_batchnorm=False).net.state_dict().items()
+    }
     first = next(k for k, v in state.items() if v.is_floating_point())
     state[first][...] = float("nan")
     broken = tmp_path / "broken.safetensors"
@@ -347,9 +367,11 @@ def test_node_edge_cases_get_one_clear_message_each(lite0):
         "no frames": (lambda: nodes["DreamVideo"]().run(torch.rand(0, 64, 64, 3), lite0, **fast), "no frames"),
         "mask batch 0": (lambda: nodes["OctaveDream"]().run(image, lite0, mask=torch.rand(0, 64, 64), **fast), "empty"),
         "0x64 mask": (lambda: nodes["OctaveDream"]().run(image, lite0, mask=torch.rand(1, 0, 64), **fast), "empty"),
-        "guide batch 0": (lambda: nodes["OctaveDream"]().run(image, lite0, guide=torch.rand(0, 8, 8, 3), **fast),
-                          "no image"),
-    }  # fmt: skip
+        "guide batch 0": (
+            lambda: nodes["OctaveDream"]().run(image, lite0, guide=torch.rand(0, 8, 8, 3), **fast),
+            "no image",
+        ),
+    }
     for call, message in cases.values():
         with pytest.raises(DreamError, match=message):
             call()

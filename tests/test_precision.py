@@ -75,8 +75,13 @@ def test_frozen_weights_are_cast_once_per_dream_not_at_every_step(lite0, small_p
     counter = CastCounter()
     before = {name: t.clone() for name, t in lite0.net.state_dict().items()}
     with counter:
-        dream(small_photo, lite0, LAYERS, DreamSettings(octaves=1, iterations=4, precision="bf16"),
-              on_progress=lambda *_: casts.append(counter.count))  # fmt: skip
+        dream(
+            small_photo,
+            lite0,
+            LAYERS,
+            DreamSettings(octaves=1, iterations=4, precision="bf16"),
+            on_progress=lambda *_: casts.append(counter.count),
+        )
     per_step = [b - a for a, b in zip(casts, casts[1:], strict=False)]
     weights = sum(1 for p in lite0.net.parameters())
     assert weights > 60 and max(per_step) <= 6, per_step  # the input and the tapped activations, not the weights
@@ -100,12 +105,14 @@ def test_auto_precision_is_bf16_on_recent_gpus_and_fp16_on_older_ones(monkeypatc
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_reduced_precision_dreams_raise_the_objective_like_fp32(lite0, small_photo, precision):
-    from dream_core import objective
+    from dream_core import objective_value
 
     settings = DreamSettings(octaves=2, iterations=5, seed=2)
-    before = objective(lite0, small_photo, LAYERS).item()
-    exact = objective(lite0, dream(small_photo, lite0, LAYERS, settings.with_options(precision="fp32")).images,
-                      LAYERS).item()  # fmt: skip
-    reduced = objective(lite0, dream(small_photo, lite0, LAYERS, settings.with_options(precision=precision)).images,
-                        LAYERS).item()  # fmt: skip
+    before = objective_value(lite0, small_photo, LAYERS).item()
+    exact = objective_value(
+        lite0, dream(small_photo, lite0, LAYERS, settings.with_options(precision="fp32")).images, LAYERS
+    ).item()
+    reduced = objective_value(
+        lite0, dream(small_photo, lite0, LAYERS, settings.with_options(precision=precision)).images, LAYERS
+    ).item()
     assert reduced - before > 0.8 * (exact - before), (before, exact, reduced)

@@ -94,8 +94,13 @@ def test_the_layer_weight_parser_returns_finite_weights_or_a_clear_error(text):
 
 
 @settings(max_examples=60, deadline=None)
-@given(weights=st.dictionaries(st.sampled_from(["blocks.3", "block3", "_blocks.3", "blocks.5", "stem"]),
-                               st.floats(-5, 5, allow_nan=False), max_size=4))  # fmt: skip
+@given(
+    weights=st.dictionaries(
+        st.sampled_from(["blocks.3", "block3", "_blocks.3", "blocks.5", "stem"]),
+        st.floats(-5, 5, allow_nan=False),
+        max_size=4,
+    )
+)
 def test_aliases_of_a_layer_add_up_and_zeros_drop(lite0, weights):
     resolved = lite0.resolve_weights(weights)
     assert all(v != 0 for v in resolved.values())
@@ -161,9 +166,9 @@ def test_zero_negative_and_empty_layer_weights(lite0, caplog):
         same = dream(image, lite0, {"blocks.3": 0.0}, TINY).images
     assert torch.equal(same, image) and "zero" in caplog.text
     negative = dream(image, lite0, {"blocks.3": -1.0}, TINY.with_options(iterations=3)).images
-    from dream_core import objective
+    from dream_core import objective_value
 
-    assert objective(lite0, negative, {"blocks.3": 1.0}) < objective(lite0, image, {"blocks.3": 1.0})
+    assert objective_value(lite0, negative, {"blocks.3": 1.0}) < objective_value(lite0, image, {"blocks.3": 1.0})
     with pytest.raises(DreamError, match="No layers"):
         dream(image, lite0, {}, TINY)
 
@@ -291,8 +296,15 @@ def pack_nodes(pack):
     return pack.NODE_CLASS_MAPPINGS
 
 
-@pytest.mark.parametrize("text", ["blocks.6[0-99999999999]:1", "blocks.6[0-9999999]: 1", "blocks.6[5,99999999]:1",
-                                  "blocks.6[" + ",".join(map(str, range(70000, 70100))) + "]:1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "blocks.6[0-99999999999]:1",
+        "blocks.6[0-9999999]: 1",
+        "blocks.6[5,99999999]:1",
+        "blocks.6[" + ",".join(map(str, range(70000, 70100))) + "]:1",
+    ],
+)
 def test_a_huge_channel_range_is_refused_at_once_in_the_cli_and_the_node(text, capsys):
     import time
     import tracemalloc

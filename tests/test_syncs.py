@@ -10,8 +10,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dream_core import DreamSettings, dream
 from dream_core.objectives import Objective
 
-SYNCING = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.lift_fresh.default,
-           torch.ops.aten.lift_fresh_copy.default}  # fmt: skip
+SYNCING = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.lift_fresh.default,
+    torch.ops.aten.lift_fresh_copy.default,
+}
 
 
 class SyncCounter(TorchDispatchMode):
@@ -58,8 +61,9 @@ BASE = DreamSettings(octaves=1, iterations=4, jitter=8, seed=3, precision="fp32"
         ("bf16", {"blocks.6": 1.0}, BASE.with_options(precision="bf16", grad_blur=1.0, tv_weight=0.1), {}),
     ],
 )
-def test_no_step_of_the_ascent_waits_for_the_device_or_copies_from_the_host(lite0, small_photo, case, layers,
-                                                                            settings, extra):  # fmt: skip
+def test_no_step_of_the_ascent_waits_for_the_device_or_copies_from_the_host(
+    lite0, small_photo, case, layers, settings, extra
+):
     inputs = {}
     if extra.get("regions"):
         left = torch.zeros(1, *small_photo.shape[-2:])

@@ -8,7 +8,7 @@ import weakref
 import pytest
 import torch
 
-from dream_core import DreamSettings, dream, objective, tiling
+from dream_core import DreamSettings, dream, objective_value, tiling
 
 LAYERS = {"blocks.6": 1.0, "blocks.8": 1.5}
 FAST = DreamSettings(octaves=1, iterations=3, step=0.02, jitter=8, seed=4)
@@ -51,9 +51,9 @@ def test_a_tiled_dream_raises_the_objective_like_an_untiled_one(lite0, astronaut
     untiled = dream(photo, lite0, LAYERS, settings).images
     tiled = dream(photo, lite0, LAYERS, settings.with_options(tile_size=256)).images
     assert not torch.equal(tiled, untiled)
-    before = objective(lite0, photo, LAYERS).item()
-    gain_tiled = objective(lite0, tiled, LAYERS).item() / before
-    gain_untiled = objective(lite0, untiled, LAYERS).item() / before
+    before = objective_value(lite0, photo, LAYERS).item()
+    gain_tiled = objective_value(lite0, tiled, LAYERS).item() / before
+    gain_untiled = objective_value(lite0, untiled, LAYERS).item() / before
     assert gain_tiled > 1.5 and gain_tiled > 0.85 * gain_untiled, (gain_tiled, gain_untiled)
 
 
@@ -78,8 +78,8 @@ def test_out_of_memory_retries_with_smaller_tiles_and_says_so_once(lite0, small_
 def test_bf16_autocast_dreams_alike(lite0, small_photo):
     fp32 = dream(small_photo, lite0, LAYERS, FAST.with_options(iterations=8)).images
     bf16 = dream(small_photo, lite0, LAYERS, FAST.with_options(iterations=8, precision="bf16")).images
-    before = objective(lite0, small_photo, LAYERS).item()
-    assert objective(lite0, bf16, LAYERS).item() > 1.5 * before
+    before = objective_value(lite0, small_photo, LAYERS).item()
+    assert objective_value(lite0, bf16, LAYERS).item() > 1.5 * before
     assert (bf16 - fp32).abs().mean() < (fp32 - small_photo).abs().mean()
 
 

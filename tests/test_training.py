@@ -103,8 +103,12 @@ def test_training_can_be_stopped_and_saves_nothing(tmp_path):
 
     calls = []
     with pytest.raises(DreamCancelled):
-        train_classifier(FOLDER, settings=TrainSettings(epochs=1), output=tmp_path / "x.safetensors",
-                         should_stop=lambda: calls.append(1) or len(calls) > 1)  # fmt: skip
+        train_classifier(
+            FOLDER,
+            settings=TrainSettings(epochs=1),
+            output=tmp_path / "x.safetensors",
+            should_stop=lambda: calls.append(1) or len(calls) > 1,
+        )
     assert not (tmp_path / "x.safetensors").exists()
 
 
@@ -139,8 +143,12 @@ def test_training_goes_on_from_a_fine_tuned_model_keeping_its_classes(trained, t
         with Image.open(picture) as image:  # a new class: the dots pictures inverted
             Image.eval(image.convert("RGB"), lambda v: 255 - v).save(folder / "rings" / f"{index}.png")
     again = train_classifier(folder, "efficientnet_lite0", trained.path, TrainSettings(epochs=1, seed=0))
-    assert again.class_names[:2] == ["dots", "rings"] and set(again.class_names) == {"dots", "rings", "checkers",
-                                                                                     "stripes"}  # fmt: skip
+    assert again.class_names[:2] == ["dots", "rings"] and set(again.class_names) == {
+        "dots",
+        "rings",
+        "checkers",
+        "stripes",
+    }
     assert again.model.class_names == again.class_names
     before = load_feature_model("efficientnet_lite0", trained.path, fold_batchnorm=False)
     old_head = before.net._fc.weight[before.class_names.index("stripes")]
@@ -180,6 +188,7 @@ def test_the_train_node_under_inference_mode_leaves_a_model_that_dreams(tmp_path
         finally:
             comfy_bridge.model_save_path = original
         assert not any(t.is_inference() for t in model.net.state_dict().values())
-        dreamed = dream(small_photo, model, {"class:dots": 1.0}, DreamSettings(octaves=1, iterations=2,
-                                                                                precision="fp32")).images  # fmt: skip
+        dreamed = dream(
+            small_photo, model, {"class:dots": 1.0}, DreamSettings(octaves=1, iterations=2, precision="fp32")
+        ).images
     assert (dreamed - small_photo).abs().mean() > 1e-3 and report.ndim == 4

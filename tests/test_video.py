@@ -26,7 +26,7 @@ def pan(photo: torch.Tensor, count: int, speed: int = 4, size: int = 80) -> list
 
 def temporal_error(dreams: list[torch.Tensor], speed: int) -> float:
     """Mean |dream_t - dream_{t-1} moved by the known pan| over pixels seen in both frames."""
-    errors = [(dreams[t][..., : -speed] - dreams[t - 1][..., speed:]).abs().mean() for t in range(1, len(dreams))]
+    errors = [(dreams[t][..., :-speed] - dreams[t - 1][..., speed:]).abs().mean() for t in range(1, len(dreams))]
     return float(sum(errors) / len(errors))
 
 
@@ -142,8 +142,17 @@ def test_the_next_frames_flow_is_computed_while_the_current_frame_dreams(lite0, 
             assert flowed.wait(timeout=60), "frame 1's flow was not computed while frame 0 dreamed"
 
     frames = pan(small_photo, 3)
-    list(dream_video(iter(frames), lite0, LAYERS, FAST.with_options(iterations=2, octaves=1),
-                     VideoSettings(next_iterations=2), flow=flow, on_progress=progress))  # fmt: skip
+    list(
+        dream_video(
+            iter(frames),
+            lite0,
+            LAYERS,
+            FAST.with_options(iterations=2, octaves=1),
+            VideoSettings(next_iterations=2),
+            flow=flow,
+            on_progress=progress,
+        )
+    )
     assert len(threads) == 4 and all(name.startswith("deepdream-flow") for name in threads)  # 2 pairs, off the loop
 
 
@@ -161,9 +170,16 @@ def test_cancel_stops_within_a_frame_and_progress_counts_over_the_clip(lite0, sm
     frames = pan(small_photo, 3)
     seen = []
     with pytest.raises(DreamCancelled):
-        for _ in dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="ilk"), frame_count=3,
-                             on_progress=lambda step, total, _image: seen.append((step, total)),
-                             should_stop=lambda: len(seen) >= 18):  # fmt: skip
+        for _ in dream_video(
+            iter(frames),
+            lite0,
+            LAYERS,
+            FAST,
+            VideoSettings(flow="ilk"),
+            frame_count=3,
+            on_progress=lambda step, total, _image: seen.append((step, total)),
+            should_stop=lambda: len(seen) >= 18,
+        ):
             pass
     total = 16 + 2 * 4  # the first frame's 2 octaves x 8, then 4 steps each
     assert seen[0] == (1, total) and seen[-1][0] == 18
@@ -230,7 +246,8 @@ def test_a_video_file_in_gives_a_video_file_out_with_its_frame_count_rate_and_au
 def _cut(small_photo):
     """Three frames of a pan over the photo, a hard cut, three frames of a pan over another picture."""
     other = torch.nn.functional.interpolate(
-        load_image(Path(__file__).resolve().parents[1] / "samples" / "coffee.jpg"), size=(128, 121), mode="area")
+        load_image(Path(__file__).resolve().parents[1] / "samples" / "coffee.jpg"), size=(128, 121), mode="area"
+    )
     return pan(small_photo, 3) + pan(other, 3)
 
 
@@ -244,8 +261,11 @@ def test_a_cut_starts_a_new_shot_with_a_fresh_full_dream(lite0, small_photo):
     fresh = dream(frames[3], lite0, LAYERS, FAST.with_options(seed=frame_seed(FAST.seed, 3))).images
     assert torch.equal(out[3], fresh)  # nothing of the previous shot carried over
     never = []
-    list(dream_video(iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="dis", cut_threshold=0.0),
-                     on_new_shot=never.append))  # fmt: skip
+    list(
+        dream_video(
+            iter(frames), lite0, LAYERS, FAST, VideoSettings(flow="dis", cut_threshold=0.0), on_new_shot=never.append
+        )
+    )
     assert never == [0]
 
 
@@ -254,8 +274,16 @@ def test_a_fade_or_a_flash_is_not_a_cut(lite0, small_photo):
     faded = [f * s for f, s in zip(frames, [1.0, 0.6, 0.25, 0.0, 0.25, 0.6, 1.0, 1.0], strict=True)]
     faded[7] = (faded[7] * 1.8).clamp(0, 1)  # and a flash
     starts = []
-    list(dream_video(iter(faded), lite0, LAYERS, FAST.with_options(iterations=2), VideoSettings(flow="dis"),
-                     on_new_shot=starts.append))  # fmt: skip
+    list(
+        dream_video(
+            iter(faded),
+            lite0,
+            LAYERS,
+            FAST.with_options(iterations=2),
+            VideoSettings(flow="dis"),
+            on_new_shot=starts.append,
+        )
+    )
     assert starts == [0]
 
 
@@ -278,8 +306,11 @@ def _clip(path: Path, frames: int, side: int = 192) -> Path:
     import av
     import numpy as np
 
-    photo = F.interpolate(load_image(Path(__file__).resolve().parents[1] / "samples" / "astronaut.png"),
-                          size=(side, side + 2 * frames), mode="area")  # fmt: skip
+    photo = F.interpolate(
+        load_image(Path(__file__).resolve().parents[1] / "samples" / "astronaut.png"),
+        size=(side, side + 2 * frames),
+        mode="area",
+    )
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=12)
         stream.width, stream.height, stream.pix_fmt = side, side, "yuv420p"
@@ -325,3 +356,51 @@ def test_the_video_nodes_memory_does_not_grow_with_the_clip(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
         peaks[frames] = int(run.stdout.split()[-1])
     assert peaks[300] <= 1.3 * peaks[30], peaks  # ten times the clip, not ten times the memory
+
+
+def test_a_video_file_render_stopped_in_comfyui_goes_on_from_its_frames_and_gives_the_same_video(
+    lite0, tmp_path, monkeypatch
+):
+    """Cancel (or a crash) half way through Dream Video File, then the same inputs queued again: only the frames
+    left are dreamed, and the video is frame for frame the one an uninterrupted render gives."""
+    import av
+    import numpy as np
+    from conftest import pack_module
+
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    bridge = pack_module("nodes.comfy_bridge")
+    render = pack_module("dream_core.render")
+    clip = bridge.VideoFile(str(_clip(tmp_path / "clip.mp4", 10, side=96)))
+    inputs = dict(octaves=1, iterations=2, next_iterations=1, flow="ilk")
+
+    def run(folder: str):
+        monkeypatch.setattr(bridge, "render_folder", lambda: folder)
+        return nodes["DreamVideoFile"]().run(clip, lite0, **inputs)[0].get_stream_source()
+
+    def frames(path: str) -> list:
+        with av.open(path) as container:
+            return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+    class Interrupted(Exception):  # what ComfyUI's Cancel raises inside the node
+        pass
+
+    real, saved = render.save_pixels, []
+
+    def save(array, path, quick=False):
+        if len(saved) == 4:
+            raise Interrupted
+        saved.append(path)
+        return real(array, path, quick=quick)
+
+    monkeypatch.setattr(render, "save_pixels", save)
+    with pytest.raises(Interrupted):
+        run(str(tmp_path / "renders"))
+    monkeypatch.setattr(render, "save_pixels", lambda *a, **k: saved.append(a[1]) or real(*a, **k))
+    resumed = run(str(tmp_path / "renders"))
+    assert len(saved) == 10  # 4 before the stop, the 6 left after it: none dreamed twice
+    assert not any((tmp_path / "renders").iterdir())  # the finished render's work folder went
+    uninterrupted = run(str(tmp_path / "elsewhere"))
+    assert len(saved) == 20
+    first, second = frames(resumed), frames(uninterrupted)
+    assert len(first) == len(second) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

@@ -47,10 +47,15 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
             ("gallery/sample.jpg", "The sample photo with the default settings."),
             ("gallery/octaves.webp", "The `octave_images` output: the dream after each octave."),
             ("gallery/look_classic.jpg", "The classic step (workflow 16)."),
-            ("gallery/look_lapnorm.jpg", "precondition lapnorm, scale_jitter 0.1, rotate_jitter 5: the same "
-             "strength, larger smoother structures."),
-            ("gallery/look_whitened.jpg", "precondition whitened, same jitter: smooth patterns in the photo's "
-             "colours."),
+            (
+                "gallery/look_lapnorm.jpg",
+                "precondition lapnorm, scale_jitter 0.1, rotate_jitter 5: the same "
+                "strength, larger smoother structures.",
+            ),
+            (
+                "gallery/look_whitened.jpg",
+                "precondition whitened, same jitter: smooth patterns in the photo's colours.",
+            ),
         ],
         "The classic recipe: `octaves` scales dreamed smallest first, `iterations` steps per octave of size "
         "`step`, the lost detail put back between octaves. Larger `step` or more `iterations` dream harder; "
@@ -73,8 +78,13 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "work; they are resized to the image. Layer weights connected to Octave Dream itself apply everywhere.",
     ),
     "DreamNetwork": (
-        [("gallery/networks.jpg", "The ImageNet network's eyes (blocks.10) with a network trained on the bundled "
-          "shapes dreaming its class 'dots' (weight 10), on one picture.")],
+        [
+            (
+                "gallery/networks.jpg",
+                "The ImageNet network's eyes (blocks.10) with a network trained on the bundled "
+                "shapes dreaming its class 'dots' (weight 10), on one picture.",
+            )
+        ],
         "Load a second network (another architecture, or one you trained with **Train Feature Model**), give it "
         "its own **Layer Weights**, and connect this node to a dream node's `networks` input; chain several to "
         "dream with more. Every step runs each network on the same jittered, scaled and turned picture and adds "
@@ -132,8 +142,10 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         [
             ("gallery/trained_dots.jpg", "A network trained on the sample shapes, dreaming `class:dots`."),
             ("gallery/trained_stripes.jpg", "The same network dreaming `class:stripes`."),
-            ("gallery/training_report.jpg", "The report output: loss and held-out accuracy per epoch, and the "
-             "confusion matrix."),
+            (
+                "gallery/training_report.jpg",
+                "The report output: loss and held-out accuracy per epoch, and the confusion matrix.",
+            ),
         ],
         "Put one sub-folder of pictures per class inside ComfyUI's `input` folder (e.g. `input/my_flowers/rose`, "
         "`input/my_flowers/tulip`) and give the folder's name. The default, `deepdream_samples/shapes`, is the "
@@ -174,8 +186,16 @@ def page(name: str, cls, display_name: str) -> str:
     lines = [f"# {display_name}", "", cls.DESCRIPTION, ""]
     for path, caption in pictures:
         lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
-    lines += ["## How to use it", "", usage, "", "## Inputs", "", "| input | type | value | what it does |",
-              "| --- | --- | --- | --- |"]  # fmt: skip
+    lines += [
+        "## How to use it",
+        "",
+        usage,
+        "",
+        "## Inputs",
+        "",
+        "| input | type | value | what it does |",
+        "| --- | --- | --- | --- |",
+    ]
     types = cls.INPUT_TYPES()
     for section in ("required", "optional"):
         for input_name, spec in types.get(section, {}).items():

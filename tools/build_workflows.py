@@ -110,8 +110,14 @@ class Graph:
         self.nodes: list[dict] = []
         self.links: list[list] = []
 
-    def add(self, node_type: str, pos: tuple[int, int], values: dict | None = None, title: str | None = None,
-            **inputs: tuple[int, int]) -> int:  # fmt: skip
+    def add(
+        self,
+        node_type: str,
+        pos: tuple[int, int],
+        values: dict | None = None,
+        title: str | None = None,
+        **inputs: tuple[int, int],
+    ) -> int:
         entry = self.info[node_type]
         node_id = len(self.nodes) + 1
         node_inputs = []
@@ -190,8 +196,9 @@ def sample_dream(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
     layers = g.add("LayerWeights", (0, 520), {"layers": LITE_LAYERS})
-    dream = g.add("OctaveDream", (380, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0),
-                  layer_weights=(layers, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream", (380, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0)
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/sample"}, images=(dream, 0))
     return g.to_json()
 
@@ -202,9 +209,14 @@ def keras_inception(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "inception_v3"})
     layers = g.add("LayerWeights", (0, 520), {"layers": KERAS_LAYERS})
-    dream = g.add("OctaveDream", (380, 0), {"octaves": 3, "octave_scale": 1.4, "iterations": 20, "step": 0.01,
-                                            "max_loss": 15.0, "jitter": 0},
-                  image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"octaves": 3, "octave_scale": 1.4, "iterations": 20, "step": 0.01, "max_loss": 15.0, "jitter": 0},
+        image=(image, 0),
+        feature_model=(model, 0),
+        layer_weights=(layers, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/keras"}, images=(dream, 0))
     return g.to_json()
 
@@ -215,12 +227,19 @@ def dream_upscale_dream(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
     model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
-    first = g.add("OctaveDream", (380, 0), {"step": 0.015}, title="Dream at half size",
-                  image=(small, 0), feature_model=(model, 0))  # fmt: skip
+    first = g.add(
+        "OctaveDream", (380, 0), {"step": 0.015}, title="Dream at half size", image=(small, 0), feature_model=(model, 0)
+    )
     big = g.add("ImageScaleBy", (760, 0), {"upscale_method": "lanczos", "scale_by": 2.0}, image=(first, 0))
     reinject = g.add("DetailReinject", (760, 160), {}, dream=(first, 0), original=(image, 0), upscaled=(big, 0))
-    second = g.add("OctaveDream", (1140, 0), {"octaves": 2, "iterations": 10, "step": 0.01},
-                   title="Dream again at full size", image=(reinject, 0), feature_model=(model, 0))  # fmt: skip
+    second = g.add(
+        "OctaveDream",
+        (1140, 0),
+        {"octaves": 2, "iterations": 10, "step": 0.01},
+        title="Dream again at full size",
+        image=(reinject, 0),
+        feature_model=(model, 0),
+    )
     g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/upscaled"}, images=(second, 0))
     return g.to_json()
 
@@ -231,12 +250,14 @@ def masked_dream(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     empty = g.add("SolidMask", (0, 380), {"value": 0.0, "width": 512, "height": 512})
     half = g.add("SolidMask", (0, 520), {"value": 1.0, "width": 256, "height": 512})
-    composite = g.add("MaskComposite", (380, 380), {"x": 256, "y": 0, "operation": "add"},
-                      destination=(empty, 0), source=(half, 0))  # fmt: skip
+    composite = g.add(
+        "MaskComposite", (380, 380), {"x": 256, "y": 0, "operation": "add"}, destination=(empty, 0), source=(half, 0)
+    )
     feather = g.add("FeatherMask", (380, 560), {"left": 48}, mask=(composite, 0))
     model = g.add("LoadFeatureModel", (0, 680), {"architecture": "efficientnet_lite0"})
-    dream = g.add("OctaveDream", (760, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0),
-                  mask=(feather, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream", (760, 0), {"step": 0.015}, image=(image, 0), feature_model=(model, 0), mask=(feather, 0)
+    )
     g.add("SaveImage", (1140, 0), {"filename_prefix": "deepdream/masked"}, images=(dream, 0))
     return g.to_json()
 
@@ -246,10 +267,19 @@ def octave_animation(info: dict) -> dict:
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
-    dream = g.add("OctaveDream", (380, 0), {"octaves": 5, "octave_scale": 1.3, "iterations": 12, "step": 0.015},
-                  image=(image, 0), feature_model=(model, 0))  # fmt: skip
-    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/octaves", "fps": 2.0, "lossless": False,
-                                         "quality": 90}, images=(dream, 1))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"octaves": 5, "octave_scale": 1.3, "iterations": 12, "step": 0.015},
+        image=(image, 0),
+        feature_model=(model, 0),
+    )
+    g.add(
+        "SaveAnimatedWEBP",
+        (760, 0),
+        {"filename_prefix": "deepdream/octaves", "fps": 2.0, "lossless": False, "quality": 90},
+        images=(dream, 1),
+    )
     g.add("SaveImage", (760, 420), {"filename_prefix": "deepdream/octaves_final"}, images=(dream, 0))
     return g.to_json()
 
@@ -265,8 +295,15 @@ def guided_dream(info: dict) -> dict:
     guide = g.add("LoadImage", (0, 380), {"image": GUIDE}, title="Guide image")
     model = g.add("LoadFeatureModel", (0, 760), {"architecture": "efficientnet_lite0"})
     layers = g.add("LayerWeights", (0, 900), {"layers": "blocks.8: 1.0\nblocks.10: 1.0"})
-    dream = g.add("OctaveDream", (380, 0), {"step": 0.02, "guide_mix": 1.0}, image=(image, 0),
-                  feature_model=(model, 0), layer_weights=(layers, 0), guide=(guide, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"step": 0.02, "guide_mix": 1.0},
+        image=(image, 0),
+        feature_model=(model, 0),
+        layer_weights=(layers, 0),
+        guide=(guide, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/guided"}, images=(dream, 0))
     return g.to_json()
 
@@ -277,8 +314,14 @@ def class_and_channels(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
     layers = g.add("LayerWeights", (0, 520), {"layers": "class:jellyfish: 1.0\nblocks.6[top8]: 0.5"})
-    dream = g.add("OctaveDream", (380, 0), {"step": 0.015, "iterations": 30}, image=(image, 0),
-                  feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"step": 0.015, "iterations": 30},
+        image=(image, 0),
+        feature_model=(model, 0),
+        layer_weights=(layers, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/jellyfish"}, images=(dream, 0))
     return g.to_json()
 
@@ -288,10 +331,22 @@ def keep_colors(info: dict) -> dict:
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
-    dream = g.add("OctaveDream", (380, 0), {"step": 0.015, "keep_colors": "luminance", "grad_blur": 1.0},
-                  title="Colours kept, gradient blurred", image=(image, 0), feature_model=(model, 0))  # fmt: skip
-    plain = g.add("OctaveDream", (380, 560), {"step": 0.015}, title="Classic, for comparison", image=(image, 0),
-                  feature_model=(model, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"step": 0.015, "keep_colors": "luminance", "grad_blur": 1.0},
+        title="Colours kept, gradient blurred",
+        image=(image, 0),
+        feature_model=(model, 0),
+    )
+    plain = g.add(
+        "OctaveDream",
+        (380, 560),
+        {"step": 0.015},
+        title="Classic, for comparison",
+        image=(image, 0),
+        feature_model=(model, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/colors_kept"}, images=(dream, 0))
     g.add("SaveImage", (760, 560), {"filename_prefix": "deepdream/colors_classic"}, images=(plain, 0))
     return g.to_json()
@@ -306,8 +361,13 @@ def layer_sweep(info: dict) -> dict:
     lines = (
         "blocks.3: 1\nblocks.6: 1\nblocks.8: 1\nblocks.10: 1\nblocks.13: 1\nblocks.6: 1, blocks.8: 1.5, blocks.10: 1"
     )
-    sweep = g.add("LayerSweep", (380, 0), {"layers": lines, "step": 0.02, "iterations": 15, "columns": 3},
-                  image=(small, 0), feature_model=(model, 0))  # fmt: skip
+    sweep = g.add(
+        "LayerSweep",
+        (380, 0),
+        {"layers": lines, "step": 0.02, "iterations": 15, "columns": 3},
+        image=(small, 0),
+        feature_model=(model, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/sweep_sheet"}, images=(sweep, 1))
     return g.to_json()
 
@@ -317,10 +377,15 @@ def dream_frames(info: dict) -> dict:
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
-    frames = g.add("DreamFrames", (380, 0), {"step": 0.015, "every_n_steps": 4}, image=(image, 0),
-                   feature_model=(model, 0))  # fmt: skip
-    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/forming", "fps": 6.0, "lossless": False,
-                                         "quality": 85}, images=(frames, 1))  # fmt: skip
+    frames = g.add(
+        "DreamFrames", (380, 0), {"step": 0.015, "every_n_steps": 4}, image=(image, 0), feature_model=(model, 0)
+    )
+    g.add(
+        "SaveAnimatedWEBP",
+        (760, 0),
+        {"filename_prefix": "deepdream/forming", "fps": 6.0, "lossless": False, "quality": 85},
+        images=(frames, 1),
+    )
     return g.to_json()
 
 
@@ -330,11 +395,19 @@ def dream_zoom(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
     model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
-    frames = g.add("DreamZoom", (380, 0), {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015,
-                                           "octaves": 2, "iterations": 8},
-                   image=(small, 0), feature_model=(model, 0))  # fmt: skip
-    g.add("SaveAnimatedWEBP", (760, 0), {"filename_prefix": "deepdream/zoom", "fps": 8.0, "lossless": False,
-                                         "quality": 85}, images=(frames, 0))  # fmt: skip
+    frames = g.add(
+        "DreamZoom",
+        (380, 0),
+        {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015, "octaves": 2, "iterations": 8},
+        image=(small, 0),
+        feature_model=(model, 0),
+    )
+    g.add(
+        "SaveAnimatedWEBP",
+        (760, 0),
+        {"filename_prefix": "deepdream/zoom", "fps": 8.0, "lossless": False, "quality": 85},
+        images=(frames, 0),
+    )
     return g.to_json()
 
 
@@ -344,16 +417,18 @@ def regions(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     empty = g.add("SolidMask", (0, 380), {"value": 0.0, "width": 512, "height": 512})
     half = g.add("SolidMask", (0, 520), {"value": 1.0, "width": 256, "height": 512})
-    right = g.add("MaskComposite", (0, 660), {"x": 256, "y": 0, "operation": "add"},
-                  destination=(empty, 0), source=(half, 0))  # fmt: skip
+    right = g.add(
+        "MaskComposite", (0, 660), {"x": 256, "y": 0, "operation": "add"}, destination=(empty, 0), source=(half, 0)
+    )
     left = g.add("InvertMask", (0, 840), {}, mask=(right, 0))
     model = g.add("LoadFeatureModel", (0, 960), {"architecture": "efficientnet_lite0"})
     low = g.add("LayerWeights", (380, 380), {"layers": "blocks.3: 1.0"}, title="Left: low layer")
     high = g.add("LayerWeights", (380, 600), {"layers": "blocks.11: 1.0\nblocks.12: 1.0"}, title="Right: high layers")
     first = g.add("DreamRegion", (760, 380), {}, mask=(left, 0), layer_weights=(low, 0))
     both = g.add("DreamRegion", (760, 560), {}, mask=(right, 0), layer_weights=(high, 0), regions=(first, 0))
-    dream = g.add("OctaveDream", (1140, 0), {"step": 0.02}, image=(image, 0), feature_model=(model, 0),
-                  regions=(both, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream", (1140, 0), {"step": 0.02}, image=(image, 0), feature_model=(model, 0), regions=(both, 0)
+    )
     g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/regions"}, images=(dream, 0))
     return g.to_json()
 
@@ -362,18 +437,31 @@ def train_and_dream(info: dict) -> dict:
     """(6) Train on the bundled training folder (three generated classes), then dream two classes."""
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
-    model = g.add("TrainFeatureModel", (0, 380), {"folder": TRAINING_FOLDER, "epochs": 6,
-                                                 "save_as": "deepdream_shapes"})  # fmt: skip
+    model = g.add(
+        "TrainFeatureModel", (0, 380), {"folder": TRAINING_FOLDER, "epochs": 6, "save_as": "deepdream_shapes"}
+    )
     settings = {"octaves": 4, "octave_scale": 1.5, "iterations": 20, "step": 0.02, "grad_blur": 1.0}
     for row, name in enumerate(("dots", "stripes")):
-        layers = g.add("LayerWeights", (380, 420 + 220 * row), {"layers": f"class:{name}: 1.0"},
-                       title=f"Dream the class '{name}'")  # fmt: skip
-        dream = g.add("OctaveDream", (760, 420 * row), settings, title=f"Dream: {name}", image=(image, 0),
-                      feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
-        g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"},
-              images=(dream, 0))  # fmt: skip
-    g.add("SaveImage", (380, 880), {"filename_prefix": "deepdream/training_report"}, title="How training went",
-          images=(model, 2))  # fmt: skip
+        layers = g.add(
+            "LayerWeights", (380, 420 + 220 * row), {"layers": f"class:{name}: 1.0"}, title=f"Dream the class '{name}'"
+        )
+        dream = g.add(
+            "OctaveDream",
+            (760, 420 * row),
+            settings,
+            title=f"Dream: {name}",
+            image=(image, 0),
+            feature_model=(model, 0),
+            layer_weights=(layers, 0),
+        )
+        g.add("SaveImage", (1140, 420 * row), {"filename_prefix": f"deepdream/trained_{name}"}, images=(dream, 0))
+    g.add(
+        "SaveImage",
+        (380, 880),
+        {"filename_prefix": "deepdream/training_report"},
+        title="How training went",
+        images=(model, 2),
+    )
     return g.to_json()
 
 
@@ -386,12 +474,23 @@ def dream_video(info: dict) -> dict:
     clip = g.add("LoadVideo", (0, 0), {"file": VIDEO})
     parts = g.add("GetVideoComponents", (0, 300), {}, video=(clip, 0))
     model = g.add("LoadFeatureModel", (0, 480), {"architecture": "efficientnet_lite0"})
-    for row, (carry, prefix, title) in enumerate(((1.0, "video_coherent", "Dream Video: patterns follow the motion"),
-                                                  (0.0, "video_frame_by_frame", "Frame by frame (carry 0): boils"))):
-        dreamed = g.add("DreamVideo", (380, 560 * row), {"step": 0.015, "carry": carry}, title=title,
-                        frames=(parts, 0), feature_model=(model, 0))
-        video = g.add("CreateVideo", (760, 560 * row), {"fps": 12.0}, images=(dreamed, 0), audio=(parts, 1),
-                      fps=(parts, 2))
+    for row, (carry, prefix, title) in enumerate(
+        (
+            (1.0, "video_coherent", "Dream Video: patterns follow the motion"),
+            (0.0, "video_frame_by_frame", "Frame by frame (carry 0): boils"),
+        )
+    ):
+        dreamed = g.add(
+            "DreamVideo",
+            (380, 560 * row),
+            {"step": 0.015, "carry": carry},
+            title=title,
+            frames=(parts, 0),
+            feature_model=(model, 0),
+        )
+        video = g.add(
+            "CreateVideo", (760, 560 * row), {"fps": 12.0}, images=(dreamed, 0), audio=(parts, 1), fps=(parts, 2)
+        )
         g.add("SaveVideo", (1140, 560 * row), {"filename_prefix": f"deepdream/{prefix}"}, video=(video, 0))
     return g.to_json()
 
@@ -401,8 +500,14 @@ def dream_video_file(info: dict) -> dict:
     g = Graph(info)
     clip = g.add("LoadVideo", (0, 0), {"file": VIDEO})
     model = g.add("LoadFeatureModel", (0, 300), {"architecture": "efficientnet_lite0"})
-    dreamed = g.add("DreamVideoFile", (380, 0), {"step": 0.015}, title="Dream Video File: any length, streamed",
-                    video=(clip, 0), feature_model=(model, 0))  # fmt: skip
+    dreamed = g.add(
+        "DreamVideoFile",
+        (380, 0),
+        {"step": 0.015},
+        title="Dream Video File: any length, streamed",
+        video=(clip, 0),
+        feature_model=(model, 0),
+    )
     g.add("SaveVideo", (760, 0), {"filename_prefix": "deepdream/video_streamed"}, video=(dreamed, 0))
     return g.to_json()
 
@@ -414,15 +519,23 @@ def looks(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     model = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
     layers = g.add("LayerWeights", (0, 520), {"layers": LITE_LAYERS})
-    for row, (name, extra) in enumerate((("classic", {}),
-                                         ("lapnorm", {"precondition": "lapnorm", "scale_jitter": 0.1,
-                                                      "rotate_jitter": 5.0}),
-                                         ("whitened", {"precondition": "whitened", "scale_jitter": 0.1,
-                                                       "rotate_jitter": 5.0}))):  # fmt: skip
-        dream = g.add("OctaveDream", (380 + 380 * row, 0), {"step": 0.015, **extra}, title=f"Dream: {name}",
-                      image=(image, 0), feature_model=(model, 0), layer_weights=(layers, 0))  # fmt: skip
-        g.add("SaveImage", (380 + 380 * row, 1000), {"filename_prefix": f"deepdream/look_{name}"},
-              images=(dream, 0))  # fmt: skip
+    for row, (name, extra) in enumerate(
+        (
+            ("classic", {}),
+            ("lapnorm", {"precondition": "lapnorm", "scale_jitter": 0.1, "rotate_jitter": 5.0}),
+            ("whitened", {"precondition": "whitened", "scale_jitter": 0.1, "rotate_jitter": 5.0}),
+        )
+    ):
+        dream = g.add(
+            "OctaveDream",
+            (380 + 380 * row, 0),
+            {"step": 0.015, **extra},
+            title=f"Dream: {name}",
+            image=(image, 0),
+            feature_model=(model, 0),
+            layer_weights=(layers, 0),
+        )
+        g.add("SaveImage", (380 + 380 * row, 1000), {"filename_prefix": f"deepdream/look_{name}"}, images=(dream, 0))
     return g.to_json()
 
 
@@ -433,13 +546,20 @@ def two_networks(info: dict) -> dict:
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     imagenet = g.add("LoadFeatureModel", (0, 380), {"architecture": "efficientnet_lite0"})
     eyes = g.add("LayerWeights", (0, 520), {"layers": "blocks.10: 1.0"}, title="ImageNet network: eyes")
-    trained = g.add("TrainFeatureModel", (380, 380), {"folder": TRAINING_FOLDER, "epochs": 6,
-                                                     "save_as": "deepdream_shapes"})  # fmt: skip
+    trained = g.add(
+        "TrainFeatureModel", (380, 380), {"folder": TRAINING_FOLDER, "epochs": 6, "save_as": "deepdream_shapes"}
+    )
     dots = g.add("LayerWeights", (760, 520), {"layers": "class:dots: 10"}, title="Trained network: dots")
     networks = g.add("DreamNetwork", (760, 380), {}, feature_model=(trained, 0), layer_weights=(dots, 0))
-    dream = g.add("OctaveDream", (1140, 0), {"step": 0.02, "octaves": 4, "octave_scale": 1.5, "grad_blur": 1.0},
-                  image=(image, 0), feature_model=(imagenet, 0), layer_weights=(eyes, 0),
-                  networks=(networks, 0))  # fmt: skip
+    dream = g.add(
+        "OctaveDream",
+        (1140, 0),
+        {"step": 0.02, "octaves": 4, "octave_scale": 1.5, "grad_blur": 1.0},
+        image=(image, 0),
+        feature_model=(imagenet, 0),
+        layer_weights=(eyes, 0),
+        networks=(networks, 0),
+    )
     g.add("SaveImage", (1520, 0), {"filename_prefix": "deepdream/networks"}, images=(dream, 0))
     return g.to_json()
 
@@ -448,8 +568,12 @@ def channel_sheet(info: dict) -> dict:
     """(18) What single channels see: 8 channels of a middle layer grown from noise, on a labelled sheet."""
     g = Graph(info)
     model = g.add("LoadFeatureModel", (0, 0), {"architecture": "efficientnet_lite0"})
-    pictures = g.add("ChannelPictures", (380, 0), {"layer": "blocks.8", "channels": "0-7", "columns": 4,
-                                                    "size": 160, "steps": 128}, feature_model=(model, 0))  # fmt: skip
+    pictures = g.add(
+        "ChannelPictures",
+        (380, 0),
+        {"layer": "blocks.8", "channels": "0-7", "columns": 4, "size": 160, "steps": 128},
+        feature_model=(model, 0),
+    )
     g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/channel_sheet"}, images=(pictures, 1))
     return g.to_json()
 

@@ -138,8 +138,15 @@ def load_defaults() -> None:
 
 
 def dream(image: list, **options) -> dict:
-    inputs = {**OCTAVE_DEFAULTS, "image": image, "feature_model": ["3", 0], "octaves": 3, "iterations": 5,
-              "step": 0.01, "seed": 0}  # fmt: skip
+    inputs = {
+        **OCTAVE_DEFAULTS,
+        "image": image,
+        "feature_model": ["3", 0],
+        "octaves": 3,
+        "iterations": 5,
+        "step": 0.01,
+        "seed": 0,
+    }
     inputs.update(options)
     return {"class_type": "OctaveDream", "inputs": inputs}
 
@@ -255,8 +262,18 @@ def check_shared_model_repeat() -> str:
     first = run(dream_prompt("x1", seed=11, octaves=2))
     other = base(160)
     other["L"] = {"class_type": "LayerWeights", "inputs": {"layers": "blocks.3: 1\nhead: 0.5", "strength": 2.0}}
-    other["4"] = dream(["2", 0], seed=99, octaves=1, iterations=4, step=0.05, jitter=0, loss="mean",
-                       normalize="std", reinject_detail=False, layer_weights=["L", 0])  # fmt: skip
+    other["4"] = dream(
+        ["2", 0],
+        seed=99,
+        octaves=1,
+        iterations=4,
+        step=0.05,
+        jitter=0,
+        loss="mean",
+        normalize="std",
+        reinject_detail=False,
+        layer_weights=["L", 0],
+    )
     other["9"] = save(["4", 0], "y")
     middle = run(other)
     again = run(dream_prompt("x2", noop=True, seed=11, octaves=2))

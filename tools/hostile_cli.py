@@ -44,8 +44,13 @@ class Run:
     def __init__(self, args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> None:
         started = time.monotonic()
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            process = subprocess.Popen([sys.executable, "-m", "dream_core", *args], cwd=cwd, stdout=out, stderr=err,
-                                       env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-m", "dream_core", *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            )
             while (waited := os.wait4(process.pid, os.WNOHANG))[0] == 0:
                 if time.monotonic() - started > timeout:
                     process.kill()
@@ -64,8 +69,12 @@ class Run:
 
     def refused(self, *words: str) -> bool:
         """A non-zero exit with exactly one error line holding every word, and no traceback."""
-        return (self.code != 0 and len(self.errors) == 1 and "Traceback" not in self.err
-                and all(word in self.errors[0] for word in words))  # fmt: skip
+        return (
+            self.code != 0
+            and len(self.errors) == 1
+            and "Traceback" not in self.err
+            and all(word in self.errors[0] for word in words)
+        )
 
 
 def md5(path: Path) -> str:
@@ -177,18 +186,25 @@ def _(tmp: Path):
 @case("17", "zoom --fps 0, train -o m.pt, dream -o x.xyz, video --fps 1e9")
 def _(tmp: Path):
     photo(tmp)
-    runs = [Run(["zoom", "a.png", "-o", "z.webp", "--fps", "0"], tmp),
-            Run(["train", str(tmp), "-o", "m.pt"], tmp), Run(["dream", "a.png", "-o", "x.xyz"], tmp),
-            Run(["video", str(ROOT / "samples" / "pan.mp4"), "-o", "v.mp4", "--fps", "1e9"], tmp)]  # fmt: skip
+    runs = [
+        Run(["zoom", "a.png", "-o", "z.webp", "--fps", "0"], tmp),
+        Run(["train", str(tmp), "-o", "m.pt"], tmp),
+        Run(["dream", "a.png", "-o", "x.xyz"], tmp),
+        Run(["video", str(ROOT / "samples" / "pan.mp4"), "-o", "v.mp4", "--fps", "1e9"], tmp),
+    ]
     return runs[-1], all(run.refused() and run.seconds < 30 for run in runs)
 
 
 @case("17", "SIGTERM during a video render")
 def _(tmp: Path):
     shutil.copy(ROOT / "samples" / "pan.mp4", tmp / "pan.mp4")
-    process = subprocess.Popen([sys.executable, "-m", "dream_core", "video", "pan.mp4", "-o", "out.mp4", *FAST,
-                                "--flow", "ilk"], cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dream_core", "video", "pan.mp4", "-o", "out.mp4", *FAST, "--flow", "ilk"],
+        cwd=tmp,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp.glob(".out.mp4.work/frame_00001.png")):
         time.sleep(0.2)
@@ -206,8 +222,22 @@ def _(tmp: Path):
     image = photo(tmp / "pics")
     (tmp / "pics" / "notes.txt").write_text("mine")
     before = md5(image)
-    args = ["channels", "-o", "sheet.png", "--pictures", "pics", "--channels", "top2", "--image", "pics/a.png",
-            "--size", "64", "--steps", "1", "--overwrite"]  # fmt: skip
+    args = [
+        "channels",
+        "-o",
+        "sheet.png",
+        "--pictures",
+        "pics",
+        "--channels",
+        "top2",
+        "--image",
+        "pics/a.png",
+        "--size",
+        "64",
+        "--steps",
+        "1",
+        "--overwrite",
+    ]
     run = Run(args, tmp)
     kept = md5(image) == before and (tmp / "pics" / "notes.txt").read_text() == "mine"
     return run, run.code == 0 and kept and len(list((tmp / "pics").glob("blocks*.png"))) == 2
@@ -220,8 +250,10 @@ def _(tmp: Path):
     for out in ("v", "z"):
         (tmp / out / "mine").mkdir(parents=True)
         (tmp / out / "holiday.jpg").write_bytes(b"mine")
-    runs = [Run(["video", "frames", "-o", "v", *FAST, "--flow", "ilk", "--overwrite"], tmp),
-            Run(["zoom", "a.png", "-o", "z", *FAST, "--frames", "2", "--overwrite"], tmp)]  # fmt: skip
+    runs = [
+        Run(["video", "frames", "-o", "v", *FAST, "--flow", "ilk", "--overwrite"], tmp),
+        Run(["zoom", "a.png", "-o", "z", *FAST, "--frames", "2", "--overwrite"], tmp),
+    ]
     kept = all((tmp / out / "holiday.jpg").is_file() and (tmp / out / "mine").is_dir() for out in ("v", "z"))
     return runs[0], all(run.code == 0 for run in runs) and kept
 
@@ -252,8 +284,9 @@ def _(tmp: Path):
 @case("26", "channels topN of a 4096 px photo, bounded")
 def _(tmp: Path):
     photo(tmp, "big.png", 4096)
-    run = Run(["channels", "-o", "s.png", "--channels", "top4", "--image", "big.png", "--size", "64", "--steps",
-               "1"], tmp)  # fmt: skip
+    run = Run(
+        ["channels", "-o", "s.png", "--channels", "top4", "--image", "big.png", "--size", "64", "--steps", "1"], tmp
+    )
     run.err += f"\n(peak {run.peak_gb:.1f} GB)"
     return run, run.code == 0 and run.peak_gb < 2.5
 
@@ -276,9 +309,14 @@ def _(tmp: Path):
 def _(tmp: Path):
     shutil.copy(ROOT / "samples" / "pan.mp4", tmp / "pan.mp4")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen([sys.executable, "-m", "dream_core", "video", "pan.mp4", "-o", "out", *FAST, "--flow",
-                              "ilk", "--seed", "1"], cwd=tmp, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dream_core", "video", "pan.mp4", "-o", "out", *FAST, "--flow", "ilk", "--seed", "1"],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp.glob(".out.work/frame_00000.png")):
         time.sleep(0.2)
@@ -346,8 +384,12 @@ def _(tmp: Path):
 
 def _killed_after_state(args: list[str], tmp: Path) -> None:
     """Start a video render and kill it (-9) once it saved its first state: a stopped render's work folder."""
-    process = subprocess.Popen([sys.executable, "-m", "dream_core", *args], cwd=tmp, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dream_core", *args],
+        cwd=tmp,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp.glob(".*.work/state.pt")):
         time.sleep(0.05)
@@ -392,8 +434,21 @@ def _(tmp: Path):
     try:
         for i in range(6):
             photo(tmp / "frames", f"f{i}.png", 256)  # 256 px: frames and state fill the 600 kB disk
-        run = Run(["video", str(tmp / "frames"), "-o", str(disk / "out"), "--octaves", "1", "--iterations", "0",
-                   "--flow", "ilk"], tmp)  # fmt: skip
+        run = Run(
+            [
+                "video",
+                str(tmp / "frames"),
+                "-o",
+                str(disk / "out"),
+                "--octaves",
+                "1",
+                "--iterations",
+                "0",
+                "--flow",
+                "ilk",
+            ],
+            tmp,
+        )
         return run, run.refused("no space left")
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
@@ -417,12 +472,18 @@ def _(tmp: Path):
 @case("26", "smaller: weights folder, unknown class, empty @weights, channels --help")
 def _(tmp: Path):
     photo(tmp)
-    runs = [Run(["dream", "a.png", "-o", "x.png", "--weights", "."], tmp),
-            Run(["dream", "a.png", "-o", "x.png", "--layers", "class:zzqx"], tmp),
-            Run(["dream", "a.png", "-o", "x.png", "--network", "efficientnet_lite0@=blocks.6"], tmp)]  # fmt: skip
+    runs = [
+        Run(["dream", "a.png", "-o", "x.png", "--weights", "."], tmp),
+        Run(["dream", "a.png", "-o", "x.png", "--layers", "class:zzqx"], tmp),
+        Run(["dream", "a.png", "-o", "x.png", "--network", "efficientnet_lite0@=blocks.6"], tmp),
+    ]
     helped = Run(["channels", "--help"], tmp)
-    ok = (runs[0].refused("is a folder") and runs[1].refused("Unknown class") and runs[2].refused("after '@'")
-          and "presets" not in helped.out)  # fmt: skip
+    ok = (
+        runs[0].refused("is a folder")
+        and runs[1].refused("Unknown class")
+        and runs[2].refused("after '@'")
+        and "presets" not in helped.out
+    )
     return runs[1], ok
 
 
@@ -439,8 +500,10 @@ def _(tmp: Path):
     nodes, messages = _nodes(), []
     model = importlib.import_module(f"{ROOT.name}.dream_core").load_feature_model("efficientnet_lite0", "random")
     small = torch.rand(4, 64, 64, 3)
-    for call in (lambda: nodes["ChannelPictures"]().run(model, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3)),
-                 lambda: nodes["DetailReinject"]().run(small, small, 16384, 16384, 1.0)):  # fmt: skip
+    for call in (
+        lambda: nodes["ChannelPictures"]().run(model, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3)),
+        lambda: nodes["DetailReinject"]().run(small, small, 16384, 16384, 1.0),
+    ):
         try:
             call()
             messages.append("no error")
@@ -468,10 +531,23 @@ def main() -> int:
             ok = ok and not [p for p in leftovers if ".partial-" in p or ".deepdream-check" in p]
         except Exception as error:  # noqa: BLE001 - a case that breaks is a failed case, and the rest go on
             run, ok = f"{type(error).__name__}: {error}", False
-        said = run if isinstance(run, str) else ((run.errors or [f"exit {run.code}"])[0] + ("" if not run.err.count(
-            "(peak") and not run.err.count("(in ") else " " + run.err.strip().splitlines()[-1]))  # fmt: skip
-        print(f"| {probe} | {name} | {'PASS' if ok else 'FAIL'} | {time.monotonic() - started:.1f} | "
-              f"{said[:150].replace('|', '/')} |", flush=True)  # fmt: skip
+        said = (
+            run
+            if isinstance(run, str)
+            else (
+                (run.errors or [f"exit {run.code}"])[0]
+                + (
+                    ""
+                    if not run.err.count("(peak") and not run.err.count("(in ")
+                    else " " + run.err.strip().splitlines()[-1]
+                )
+            )
+        )
+        print(
+            f"| {probe} | {name} | {'PASS' if ok else 'FAIL'} | {time.monotonic() - started:.1f} | "
+            f"{said[:150].replace('|', '/')} |",
+            flush=True,
+        )
         passed, failed = passed + ok, failed + (not ok)
         if args.keep:
             print(f"    kept {tmp}")

@@ -120,9 +120,19 @@ def model_prompt(weights: str, layers: str | None = None, **options) -> dict:
 
 def train_prompt(folder: str, save_as: str) -> dict:
     prompt = base(64)
-    prompt["T"] = {"class_type": "TrainFeatureModel", "inputs": {
-        "folder": folder, "architecture": LITE0, "weights": "imagenet", "epochs": 1, "learning_rate": 0.003,
-        "unfreeze_blocks": 0, "seed": 0, "save_as": save_as}}  # fmt: skip
+    prompt["T"] = {
+        "class_type": "TrainFeatureModel",
+        "inputs": {
+            "folder": folder,
+            "architecture": LITE0,
+            "weights": "imagenet",
+            "epochs": 1,
+            "learning_rate": 0.003,
+            "unfreeze_blocks": 0,
+            "seed": 0,
+            "save_as": save_as,
+        },
+    }
     prompt["4"] = quick_dream(["2", 0], feature_model=["T", 0])
     prompt["9"] = save(["4", 0], "t")
     return prompt

@@ -100,8 +100,11 @@ def mermaid(graph: dict[str, set[str]]) -> str:
     lines = ["```mermaid", "flowchart LR"]
     for package in PACKAGES:
         lines.append(f"  subgraph {package}")
-        lines += [f"    {name.replace('.', '_')}[{name[len(package) + 1:]}]" for name in sorted(graph)
-                  if name.startswith(package + ".")]  # fmt: skip
+        lines += [
+            f"    {name.replace('.', '_')}[{name[len(package) + 1 :]}]"
+            for name in sorted(graph)
+            if name.startswith(package + ".")
+        ]
         lines.append("  end")
     for source in sorted(graph):
         if source in PACKAGES:

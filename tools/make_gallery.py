@@ -18,10 +18,30 @@ from PIL import Image, ImageSequence
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "web" / "docs" / "gallery"
-PREFIXES = ["sample", "upscaled", "masked", "guided", "jellyfish", "colors_kept", "colors_classic", "regions",
-            "sweep_sheet", "octaves", "forming", "zoom", "trained_dots", "trained_stripes", "video_coherent",
-            "video_frame_by_frame", "training_report", "look_classic", "look_lapnorm", "look_whitened", "networks",
-            "channel_sheet"]  # fmt: skip
+PREFIXES = [
+    "sample",
+    "upscaled",
+    "masked",
+    "guided",
+    "jellyfish",
+    "colors_kept",
+    "colors_classic",
+    "regions",
+    "sweep_sheet",
+    "octaves",
+    "forming",
+    "zoom",
+    "trained_dots",
+    "trained_stripes",
+    "video_coherent",
+    "video_frame_by_frame",
+    "training_report",
+    "look_classic",
+    "look_lapnorm",
+    "look_whitened",
+    "networks",
+    "channel_sheet",
+]
 
 
 def newest(folders: list[Path], prefix: str) -> Path | None:
@@ -44,8 +64,9 @@ def main() -> None:
                 rate = container.streams.video[0].average_rate or 12
                 frames = [frame.to_image().convert("RGB") for frame in container.decode(video=0)]
             target = GALLERY / f"{prefix}.webp"
-            frames[0].save(target, save_all=True, append_images=frames[1:], duration=round(1000 / float(rate)),
-                           loop=0, quality=70)  # fmt: skip
+            frames[0].save(
+                target, save_all=True, append_images=frames[1:], duration=round(1000 / float(rate)), loop=0, quality=70
+            )
             print(f"wrote {target.relative_to(ROOT)} ({target.stat().st_size // 1024} KB)")
             continue
         with Image.open(source) as image:

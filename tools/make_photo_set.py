@@ -21,8 +21,11 @@ from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIMAGE_PHOTOS = ("camera", "rocket", "coins", "page", "brick", "grass", "hubble_deep_field")
-BUNDLED = {"astronaut": ROOT / "samples" / "astronaut.png", "coffee": ROOT / "samples" / "coffee.jpg",
-           "chelsea": ROOT / "tests" / "data" / "chelsea.jpg"}  # fmt: skip
+BUNDLED = {
+    "astronaut": ROOT / "samples" / "astronaut.png",
+    "coffee": ROOT / "samples" / "coffee.jpg",
+    "chelsea": ROOT / "tests" / "data" / "chelsea.jpg",
+}
 
 
 def photos() -> dict[str, Image.Image]:
@@ -57,12 +60,21 @@ def main() -> None:
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "bench" / "photos10")
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--crop", type=float, nargs=2, default=(0.25, 0.67), metavar=("MIN", "MAX"),
-                        help="crop side as a share of the photo's shorter side")
+    parser.add_argument(
+        "--crop",
+        type=float,
+        nargs=2,
+        default=(0.25, 0.67),
+        metavar=("MIN", "MAX"),
+        help="crop side as a share of the photo's shorter side",
+    )
     parser.add_argument("--grey", action="store_true", help="grey pictures: the classes differ in texture only")
-    parser.add_argument("--digits", action="store_true",
-                        help="instead: scikit-learn's scanned handwritten digits (UCI optdigits, 8x8 scans), "
-                        "one class per digit, dark ink on white, enlarged to SIZE")  # fmt: skip
+    parser.add_argument(
+        "--digits",
+        action="store_true",
+        help="instead: scikit-learn's scanned handwritten digits (UCI optdigits, 8x8 scans), "
+        "one class per digit, dark ink on white, enlarged to SIZE",
+    )
     args = parser.parse_args()
     rng = random.Random(0)
     if args.digits:
@@ -81,8 +93,10 @@ def main() -> None:
             if args.grey:
                 crop = crop.convert("L").convert("RGB")
             crop.save(folder / f"{name}_{index:02d}.jpg", quality=90)
-    print(f"wrote {args.per_class} pictures of {args.size} px for each of {len(BUNDLED) + len(SKIMAGE_PHOTOS)} "
-          f"classes into {args.out}")
+    print(
+        f"wrote {args.per_class} pictures of {args.size} px for each of {len(BUNDLED) + len(SKIMAGE_PHOTOS)} "
+        f"classes into {args.out}"
+    )
 
 
 if __name__ == "__main__":

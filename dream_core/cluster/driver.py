@@ -85,8 +85,10 @@ def dream_on_ray(
     fresh = [targets[p] for p in left if targets[p].name not in journal.planned]
     check_outputs(fresh, [*inputs, *job.files()], overwrite, replace_hint=REPLACE_HINT)
     if len(left) < len(inputs):
-        print(f"going on: {len(inputs) - len(left)} of {len(inputs)} images were finished by an earlier run",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"going on: {len(inputs) - len(left)} of {len(inputs)} images were finished by an earlier run",
+            file=sys.stderr,
+        )
     if not left:
         journal.close()
         return 0
@@ -108,8 +110,11 @@ def dream_on_ray(
         print(f"error: {path.name}: {reason}", file=sys.stderr)
     if failed:
         names = ", ".join(p.name for p, _ in failed)
-        print(f"error: {len(failed)} of {len(inputs)} images failed: {names} (the others are written; run the same "
-              "command again to retry these)", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {len(failed)} of {len(inputs)} images failed: {names} (the others are written; run the same "
+            "command again to retry these)",
+            file=sys.stderr,
+        )
         return 1
     journal.close()
     return 0
@@ -125,8 +130,12 @@ def sweep_on_ray(job: Job, ray: RayRequest, image: torch.Tensor, lines: list[str
 
     array = image[0].numpy()
     with on_ray(job, ray, announce=None) as (pool, _):
-        failed = pool.run(list(enumerate(lines)), lambda worker, item: worker.dream_line.remote(array, item[1]),
-                          handle, ItemProgress("sweep", len(lines), "lines"))  # fmt: skip
+        failed = pool.run(
+            list(enumerate(lines)),
+            lambda worker, item: worker.dream_line.remote(array, item[1]),
+            handle,
+            ItemProgress("sweep", len(lines), "lines"),
+        )
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
     return torch.stack([torch.from_numpy(dreams[index].copy()) for index in range(len(lines))])  # Ray's: read-only
@@ -172,14 +181,24 @@ def _video_shots(
     with on_ray(job, ray, work.path, announce) as (pool, outbox):
         shots = _shots(pool, job, source, video, work.path)
         left = [shot for shot in shots if not _shot_done(work, shot)]
-        print(f"{len(shots)} shots in {shots[-1][1]} frames" + (f"; {len(shots) - len(left)} finished by an "
-              "earlier run" if len(left) < len(shots) else ""), file=sys.stderr)  # fmt: skip
-        failed = pool.run(left, lambda worker, shot: worker.shot_frames.remote(
-            shot, clip, source.fps, video, str(work.path), outbox, not sink.to_folder), handle,
-            ItemProgress("video", len(left), "shots"))  # fmt: skip
+        print(
+            f"{len(shots)} shots in {shots[-1][1]} frames"
+            + (f"; {len(shots) - len(left)} finished by an earlier run" if len(left) < len(shots) else ""),
+            file=sys.stderr,
+        )
+        failed = pool.run(
+            left,
+            lambda worker, shot: worker.shot_frames.remote(
+                shot, clip, source.fps, video, str(work.path), outbox, not sink.to_folder
+            ),
+            handle,
+            ItemProgress("video", len(left), "shots"),
+        )
     if failed:
-        raise DreamError("; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
-                         "finished shots are kept: run the same command again to go on.")  # fmt: skip
+        raise DreamError(
+            "; ".join(f"shot at frame {shot[0]}: {reason}" for shot, reason in failed) + ". The "
+            "finished shots are kept: run the same command again to go on."
+        )
     finish_clip(work, sink, source, shots[-1][1])
     return shots[-1][1]
 
@@ -204,8 +223,7 @@ def _shots(pool: Pool, job: Job, source: VideoSource, video: VideoSettings, work
     if source.count and len(pool.workers) > 1:
         shots = _shots_by_workers(pool, source, video, source.count)
     else:
-        shots = shot_ranges(source.frames(), video, device=job.device or default_device(),
-                            weights_dir=job.weights_dir)  # fmt: skip
+        shots = shot_ranges(source.frames(), video, device=job.device or default_device(), weights_dir=job.weights_dir)
     if not shots:
         raise DreamError(f"{source.path.name} holds no frames to dream.")
     with written_whole(found) as partial:
@@ -225,8 +243,12 @@ def _shots_by_workers(pool: Pool, source: VideoSource, video: VideoSettings, cou
         return True
 
     clip = str(source.path.resolve())
-    failed = pool.run(parts, lambda worker, part: worker.find_cuts.remote(clip, source.fps, part, video), handle,
-                      ItemProgress("finding shots", len(parts), "parts"))  # fmt: skip
+    failed = pool.run(
+        parts,
+        lambda worker, part: worker.find_cuts.remote(clip, source.fps, part, video),
+        handle,
+        ItemProgress("finding shots", len(parts), "parts"),
+    )
     if failed:
         raise DreamError("; ".join(f"frames from {part[0]}: {reason}" for part, reason in failed))
     seen = max(reached)

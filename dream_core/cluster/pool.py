@@ -38,8 +38,10 @@ def import_ray():
     try:
         import ray
     except ImportError as error:
-        raise DreamError(f"--ray needs Ray, which is not installed here. Install it with: {RAY_INSTALL} (on this "
-                         "machine and every machine of the cluster); without --ray everything runs here.") from error
+        raise DreamError(
+            f"--ray needs Ray, which is not installed here. Install it with: {RAY_INSTALL} (on this "
+            "machine and every machine of the cluster); without --ray everything runs here."
+        ) from error
     return ray
 
 
@@ -68,8 +70,10 @@ def _check_answers(address: str | None) -> None:
     try:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=ANSWER_SECONDS).close()
     except (OSError, ValueError) as error:
-        raise DreamError(f"--ray {address}: nothing answers there ({error.strerror or error}). Start the cluster "
-                         "with 'ray start --head', or check the address.") from None  # fmt: skip
+        raise DreamError(
+            f"--ray {address}: nothing answers there ({error.strerror or error}). Start the cluster "
+            "with 'ray start --head', or check the address."
+        ) from None
 
 
 def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterPlan:
@@ -82,8 +86,10 @@ def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterP
             ray.init(address=address or None, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as error:
             reason = str(error).splitlines()[0]
-            raise DreamError(f"--ray {address}: no Ray cluster answers there ({reason}). Start one with 'ray start "
-                             "--head', or give --ray alone for a cluster on this machine.") from None
+            raise DreamError(
+                f"--ray {address}: no Ray cluster answers there ({reason}). Start one with 'ray start "
+                "--head', or give --ray alone for a cluster on this machine."
+            ) from None
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
     threads = threads or 1
@@ -92,11 +98,15 @@ def connect(address: str | None, workers: int = 0, threads: int = 0) -> ClusterP
     plan = ClusterPlan(workers or (gpus if gpus else max(1, cpus // threads)), threads, gpus > 0)
     # A worker the cluster has no room for would wait for ever: refused here instead.
     if gpus and plan.workers > gpus:
-        raise DreamError(f"--workers {plan.workers}: the cluster has {gpus} GPUs, one per worker. Ask for {gpus} or "
-                         "fewer, or add machines.")  # fmt: skip
+        raise DreamError(
+            f"--workers {plan.workers}: the cluster has {gpus} GPUs, one per worker. Ask for {gpus} or "
+            "fewer, or add machines."
+        )
     if not gpus and plan.workers * threads > cpus:
-        raise DreamError(f"{plan.workers} workers of {threads} threads need {plan.workers * threads} CPUs; the "
-                         f"cluster has {cpus}. Ask for fewer workers or threads, or add machines.")  # fmt: skip
+        raise DreamError(
+            f"{plan.workers} workers of {threads} threads need {plan.workers * threads} CPUs; the "
+            f"cluster has {cpus}. Ask for fewer workers or threads, or add machines."
+        )
     return plan
 
 
@@ -229,8 +239,10 @@ class Pool:
         """A new worker in a dead one's place (a few times over: a job that kills every worker stops)."""
         self.replaced += 1
         if self.replaced > 2 * self.plan.workers + 2:
-            raise DreamError(f"{self.replaced} workers died; the cluster cannot finish this job (see its logs: "
-                             "'ray logs', or the dashboard).")
+            raise DreamError(
+                f"{self.replaced} workers died; the cluster cannot finish this job (see its logs: "
+                "'ray logs', or the dashboard)."
+            )
         self.workers.remove(dead)
         worker = self._start()
         self.workers.append(worker)
@@ -273,8 +285,9 @@ class Journal:
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with written_whole(self.path) as partial:
-            partial.write_text(json.dumps({"job": self.job, "done": self.done, "planned": sorted(self.planned)},
-                                          sort_keys=True))  # fmt: skip
+            partial.write_text(
+                json.dumps({"job": self.job, "done": self.done, "planned": sorted(self.planned)}, sort_keys=True)
+            )
 
     def close(self) -> None:
         """The job is complete: nothing to go on from."""

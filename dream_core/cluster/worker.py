@@ -73,7 +73,9 @@ class Worker:
         result = dream(picture, job.model, objective, job.settings, mask=job.mask)
         return result.images[0].numpy()
 
-    def find_cuts(self, clip: str, fps: float | None, part: tuple[int, int | None], video: VideoSettings) -> tuple[list, int]:
+    def find_cuts(
+        self, clip: str, fps: float | None, part: tuple[int, int | None], video: VideoSettings
+    ) -> tuple[list, int]:
         """The frames of `part` (first, after last; None: to the end) of the clip that start a new shot, each judged
         against the frame before it exactly as the whole clip's dream judges it; and how far the clip went."""
         first, stop = part
@@ -85,8 +87,16 @@ class Worker:
         seen = begin + ranges[-1][1] if ranges else 0  # a part past the clip's real end saw nothing
         return [begin + start for start, _ in ranges if begin + start >= max(first, 1)], seen
 
-    def shot_frames(self, shot: tuple[int, int], clip: str, fps: float | None, video: VideoSettings, work: str = "",
-                    outbox: Mailbox | None = None, quick: bool = True) -> tuple[int, list, bool]:  # fmt: skip
+    def shot_frames(
+        self,
+        shot: tuple[int, int],
+        clip: str,
+        fps: float | None,
+        video: VideoSettings,
+        work: str = "",
+        outbox: Mailbox | None = None,
+        quick: bool = True,
+    ) -> tuple[int, list, bool]:
         """The next few dreamed frames of a shot (`(first, after last)` of the clip): the clip's index of the
         first of them, their pixels (None for each one written into the work folder through the outbox), and
         whether the shot is done."""
@@ -94,12 +104,22 @@ class Worker:
             first, stop = shot
             frames = itertools.islice(VideoSource(clip, fps=fps).frames(first), stop - first)
             job = self.loaded
-            dreams = dream_video(frames, job.model, job.objective, job.settings, video, mask=job.mask,
-                                 weights_dir=self.job.weights_dir, start=first)  # fmt: skip
+            dreams = dream_video(
+                frames,
+                job.model,
+                job.objective,
+                job.settings,
+                video,
+                mask=job.mask,
+                weights_dir=self.job.weights_dir,
+                start=first,
+            )
             self._shot = (shot, dreams, first)
         _, dreams, index = self._shot
-        out = [self._deliver(pixels(frame[0]), str(Path(work) / f"frame_{index + offset:05d}.png"), outbox, quick)
-               for offset, frame in enumerate(itertools.islice(dreams, min(FRAMES_PER_CALL, shot[1] - index)))]
+        out = [
+            self._deliver(pixels(frame[0]), str(Path(work) / f"frame_{index + offset:05d}.png"), outbox, quick)
+            for offset, frame in enumerate(itertools.islice(dreams, min(FRAMES_PER_CALL, shot[1] - index)))
+        ]
         done = index + len(out) >= shot[1] or not out
         self._shot = None if done else (shot, dreams, index + len(out))
         return index, out, done

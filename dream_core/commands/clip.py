@@ -49,8 +49,9 @@ def video(
     source = VideoSource(given, fps=fps)
     sink = VideoSink(output, source.rate)  # refuses an unknown suffix before any work
     if sink.to_folder:
-        check_outputs([], [source.path, *source.files, *job.files()], overwrite, folders=[output],
-                      replace_hint=REPLACE_HINT)  # fmt: skip
+        check_outputs(
+            [], [source.path, *source.files, *job.files()], overwrite, folders=[output], replace_hint=REPLACE_HINT
+        )
     else:
         check_outputs([output], [source.path, *job.files()], overwrite, replace_hint=REPLACE_HINT)
     keep_audio = source.has_audio
@@ -91,8 +92,9 @@ def _render_here(job: Job, source: VideoSource, sink: VideoSink, settings: Video
     except (KeyboardInterrupt, Terminated):
         progress.end()
         done = work.whole_frames(10**9)
-        print(after_bar(f"stopped after {done} frames: run the same command again to go on from there"),
-              file=sys.stderr)  # fmt: skip
+        print(
+            after_bar(f"stopped after {done} frames: run the same command again to go on from there"), file=sys.stderr
+        )
         raise
     progress.end()
     return count

@@ -217,9 +217,14 @@ def zoom(
     image = load_image(given)
     work = loaded(job)
     frames = dream_zoom(
-        image, work.model, work.objective, work.settings, **motion, mask=work.mask,
+        image,
+        work.model,
+        work.objective,
+        work.settings,
+        **motion,
+        mask=work.mask,
         on_progress=ProgressBar(given.name),
-    )  # fmt: skip
+    )
     if output.suffix:
         print(f"wrote {save_animation(frames, output, fps=fps)}")
     else:

@@ -56,11 +56,15 @@ def channels(
         chosen = top_channels(network, layer, picture, top)
     # Each picture is a file of its own in `pictures`: only those are replaced (with --overwrite), nothing else.
     labels = [f"{layer}[{channel}]" for channel in chosen]
-    files = {label: pictures / f"{label.replace('[', '_').replace(']', '')}.png" for label in labels} if pictures \
-        else {}  # fmt: skip
+    files = (
+        {label: pictures / f"{label.replace('[', '_').replace(']', '')}.png" for label in labels} if pictures else {}
+    )
     check_outputs([output, *files.values()], read, overwrite, replace_hint=REPLACE_HINT)
-    print(f"Growing {len(chosen)} pictures of {layer} of {network.name} ({Path(str(network.weights)).name} weights) "
-          f"on {network.device}: {settings.size} px, {settings.steps} steps.", file=sys.stderr)  # fmt: skip
+    print(
+        f"Growing {len(chosen)} pictures of {layer} of {network.name} ({Path(str(network.weights)).name} weights) "
+        f"on {network.device}: {settings.size} px, {settings.steps} steps.",
+        file=sys.stderr,
+    )
     result = channel_pictures(network, layer, chosen, settings, on_progress=ProgressBar(layer))
     measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
     gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
@@ -99,13 +103,23 @@ def train(
         bar.label = f"{folder.name} epoch {figures['epoch']}/{figures['epochs']}, loss {figures['loss']:.3f}{accuracy}"
         bar(step, total)
 
-    result = train_classifier(folder, model, weights, settings, output, weights_dir=weights_dir,
-                              device=device or default_device(), on_progress=progress)  # fmt: skip
+    result = train_classifier(
+        folder,
+        model,
+        weights,
+        settings,
+        output,
+        weights_dir=weights_dir,
+        device=device or default_device(),
+        on_progress=progress,
+    )
     for skipped in result.skipped:
         print(f"skipped: {skipped}", file=sys.stderr)
     print(f"classes: {', '.join(result.class_names)} ({result.train_count} training pictures)")
-    print(f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} "
-          f"of {len(result.history)} kept)")  # fmt: skip
+    print(
+        f"held-out accuracy: {result.accuracy:.1%} on {result.holdout_count} pictures (epoch {result.best_epoch} "
+        f"of {len(result.history)} kept)"
+    )
     print("per class: " + per_class_text(result.per_class))
     stem = result.path.with_suffix("")
     print(f"wrote {result.path}, {stem.name}.curve.png and {stem.name}.confusion.png")
