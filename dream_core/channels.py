@@ -158,7 +158,9 @@ def channel_pictures(
     if len(channels) > MAX_PICTURES:
         raise DreamError(f"{len(channels)} channels: at most {MAX_PICTURES} channel pictures at once.")
     objective = Objective((EachChannel(layer, channels),)).resolved(model)
-    layer = objective.parts[0].layer
+    part = objective.parts[0]
+    assert isinstance(part, EachChannel)
+    layer = part.layer
     # Before the noise is made: 256 pictures of 2048 px are 13 GB of noise alone.
     check_room(
         model,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def save_animation(frames: torch.Tensor, path: str | os.PathLike, fps: float = 8
     return path
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Files as given, folders replaced by the images inside them (sorted)."""
     paths: list[Path] = []
     for item in inputs:

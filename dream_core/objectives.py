@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from .errors import DreamError
 from .imageops import resize
 from .tiling import gather
+
+if TYPE_CHECKING:  # (feature_model imports this module)
+    from .feature_model import FeatureModel, LayerTap
+    from .options import DreamSettings
 
 
 @dataclass(frozen=True)
@@ -400,7 +404,7 @@ class ReadyContext:
     """What a part may need to ready itself for a dream: the original images on the device and the network."""
 
     images: torch.Tensor
-    settings: Any
+    settings: DreamSettings
     """The dream's `DreamSettings` (loss mode, guide mix, total-variation weight)."""
     features: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
     """The tapped activations of an image batch, in the network's compute dtype (no gradient)."""
@@ -498,11 +502,11 @@ class Network(Part):
     (the same jitter, scale and rotation) and adds its weighted terms; the gradient flows back to the one
     picture through both networks."""
 
-    model: Any
-    """A `FeatureModel` (on the dream's device; `dream` casts it to the dream's precision)."""
+    model: FeatureModel
+    """On the dream's device; `dream` casts it to the dream's precision."""
     weights: Mapping[Any, float]
     loss: str = "l2"
-    tap: Any = None
+    tap: LayerTap | None = None
 
     def terms(self) -> Mapping[Term, float]:
         return {}  # none of the dream's own network's layers: this part taps its own
@@ -524,6 +528,7 @@ class Network(Part):
         return replace(self, loss=context.settings.loss, tap=self.model.tap(self.weights))
 
     def value(self, features, image, whole):
+        assert self.tap is not None, "Network.readied makes the tap"
         smallest = self.model.spec.min_size
         if min(image.shape[-2:]) < smallest:  # a small tile or octave: enlarged to what this network takes
             scale = smallest / min(image.shape[-2:])
@@ -547,7 +552,7 @@ class Objective:
     """
 
     parts: tuple[Part, ...] = ()
-    resolved_for: Any = None
+    resolved_for: FeatureModel | None = None
     """The network whose names the terms were resolved against (None: not yet)."""
 
     @classmethod
@@ -591,7 +596,7 @@ class Objective:
         """Whether there is anything to climb (no terms, or only zero weights: the image stays as it is)."""
         return any(part.climbs for part in self.parts)
 
-    def resolved(self, model: Any) -> Objective:
+    def resolved(self, model: FeatureModel) -> Objective:
         """Every term checked against `model` (`FeatureModel`) once; parts left empty dropped."""
         if self.resolved_for is model:
             return self

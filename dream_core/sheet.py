@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .engine import DreamSettings, ProgressCallback, StopCallback, dream, offset_progress, plan
 from .errors import DreamError
 from .feature_model import FeatureModel
-from .objectives import Objective, parse_layer_weights
+from .objectives import Objective, Term, parse_layer_weights
 
 BACKGROUND = 0.12
 """Grey level of the gaps and label strips (dark, so that dreams stand out)."""
@@ -133,7 +133,7 @@ def contact_sheet(images: torch.Tensor, labels: Sequence[str], columns: int = 0)
     return sheet.unsqueeze(0)
 
 
-def parse_sweep(text: str) -> list[tuple[str, dict[str, float]]]:
+def parse_sweep(text: str) -> list[tuple[str, dict[Term, float]]]:
     """One `(label, layer_weights)` per non-empty line of `text`, e.g. ``"mixed3: 1, mixed5: 0.5"``.
 
     The label is the line as written (trimmed); each line is parsed with

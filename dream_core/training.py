@@ -333,7 +333,7 @@ class _Run:
         """Every epoch (or until the held-out accuracy stalls); the kept epoch's weights loaded back. Returns the
         history and the kept epoch's (held-out accuracy, epoch, confusion)."""
         history: list[dict[str, float]] = []
-        best = None  # (held-out accuracy, epoch, weights, confusion) of the epoch kept
+        best: tuple[float, int, dict[str, torch.Tensor], list[list[int]]] | None = None  # the epoch kept
         for epoch in range(self.epochs):
             if epoch == self.warm_up:
                 for module in self.unfrozen:
@@ -364,6 +364,7 @@ class _Run:
                 best = (accuracy, epoch + 1, weights, confusion)
             if self._stalled(epoch, best):
                 break
+        assert best is not None  # at least one epoch ran
         accuracy, best_epoch, state, confusion = best
         self.net.load_state_dict(state)
         self.net.eval().requires_grad_(False)
@@ -437,6 +438,7 @@ def _carry_over_classes(base: FeatureModel, head: torch.nn.Linear, class_names: 
     old_names = base.class_names or []
     if not old_names or is_imagenet_head(len(old_names)):  # ImageNet's head: nothing to carry over
         return
+    assert base.spec.trainable is not None  # only trainable models are fine-tuned
     old_head, _ = base.spec.trainable(base.net)
     with torch.no_grad():
         for index, name in enumerate(class_names):

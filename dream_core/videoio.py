@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +161,9 @@ class VideoSink:
         rate kept. None: every frame 1/rate long."""
         self.audio_from = audio_from
         self.count = 0
-        self.container = self.stream = None
+        # PyAV's output container and video stream, made with the first frame (PyAV carries no types).
+        self.container: Any = None
+        self.stream: Any = None
         self.partial: Path | None = None
         self.audio_streams: dict = {}
         self._durations: dict[int, int] = {}
@@ -225,8 +228,10 @@ class VideoSink:
 
     def _tick(self, index: int) -> int:
         """Where frame `index` starts, in `TIME_BASE` ticks (past the stamps: a frame at the rate after the last)."""
-        beyond = max(0, index - len(self.times) + 1)
-        return round((self.times[min(index, len(self.times) - 1)] + beyond / self.rate) / TIME_BASE)
+        times = self.times
+        assert times is not None  # ticks are asked for only where the frames have times
+        beyond = max(0, index - len(times) + 1)
+        return round((times[min(index, len(times) - 1)] + beyond / self.rate) / TIME_BASE)
 
     def close(self) -> None:
         """Flush the encoder, copy the source's audio in, close the file and put it in place."""
@@ -249,6 +254,7 @@ class VideoSink:
                     self.container.mux(packet)
         self.container.close()
         self.container = None
+        assert self.partial is not None  # made with the container
         os.replace(self.partial, self.path)
         self.partial = None
 

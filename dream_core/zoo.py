@@ -64,6 +64,7 @@ def fold_batchnorms(net: nn.Module) -> int:
                 and bn.running_mean is not None
             ):
                 continue
+            assert bn.running_var is not None  # tracked along with running_mean
             scale = torch.rsqrt(bn.running_var + bn.eps)
             if bn.weight is not None:
                 scale = scale * bn.weight
@@ -116,8 +117,23 @@ def _inception_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
     return [(n, n, alias.get(n, ())) for n in names]
 
 
+def _child(net: nn.Module, name: str) -> nn.Module:
+    """A named sub-module (torch types attribute access as 'Tensor | Module')."""
+    child = getattr(net, name)
+    if not isinstance(child, nn.Module):
+        raise TypeError(f"{type(net).__name__}.{name} is not a module")
+    return child
+
+
+def _linear(net: nn.Module, name: str) -> nn.Linear:
+    head = _child(net, name)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{type(net).__name__}.{name} is not a linear layer")
+    return head
+
+
 def _googlenet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
-    out = []
+    out: list[tuple[str, str, tuple[str, ...]]] = []
     for n, _ in net.named_children():
         if n.startswith("conv"):
             out.append((n, n, ()))
@@ -128,9 +144,9 @@ def _googlenet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 def _vgg_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
-    out = []
+    out: list[tuple[str, str, tuple[str, ...]]] = []
     block, conv, relu = 1, 0, 0
-    for index, module in net.features.named_children():
+    for index, module in _child(net, "features").named_children():
         if isinstance(module, nn.Conv2d):
             conv += 1
             out.append((f"conv{block}_{conv}", f"features.{index}", ()))
@@ -144,9 +160,9 @@ def _vgg_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 def _resnet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
-    out = [("stem", "maxpool", ())]
+    out: list[tuple[str, str, tuple[str, ...]]] = [("stem", "maxpool", ())]
     for stage in ("layer1", "layer2", "layer3", "layer4"):
-        blocks = list(getattr(net, stage).named_children())
+        blocks = list(_child(net, stage).named_children())
         for index, _ in blocks[:-1]:
             out.append((f"{stage}.{index}", f"{stage}.{index}", ()))
         out.append((stage, stage, (f"{stage}.{blocks[-1][0]}",)))
@@ -155,22 +171,29 @@ def _resnet_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
 
 def _lite_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
     # Stable names without the checkpoint's leading underscores.
-    out = [("stem", "_stem_act", ())]
-    out += [(f"blocks.{i}", f"_blocks.{i}", (f"block{i}",)) for i in range(len(net._blocks))]
+    out: list[tuple[str, str, tuple[str, ...]]] = [("stem", "_stem_act", ())]
+    out += [
+        (f"blocks.{i}", f"_blocks.{i}", (f"block{i}",)) for i in range(len(list(_child(net, "_blocks").children())))
+    ]
     out.append(("head", "_head_act", ()))
     return out
 
 
 def _lite_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
-    return net._fc, [net._conv_head, *reversed(list(net._blocks))]
+    return _linear(net, "_fc"), [_child(net, "_conv_head"), *reversed(list(_child(net, "_blocks").children()))]
 
 
 def _resnet_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
-    return net.fc, [*reversed(list(net.layer4)), *reversed(list(net.layer3))]
+    return _linear(net, "fc"), [
+        *reversed(list(_child(net, "layer4").children())),
+        *reversed(list(_child(net, "layer3").children())),
+    ]
 
 
 def _inception_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
-    return net.fc, list(reversed([m for n, m in net.named_children() if n.startswith(("Mixed_", "inception"))]))
+    return _linear(net, "fc"), list(
+        reversed([m for n, m in net.named_children() if n.startswith(("Mixed_", "inception"))])
+    )
 
 
 def _tv(builder: str, **kwargs) -> Callable[[int], nn.Module]:
@@ -397,6 +420,8 @@ def head_classes(net: nn.Module, spec: ModelSpec) -> int:
 
 def imagenet_weights_file(spec: ModelSpec) -> tuple[str, str]:
     """(file name, download URL) of a torchvision model's ImageNet weights."""
+    if spec.imagenet_weights is None:
+        raise ValueError(f"{spec.name} has no ImageNet weights in torchvision")
     enum_name, entry = spec.imagenet_weights.split(".")
     url = getattr(getattr(torchvision.models, enum_name), entry).url
     return url.rsplit("/", 1)[-1], url

@@ -139,7 +139,7 @@ class NodeDream:
     zooms, clips, streamed videos) to an engine call on ComfyUI's device, with its progress bar, Cancel and
     memory handling."""
 
-    model: Any
+    model: FeatureModel
     objectives: list[Objective]
     """Resolved against the model: one, or one per line of a sweep."""
     settings: DreamSettings

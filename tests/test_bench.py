@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_runs_in_its_small_form_and_reports_every_figure():
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu.py"), "--small", "--device", "cpu"],

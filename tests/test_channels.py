@@ -28,6 +28,7 @@ def eight(lite0):
     return channels.channel_pictures(lite0, "blocks.8", range(8), options.ChannelSettings(**FAST))
 
 
+@pytest.mark.slow
 def test_each_picture_excites_its_own_channel_far_more_than_its_noise_did(eight):
     print("start", eight.start.numpy().round(2), "end", eight.end.numpy().round(2))
     # The starting noise's activation can be negative: the picture must beat five times its size either way.
@@ -42,6 +43,7 @@ def test_each_picture_is_its_own_channels_strongest_among_the_eight(lite0, eight
     assert torch.allclose(means.diagonal(), eight.end, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_pictures_are_patterns_not_noise_and_seeded(lite0, eight):
     images = eight.images
     assert images.shape == (8, 3, 96, 96) and images.min() >= 0 and images.max() <= 1

@@ -115,6 +115,7 @@ def test_parse_layer_weights():
         parse_layer_weights("mixed4:nan")
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "dream_core", "presets"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "keras" in out.stdout

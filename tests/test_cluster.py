@@ -75,6 +75,7 @@ def single_machine(folder, tmp_path_factory) -> dict[str, np.ndarray]:
     return _pixels(out)
 
 
+@pytest.mark.slow
 def test_a_folder_on_two_workers_gives_the_single_machine_pixels(ray_cluster, folder, single_machine, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["dream", str(folder), "-o", str(out), *FAST, "--ray", "--workers", "2"]) == 0
@@ -87,6 +88,7 @@ def test_a_folder_on_two_workers_gives_the_single_machine_pixels(ray_cluster, fo
     assert not (out / ".deepdream-job.json").exists()  # complete: nothing to go on from
 
 
+@pytest.mark.slow
 def test_a_worker_with_the_single_machines_threads_gives_its_pixels_in_bf16_too(ray_cluster, tmp_path):
     photo = tmp_path / "photo.png"
     imageio.save_image(
@@ -116,6 +118,7 @@ def test_a_worker_with_the_single_machines_threads_gives_its_pixels_in_bf16_too(
     assert np.array_equal(here, spread)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_nothing(ray_cluster, folder, single_machine, tmp_path, monkeypatch):
     seen = {}
 
@@ -135,6 +138,7 @@ def test_a_worker_killed_mid_job_loses_nothing(ray_cluster, folder, single_machi
     assert all(np.array_equal(picture, single_machine[name]) for name, picture in dreamed.items())
 
 
+@pytest.mark.slow
 def test_a_bad_image_is_named_and_a_stopped_job_goes_on(
     ray_cluster, folder, single_machine, tmp_path, monkeypatch, capsys
 ):
@@ -166,6 +170,7 @@ def test_a_bad_image_is_named_and_a_stopped_job_goes_on(
     assert "going on: 20 of 20 images" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_sweep_on_the_cluster_gives_the_same_sheet(ray_cluster, tmp_path):
     photo = ROOT / "samples" / "astronaut.png"
     small = tmp_path / "small.png"
@@ -208,6 +213,7 @@ def _three_shot_clip(path: Path, per_shot: int = 4, side: int = 96) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cluster, tmp_path, capsys, monkeypatch):
     import av
 
@@ -282,6 +288,7 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
     assert cli.main(["dream", str(photo), "-o", str(tmp_path / "out.png"), *FAST]) == 0
 
 
+@pytest.mark.slow
 def test_a_worker_writes_where_it_sees_the_drivers_folder_and_else_sends_the_pixels(tmp_path):
     """Through the outbox on a shared folder, or back to the driver: the same file either way."""
     photo = F.interpolate(imageio.load_image(ROOT / "samples" / "astronaut.png"), size=(96, 96), mode="area")

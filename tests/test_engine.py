@@ -157,6 +157,7 @@ def test_resize_to_the_same_shape_is_the_identity():
     assert resize(x, (34, 46)).shape[-2:] == (34, 46)
 
 
+@pytest.mark.slow
 def test_dream_on_the_sample_photo_raises_the_objective_and_keeps_the_photo(lite0, astronaut):
     """The README's main job: the default settings on the bundled photo.
 

@@ -223,6 +223,7 @@ def test_the_estimate_counts_weights_activations_of_the_largest_tile_and_images(
     ],
 )
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.slow
 def test_the_estimate_is_within_1_3x_of_what_a_dream_really_holds(name, layer, size, precision):
     from dream_core import dream
     from dream_core.loading import load_feature_model

@@ -322,6 +322,7 @@ def _stop_after(monkeypatch, frames: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["missing", "cut short", "stray file"])
+@pytest.mark.slow
 def test_a_damaged_work_folder_is_never_mixed_into_the_output_and_a_rerun_recovers(
     photo, tmp_path, monkeypatch, damage, capsys
 ):

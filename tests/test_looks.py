@@ -53,6 +53,7 @@ def test_a_turn_and_scale_of_zero_is_the_identity_and_gradients_come_back_to_the
     "options",
     [{"precondition": "lapnorm"}, {"precondition": "whitened"}, {"scale_jitter": 0.15}, {"rotate_jitter": 10.0}],
 )
+@pytest.mark.slow
 def test_each_look_changes_the_picture_and_a_seed_gives_it_again(lite0, small_photo, options):
     classic = dream(small_photo, lite0, LAYERS, FAST).images
     settings = FAST.with_options(**options)

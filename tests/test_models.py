@@ -95,6 +95,7 @@ def test_loaded_model_is_frozen_and_in_eval_mode(lite0):
 
 
 @pytest.mark.parametrize("name", ["inception_v3", "googlenet", "vgg16", "resnet50"])
+@pytest.mark.slow
 def test_torchvision_models_dream_with_random_weights(name):
     # Shapes and wiring only: real weights cannot be downloaded here.
     model = load_feature_model(name, "random")
@@ -293,6 +294,7 @@ def test_an_architecture_registered_in_one_place_lists_its_layers_through_the_cl
         ZOO.pop("tiny_test_net", None)
 
 
+@pytest.mark.slow
 def test_the_training_learning_phase_uses_batch_statistics_and_never_changes_the_model(small_photo):
     from torch import nn
 

@@ -258,6 +258,7 @@ def cached_models():
 
 
 @pytest.mark.parametrize("command", ("dream", "sweep", "zoom"))
+@pytest.mark.slow
 def test_every_dream_flag_changes_the_written_image_or_is_refused(
     monkeypatch, files, tmp_path, command, cached_models, capsys
 ):

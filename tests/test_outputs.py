@@ -171,6 +171,7 @@ def test_a_write_that_fails_half_way_leaves_the_previous_file_and_no_partial(tmp
     assert target.read_bytes() == b"the previous good file" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_video_that_fails_half_way_leaves_nothing_under_its_name(tmp_path, monkeypatch, capsys):
     from dream_core import videoio
 
@@ -215,6 +216,7 @@ def test_outputs_formats_and_rates_are_checked_before_any_work(photo, tmp_path, 
     assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.slow
 def test_webm_takes_the_bundled_clips_aac_audio_out_with_a_warning_up_front(tmp_path, capsys):
     import av
 
@@ -230,6 +232,7 @@ def test_webm_takes_the_bundled_clips_aac_audio_out_with_a_warning_up_front(tmp_
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
+@pytest.mark.slow
 def test_a_stopped_video_render_leaves_no_file_that_looks_finished(tmp_path, sig, code):
     out = tmp_path / "out.mp4"
     process = subprocess.Popen(
@@ -278,6 +281,7 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_a_render_killed_half_way_goes_on_from_its_last_frame_and_ends_identical(tmp_path):
     flags = ["--octaves", "1", "--iterations", "2", "--next-iterations", "2", "--flow", "dis"]
     command = [sys.executable, "-m", "dream_core", "video", str(ROOT / "samples" / "pan.mp4"), *flags]
@@ -305,6 +309,7 @@ def test_a_render_killed_half_way_goes_on_from_its_last_frame_and_ends_identical
     assert not (tmp_path / ".resumed.mp4.work").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_different_job_never_goes_on_from_another_ones_frames(tmp_path):
     flags = ["--octaves", "1", "--iterations", "1", "--next-iterations", "1", "--flow", "dis"]
     source = str(ROOT / "samples" / "pan.mp4")

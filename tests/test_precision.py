@@ -29,6 +29,7 @@ def ascent_gradient(model, image, layers, precision, tile_size=0):
 
 @pytest.mark.parametrize(("precision", "least"), [("fp16", 0.95), ("bf16", 0.8)])
 @pytest.mark.parametrize("layers", [LAYERS, {"blocks.10[3,17]": 1.0, "class:espresso": 0.3}])
+@pytest.mark.slow
 def test_reduced_precision_gradients_point_where_fp32_does(lite0, astronaut, precision, least, layers):
     exact = ascent_gradient(lite0, astronaut, layers, "fp32").flatten()
     reduced = ascent_gradient(lite0, astronaut, layers, precision).flatten()

@@ -26,6 +26,7 @@ def trained(tmp_path_factory):
     return train_classifier(FOLDER, "efficientnet_lite0", "imagenet", TrainSettings(epochs=5, seed=0), path)
 
 
+@pytest.mark.slow
 def test_training_on_the_bundled_folder_reaches_90_percent(trained):
     assert trained.class_names == ["checkers", "dots", "stripes"]
     assert trained.holdout_count >= 9 and trained.train_count >= 40
@@ -33,6 +34,7 @@ def test_training_on_the_bundled_folder_reaches_90_percent(trained):
     assert trained.path.is_file()
 
 
+@pytest.mark.slow
 def test_the_saved_file_loads_in_a_fresh_process_without_running_code(trained):
     script = (
         "from dream_core import load_feature_model;"
@@ -156,6 +158,7 @@ def test_training_goes_on_from_a_fine_tuned_model_keeping_its_classes(trained, t
     assert torch.allclose(old_head, new_head, atol=0.05)  # carried over (only nudged by one epoch)
 
 
+@pytest.mark.slow
 def test_the_cli_shows_epochs_and_writes_the_pictures(tmp_path, capsys):
     from dream_core.cli import main
 

@@ -218,6 +218,7 @@ def test_the_dream_video_node_dreams_a_batch_of_frames_in_order(lite0, small_pho
     assert all(float((out[i] - frames[i]).abs().mean()) > 1e-3 for i in range(3))
 
 
+@pytest.mark.slow
 def test_a_video_file_in_gives_a_video_file_out_with_its_frame_count_rate_and_audio(tmp_path):
     import av
 
@@ -251,6 +252,7 @@ def _cut(small_photo):
     return pan(small_photo, 3) + pan(other, 3)
 
 
+@pytest.mark.slow
 def test_a_cut_starts_a_new_shot_with_a_fresh_full_dream(lite0, small_photo):
     frames = _cut(small_photo)
     starts = []
@@ -287,6 +289,7 @@ def test_a_fade_or_a_flash_is_not_a_cut(lite0, small_photo):
     assert starts == [0]
 
 
+@pytest.mark.slow
 def test_a_still_shot_holds_its_strength_instead_of_burning_in(lite0, small_photo):
     still = [small_photo[..., :80, :80]] * 12
     settings = FAST.with_options(iterations=4)
@@ -323,6 +326,7 @@ def _clip(path: Path, frames: int, side: int = 192) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_video_node_streams_a_video_file_to_a_video_file_with_its_rate_and_audio(lite0):
     import av
     from conftest import pack_module
@@ -337,6 +341,7 @@ def test_the_video_node_streams_a_video_file_to_a_video_file_with_its_rate_and_a
         assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
 
 
+@pytest.mark.slow
 def test_the_video_nodes_memory_does_not_grow_with_the_clip(tmp_path):
     import subprocess
     import sys
@@ -358,6 +363,7 @@ def test_the_video_nodes_memory_does_not_grow_with_the_clip(tmp_path):
     assert peaks[300] <= 1.3 * peaks[30], peaks  # ten times the clip, not ten times the memory
 
 
+@pytest.mark.slow
 def test_a_video_file_render_stopped_in_comfyui_goes_on_from_its_frames_and_gives_the_same_video(
     lite0, tmp_path, monkeypatch
 ):

@@ -48,13 +48,26 @@ def _target(module: str, node: ast.ImportFrom | ast.Import, known: dict[str, Pat
     return [name for name in names if name in known] or ([base] if base in known else [])
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module but those under `if TYPE_CHECKING:` (imports for the type checker alone)."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def edges() -> dict[str, set[str]]:
     """Module -> the pack's modules it imports (package __init__ files left out as targets when a submodule
     is named)."""
     known = modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 graph[name].update(t for t in _target(name, node, known) if t != name)
     return graph

@@ -12,7 +12,7 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def dream_on_ray(
     return 0
 
 
-def sweep_on_ray(job: Job, ray: RayRequest, image: torch.Tensor, lines: list[str]) -> torch.Tensor:
+def sweep_on_ray(job: Job, ray: RayRequest, image: torch.Tensor, lines: Sequence[str]) -> torch.Tensor:
     """A sweep's lines dreamed by the cluster's workers, one line each, in the order of the lines."""
     dreams: dict[int, np.ndarray] = {}
 

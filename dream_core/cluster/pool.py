@@ -71,7 +71,7 @@ def _check_answers(address: str | None) -> None:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=ANSWER_SECONDS).close()
     except (OSError, ValueError) as error:
         raise DreamError(
-            f"--ray {address}: nothing answers there ({error.strerror or error}). Start the cluster "
+            f"--ray {address}: nothing answers there ({getattr(error, 'strerror', None) or error}). Start the cluster "
             "with 'ray start --head', or check the address."
         ) from None
 

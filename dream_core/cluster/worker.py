@@ -83,7 +83,9 @@ class Worker:
         frames = VideoSource(clip, fps=fps).frames(begin)
         if stop is not None:
             frames = itertools.islice(frames, stop - begin)
-        ranges = shot_ranges(frames, video, device=self.job.device, weights_dir=self.job.weights_dir)
+        ranges = shot_ranges(
+            frames, video, device=self.job.device or default_device(), weights_dir=self.job.weights_dir
+        )
         seen = begin + ranges[-1][1] if ranges else 0  # a part past the clip's real end saw nothing
         return [begin + start for start, _ in ranges if begin + start >= max(first, 1)], seen
 

@@ -14,7 +14,7 @@ from ..errors import DreamError
 from ..feature_model import FeatureModel
 from ..imageio import expand_inputs, load_image, save_animation, save_image
 from ..job import Job, LoadedJob, load_job
-from ..objectives import parse_layer_weights
+from ..objectives import LayerWeights, parse_layer_weights
 from ..options import DreamSettings
 from ..outputs import check_name, check_outputs, distinct_names, frames_written_whole
 from ..progress import ProgressBar
@@ -36,16 +36,16 @@ def check_picture_output(path: Path) -> None:
         raise DreamError(f"{path.name}: pictures are written as {', '.join(WRITABLE_PICTURES)}; use one of those.")
 
 
-def _terms_text(layers: dict[str, float]) -> str:
+def _terms_text(layers: LayerWeights) -> str:
     return ", ".join(str(term) if weight == 1 else f"{term} x{weight:g}" for term, weight in layers.items())
 
 
 def plan_text(
     model: FeatureModel,
-    layers: dict[str, float],
+    layers: LayerWeights,
     regions: Sequence[object],
     settings: DreamSettings,
-    networks: Sequence[tuple[FeatureModel, dict[str, float]]] = (),
+    networks: Sequence[tuple[FeatureModel, LayerWeights]] = (),
 ) -> str:
     """What a dreaming command will do, in a user's words: its first line (every setting under -v)."""
     dreamed = _terms_text(layers)
@@ -149,12 +149,14 @@ def dream(
 
 def _dream_one(work: LoadedJob, path: Path, target: Path, frames_every: int | None, save_octaves: bool) -> None:
     image = load_image(path)
-    options = dict(mask=work.mask, on_progress=ProgressBar(path.name))
+    bar = ProgressBar(path.name)
     frames = None
     if frames_every:  # the same dream, keeping the image every N steps on the way
-        result, frames = dream_frames(image, work.model, work.objective, work.settings, frames_every, **options)
+        result, frames = dream_frames(
+            image, work.model, work.objective, work.settings, frames_every, mask=work.mask, on_progress=bar
+        )
     else:
-        result = engine.dream(image, work.model, work.objective, work.settings, **options)
+        result = engine.dream(image, work.model, work.objective, work.settings, mask=work.mask, on_progress=bar)
     save_image(result.images[0], target)
     print(f"wrote {target}")
     if frames is not None:
@@ -221,7 +223,11 @@ def zoom(
         work.model,
         work.objective,
         work.settings,
-        **motion,
+        int(motion["frames"]),
+        motion["zoom"],
+        motion["angle"],
+        motion["shift_x"],
+        motion["shift_y"],
         mask=work.mask,
         on_progress=ProgressBar(given.name),
     )

@@ -52,7 +52,7 @@ def channels(
     check_device(device)
     network = load_feature_model(get_spec(model).name, weights, weights_dir, device=device)
     layer = network.resolve_layer(layer).name if layer else default_layer(network)
-    if top:
+    if top and picture is not None:
         chosen = top_channels(network, layer, picture, top)
     # Each picture is a file of its own in `pictures`: only those are replaced (with --overwrite), nothing else.
     labels = [f"{layer}[{channel}]" for channel in chosen]
@@ -121,8 +121,8 @@ def train(
         f"of {len(result.history)} kept)"
     )
     print("per class: " + per_class_text(result.per_class))
-    stem = result.path.with_suffix("")
-    print(f"wrote {result.path}, {stem.name}.curve.png and {stem.name}.confusion.png")
+    stem = output.with_suffix("")
+    print(f"wrote {output}, {stem.name}.curve.png and {stem.name}.confusion.png")
     return 0
 
 
