@@ -9,6 +9,8 @@ scale and rotation it is taken under.
   preconditioning of the step): the step a gradient ascent would take on a picture
   parametrised by decorrelated colours and a spectrum scaled by 1/frequency. Colours move
   together as in natural pictures, and low frequencies are not drowned by high ones.
+* ``decorrelated`` (lucid's colour decorrelation alone): the step taken in decorrelated colours, its spectrum
+  left as it is: colours move together as in photos while the fine detail of the classic step stays.
 * Robust steps: each gradient is taken on the picture scaled and turned by a random
   amount (besides the roll), so that only patterns that survive small changes of scale
   and angle grow.
@@ -20,11 +22,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-PRECONDITIONS = ("off", "lapnorm", "whitened")
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 LAPNORM_LEVELS = 4
@@ -109,9 +111,57 @@ def whitened(grad: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(spectrum, s=(height, width)).to(grad.dtype)
 
 
-def precondition(name: str):
+def decorrelated(grad: torch.Tensor) -> torch.Tensor:
+    """The step in decorrelated colours only: the gradient moved by (C C^T)^(1/2), the square root of the colour
+    step `whitened` takes, so colour moves with brightness without being damped as hard."""
+    return torch.einsum("ij,bjhw->bihw", _colour_root(grad.device, grad.dtype), grad)
+
+
+@functools.lru_cache(maxsize=8)
+def _colour_root(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(_COLOR_SQRT @ _COLOR_SQRT.T)
+    root = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    return (root / root.diagonal().max()).to(device, dtype)
+
+
+@dataclass(frozen=True)
+class Look:
+    """A way to shape each step's gradient (`shape`, None for the classic step) and what it gives, in a line."""
+
+    shape: Callable[[torch.Tensor], torch.Tensor] | None
+    help: str
+
+
+LOOKS = {
+    "off": Look(None, "the classic step"),
+    "lapnorm": Look(
+        lapnorm,
+        "split into a Laplacian pyramid, each band normalised on its own (the TensorFlow DeepDream notebook): "
+        "large, smooth, colourful structures instead of fine grain",
+    ),
+    "whitened": Look(
+        whitened,
+        "the step taken in decorrelated colours and a 1/frequency-scaled spectrum (lucid's parametrisation): less "
+        "noise, richer colour",
+    ),
+    "decorrelated": Look(
+        decorrelated,
+        "the step taken in decorrelated colours only (lucid's colour correlation, the spectrum kept): colours "
+        "move together as in photos, the classic step's detail stays",
+    ),
+}
+"""Every look, by the name the `precondition` option takes; a new one is a function and an entry here."""
+PRECONDITIONS = tuple(LOOKS)
+
+
+def looks_help() -> str:
+    """The looks in a user's words, for the option's help: 'off: the classic step. lapnorm: ...'."""
+    return " ".join(f"{name}: {look.help}." for name, look in LOOKS.items())
+
+
+def precondition(name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The gradient shaping a `precondition` setting names (None for 'off')."""
-    return {"off": None, "lapnorm": lapnorm, "whitened": whitened}[name]
+    return LOOKS[name].shape
 
 
 def random_affine(rng, scale_jitter: float, rotate_jitter: float) -> tuple[float, float] | None:

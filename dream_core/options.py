@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import DreamError
-from .looks import PRECONDITIONS
+from .looks import PRECONDITIONS, looks_help
 from .objectives import LOSS_MODES
 
 NORMALIZATIONS = ("mean_abs", "std")
@@ -185,10 +185,7 @@ class DreamSettings:
     )
     precondition: str = option(
         "off",
-        "How each step's gradient is shaped before it moves the picture. off: the classic step. lapnorm: split "
-        "into a Laplacian pyramid, each band normalised on its own (the TensorFlow DeepDream notebook): large, "
-        "smooth, colourful structures instead of fine grain. whitened: the step taken in decorrelated colours "
-        "and a 1/frequency-scaled spectrum (lucid's parametrisation): less noise, richer colour.",
+        "How each step's gradient is shaped before it moves the picture. " + looks_help(),
         choices=PRECONDITIONS,
         appended=True,
     )

@@ -21,7 +21,7 @@ from .feature_model import FeatureModel
 from .imageio import load_image, pixels, save_pixels
 from .objectives import Objective
 from .options import DreamSettings, VideoSettings
-from .outputs import fill_frames, written_whole
+from .outputs import fill_frames
 from .video import CarriedState, dream_video
 from .videoio import VideoSink, VideoSource
 from .workfolder import WorkFolder
@@ -55,12 +55,16 @@ def render_clip(
     clip: ClipDream,
     on_frame: FrameCallback | None = None,
     say: Callable[[str], None] = log.warning,
+    go_on: bool = True,
 ) -> int:
     """Dream `source` into `sink` through `work` (opened here, for the job it was made with), going on from an
-    earlier run of the same job; returns the clip's frame count. A render refused before its first frame leaves
-    no work folder; a stopped one leaves its frames for the next run."""
+    earlier run of the same job (unless `go_on` is False: then it starts afresh); returns the clip's frame count. A
+    render refused before its first frame leaves no work folder; a stopped one leaves its frames for the next run."""
     with work:
-        resume = _resume_state(work, say) if work.open() else None
+        same_job = work.open()
+        if same_job and not go_on:
+            work.restart()
+        resume = _resume_state(work, say) if same_job and go_on else None
         if resume is not None:
             say(f"going on after frame {resume.index + 1} of an interrupted run (from {work.path})")
         try:
@@ -85,9 +89,7 @@ def _resume_state(work: WorkFolder, say: Callable[[str], None]) -> CarriedState 
         state = None
     if state is None or work.whole_frames(state.index + 1) <= state.index:
         say(f"the work folder {work.path} of an earlier run is damaged: starting afresh")
-        work.clear()
-        with written_whole(work.path / "job.json") as partial:
-            partial.write_text(work.job)
+        work.restart()
         return None
     return state
 

@@ -99,6 +99,12 @@ class WorkFolder:
             os.close(self._lock)
             self._lock = None
 
+    def restart(self) -> None:
+        """Start the job afresh: the folder emptied, the job's identity written back."""
+        self.clear()
+        with written_whole(self.path / "job.json") as partial:
+            partial.write_text(self.job)
+
     def clear(self) -> None:
         """Empty the folder (it stays, locked)."""
         for entry in self.path.iterdir():

@@ -28,6 +28,15 @@ from .base import (
 )
 from .node import node
 
+RESUME_INPUT = (
+    "BOOLEAN",
+    {
+        "default": True,
+        "tooltip": "Go on from the finished frames of an earlier render of these same inputs that was stopped (Cancel, "
+        "a crash, a restarted server); its frames wait in output/deepdream_renders. Off: render afresh.",
+    },
+)
+
 
 def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoSettings, NodeDream]:
     """A video node's widgets and inputs as the video settings and the dream call (the table says which is
@@ -119,12 +128,14 @@ class DreamVideoFile:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return video_inputs(
+        inputs = video_inputs(
             ("video", ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."})),
             "Dream strength per pixel, the same for every frame; resized to it.",
         )
+        inputs["optional"]["resume"] = RESUME_INPUT  # last: saved workflows keep their widget values
+        return inputs
 
-    def run(self, video, feature_model, layer_weights=None, **inputs):
+    def run(self, video, feature_model, layer_weights=None, resume=True, **inputs):
         settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
         source = VideoSource(comfy_bridge.video_path(video))
         probe = source.frames()
@@ -155,6 +166,7 @@ class DreamVideoFile:
                 sink,
                 clip,
                 on_frame=lambda done, _total, frame: bar(min(done, count), max(count, done), frame),
+                go_on=resume,
             )
         return (comfy_bridge.video_output(output),)
 

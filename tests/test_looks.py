@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dream_core import DreamSettings, dream, objective_value
-from dream_core.looks import laplacian_bands, lapnorm, merge_bands, transformed, whitened
+from dream_core.looks import LOOKS, decorrelated, laplacian_bands, lapnorm, merge_bands, transformed, whitened
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,6 +40,22 @@ def test_whitened_moves_the_energy_of_a_white_gradient_to_low_frequencies():
     assert high_frequency_share(whitened(noise)) < 0.4 * high_frequency_share(noise)
 
 
+def test_the_decorrelated_step_moves_colours_together_and_keeps_more_colour_than_whitened():
+    grad = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def channel_correlation(x: torch.Tensor) -> float:
+        flat = x.transpose(0, 1).reshape(3, -1)
+        return float(torch.corrcoef(flat).triu(1).sum() / 3)
+
+    def colour_share(x: torch.Tensor) -> float:  # what is left beside the grey (mean over channels) part
+        return float((x - x.mean(1, keepdim=True)).square().mean() / x.square().mean())
+
+    step = decorrelated(grad)
+    assert step.shape == grad.shape and channel_correlation(grad) < 0.05 < 0.5 < channel_correlation(step)
+    assert 2 * colour_share(whitened(grad)) < colour_share(step) < colour_share(grad)
+    assert LOOKS["decorrelated"].shape is decorrelated  # the option, the flag and the widget offer it
+
+
 def test_a_turn_and_scale_of_zero_is_the_identity_and_gradients_come_back_to_the_pixels():
     image = torch.rand(1, 3, 40, 60, requires_grad=True)
     assert torch.allclose(transformed(image, 1.0, 0.0), image, atol=1e-5)
@@ -51,7 +67,13 @@ def test_a_turn_and_scale_of_zero_is_the_identity_and_gradients_come_back_to_the
 
 @pytest.mark.parametrize(
     "options",
-    [{"precondition": "lapnorm"}, {"precondition": "whitened"}, {"scale_jitter": 0.15}, {"rotate_jitter": 10.0}],
+    [
+        {"precondition": "lapnorm"},
+        {"precondition": "whitened"},
+        {"precondition": "decorrelated"},
+        {"scale_jitter": 0.15},
+        {"rotate_jitter": 10.0},
+    ],
 )
 @pytest.mark.slow
 def test_each_look_changes_the_picture_and_a_seed_gives_it_again(lite0, small_photo, options):

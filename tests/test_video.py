@@ -379,9 +379,9 @@ def test_a_video_file_render_stopped_in_comfyui_goes_on_from_its_frames_and_give
     clip = bridge.VideoFile(str(_clip(tmp_path / "clip.mp4", 10, side=96)))
     inputs = dict(octaves=1, iterations=2, next_iterations=1, flow="ilk")
 
-    def run(folder: str):
+    def run(folder: str, **more):
         monkeypatch.setattr(bridge, "render_folder", lambda: folder)
-        return nodes["DreamVideoFile"]().run(clip, lite0, **inputs)[0].get_stream_source()
+        return nodes["DreamVideoFile"]().run(clip, lite0, **inputs, **more)[0].get_stream_source()
 
     def frames(path: str) -> list:
         with av.open(path) as container:
@@ -410,3 +410,12 @@ def test_a_video_file_render_stopped_in_comfyui_goes_on_from_its_frames_and_give
     first, second = frames(resumed), frames(uninterrupted)
     assert len(first) == len(second) == 10
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # The node's resume input off: a stopped render's frames are not used; the clip is dreamed afresh.
+    saved.clear()
+    monkeypatch.setattr(render, "save_pixels", save)
+    with pytest.raises(Interrupted):
+        run(str(tmp_path / "again"))
+    monkeypatch.setattr(render, "save_pixels", lambda *a, **k: saved.append(a[1]) or real(*a, **k))
+    afresh = run(str(tmp_path / "again"), resume=False)
+    assert len(saved) == 4 + 10
+    assert all(np.array_equal(a, b) for a, b in zip(frames(afresh), second, strict=True))
