@@ -175,6 +175,7 @@ def channels_call(values: Values) -> Call:
             pictures=Path(values["pictures"]) if values["pictures"] else None,
             columns=values["columns"],
             overwrite=values["overwrite"],
+            ray=ray_request(values),
         ),
     )
 

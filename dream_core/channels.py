@@ -149,8 +149,12 @@ def channel_pictures(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     device: Any = None,
+    first: int = 0,
 ) -> ChannelPictures:
-    """A picture per channel of `layer`, each grown from seeded noise to excite its channel (see the module)."""
+    """A picture per channel of `layer`, each grown from seeded noise to excite its channel (see the module).
+
+    `first`: these pictures are pictures `first`.. of a larger set (a cluster's worker grows a part of it): each
+    grows from the noise it has in the whole set, so the parts put together are the set grown at once."""
     settings = (settings or ChannelSettings()).validate()
     channels = tuple(int(c) for c in channels)
     if not channels:
@@ -170,7 +174,8 @@ def channel_pictures(
         f"{len(channels)} channel pictures of {settings.size} px",
         "Ask for fewer channels or a smaller size.",
     )
-    noise = starting_noise(len(channels), settings.size, settings.seed).to(device or model.device)
+    noise = starting_noise(first + len(channels), settings.size, settings.seed)[first:]
+    noise = noise.to(device or model.device)
     result = dream(noise, model, objective, dream_settings(settings), on_progress=on_progress, should_stop=should_stop)
     index = torch.arange(len(channels))
     start = channel_means(model, layer, noise)[index, list(channels)]

@@ -140,10 +140,10 @@ def _ray_flags(flags: _Flags) -> None:
         const="",
         default=None,
         metavar="ADDRESS",
-        help='spread the work over a Ray cluster (pip install "deepdream-nodes[ray]"): images, sweep lines '
-        "or a clip's shots go to its workers, the results are the same files; ADDRESS of a running cluster "
-        "('auto': the one 'ray start' began here; none: RAY_ADDRESS, or a cluster started for this command). "
-        "Give it after the inputs",
+        help='spread the work over a Ray cluster (pip install "deepdream-nodes[ray]"): images, sweep lines, '
+        "a clip's shots or channel pictures go to its workers, the results are the same files; ADDRESS of a "
+        "running cluster ('auto': the one 'ray start' began here; none: RAY_ADDRESS, or a cluster started for "
+        "this command). Give it after the inputs",
     )
     flags.add(
         "--workers",
@@ -234,6 +234,7 @@ def _other_commands(flags: _Flags) -> None:
     flags.add("--columns", type=int, default=0, help="columns of the sheet (default: about square)")
     flags.network(default_model=DEFAULT_MODEL)
     flags.options(option_table.CHANNEL_OPTIONS)
+    _ray_flags(flags)
     flags.start("models", "list the model zoo", calls.models_call)
     flags.start(
         "layers",

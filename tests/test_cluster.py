@@ -182,6 +182,20 @@ def test_a_sweep_on_the_cluster_gives_the_same_sheet(ray_cluster, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "here.png")), np.asarray(Image.open(tmp_path / "ray.png")))
 
 
+@pytest.mark.slow
+def test_channel_pictures_on_the_cluster_are_the_single_machines(ray_cluster, tmp_path):
+    """`channels --ray`: each worker grows a part of the set, each picture from its own noise in the whole set."""
+    args = ["channels", "--channels", "0-4", "--size", "64", "--steps", "6", "--precision", "fp32"]
+    with threads(1):
+        assert cli.main([*args, "-o", str(tmp_path / "here.png"), "--pictures", str(tmp_path / "here")]) == 0
+    ray_args = ["-o", str(tmp_path / "ray.png"), "--pictures", str(tmp_path / "ray"), "--ray", "--workers", "2"]
+    assert cli.main([*args, *ray_args]) == 0
+    here, there = _pixels(tmp_path / "here"), _pixels(tmp_path / "ray")
+    assert sorted(here) == sorted(there) and len(here) == 5
+    assert all(np.array_equal(here[name], there[name]) for name in here)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "here.png")), np.asarray(Image.open(tmp_path / "ray.png")))
+
+
 def _three_shot_clip(path: Path, per_shot: int = 4, side: int = 96) -> Path:
     """Three shots (pans over the photo, the coffee, the photo's lower part upside down) with a sine tone: an MP4
     at 12 fps."""

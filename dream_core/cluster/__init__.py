@@ -11,7 +11,7 @@ that dies has what it held handed to another, started in its place (`pool.Pool`)
 the end and the rest are kept.
 """
 
-from .driver import dream_on_ray, on_ray, sweep_on_ray, video_on_ray
+from .driver import channels_on_ray, dream_on_ray, on_ray, sweep_on_ray, video_on_ray
 from .pool import RAY_INSTALL, ClusterPlan, Journal, Outbox, Pool, RayRequest, _check_answers, connect, import_ray
 from .worker import FRAMES_PER_CALL, Worker
 
@@ -19,6 +19,7 @@ __all__ = [
     "FRAMES_PER_CALL",
     "RAY_INSTALL",
     "ClusterPlan",
+    "channels_on_ray",
     "Journal",
     "Outbox",
     "Pool",

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..channels import ChannelPictures
 from ..devices import default_device
 from ..errors import DreamError
 from ..imageio import load_image, save_pixels
 from ..job import Job, load_job
-from ..options import VideoSettings
+from ..options import ChannelSettings, VideoSettings
 from ..outputs import check_outputs, written_whole
 from ..progress import ItemProgress
 from ..render import finish_clip
@@ -139,6 +140,32 @@ def sweep_on_ray(job: Job, ray: RayRequest, image: torch.Tensor, lines: Sequence
     if failed:
         raise DreamError("; ".join(f"line {line!r}: {reason}" for (_, line), reason in failed))
     return torch.stack([torch.from_numpy(dreams[index].copy()) for index in range(len(lines))])  # Ray's: read-only
+
+
+def channels_on_ray(
+    job: Job, ray: RayRequest, layer: str, channels: tuple[int, ...], settings: ChannelSettings
+) -> ChannelPictures:
+    """A set of channel pictures grown by the cluster's workers, a part of the set each (each picture from its own
+    noise in the whole set: the same pictures as grown at once on one machine)."""
+    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def handle(part: tuple[int, tuple[int, ...]], result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+        parts[part[0]] = result
+        return True
+
+    with on_ray(job, ray, announce=None) as (pool, _):
+        size = max(1, math.ceil(len(channels) / len(pool.workers)))
+        items = [(first, channels[first : first + size]) for first in range(0, len(channels), size)]
+        failed = pool.run(
+            items,
+            lambda worker, item: worker.channel_pictures.remote(layer, item[1], settings, item[0]),
+            handle,
+            ItemProgress("channels", len(items), "parts"),
+        )
+    if failed:
+        raise DreamError("; ".join(f"channels {list(part[1])}: {reason}" for part, reason in failed))
+    images, start, end = (torch.cat([torch.from_numpy(parts[k][i].copy()) for k in sorted(parts)]) for i in range(3))
+    return ChannelPictures(images, layer, channels, start, end)
 
 
 def video_on_ray(

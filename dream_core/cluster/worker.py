@@ -12,12 +12,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..channels import channel_pictures
 from ..devices import default_device
 from ..engine import dream
 from ..imageio import pixels, save_pixels
 from ..job import Job, load_job
 from ..objectives import parse_layer_weights
-from ..options import VideoSettings
+from ..options import ChannelSettings, VideoSettings
 from ..video import dream_video, shot_ranges
 from ..videoio import VideoSource
 
@@ -72,6 +73,14 @@ class Worker:
         picture = torch.from_numpy(image.copy()).unsqueeze(0)  # Ray hands over read-only arrays
         result = dream(picture, job.model, objective, job.settings, mask=job.mask)
         return result.images[0].numpy()
+
+    def channel_pictures(
+        self, layer: str, channels: tuple[int, ...], settings: ChannelSettings, first: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pictures `first`.. of a set of channel pictures (as floats `[N, 3, S, S]`), with their channels' mean
+        activation on the starting noise and on the picture."""
+        grown = channel_pictures(self.loaded.model, layer, channels, settings, first=first)
+        return grown.images.numpy(), grown.start.numpy(), grown.end.numpy()
 
     def find_cuts(
         self, clip: str, fps: float | None, part: tuple[int, int | None], video: VideoSettings

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import cluster
 from ..channels import channel_pictures, default_layer, parse_channels, top_channels
 from ..devices import default_device
 from ..errors import DreamError
 from ..imageio import load_image, save_image
-from ..job import NAMED_WEIGHTS, check_device
+from ..job import NAMED_WEIGHTS, Job, check_device
 from ..loading import load_feature_model
 from ..options import ChannelSettings
 from ..outputs import check_outputs
@@ -35,9 +36,10 @@ def channels(
     pictures: Path | None = None,
     columns: int = 0,
     overwrite: bool = False,
+    ray: cluster.RayRequest | None = None,
 ) -> int:
     """Grow a picture from noise for each chosen channel of a layer; write them as a labelled sheet (and each
-    into `pictures`)."""
+    into `pictures`); with `ray`, parts of the set grown by a cluster's workers."""
     check_picture_output(output)
     read = [*([Path(weights)] if weights not in NAMED_WEIGHTS else []), *([image] if image else [])]
     check_outputs([output], read, overwrite, replace_hint=REPLACE_HINT)
@@ -48,9 +50,9 @@ def channels(
         raise DreamError(f"--channels top{top} picks the channels most active on a picture: give it with --image.")
     settings = settings.validate()
     picture = load_image(image) if image else None
-    device = device or default_device()
-    check_device(device)
-    network = load_feature_model(get_spec(model).name, weights, weights_dir, device=device)
+    here = device or default_device()  # (a cluster's workers each choose theirs unless it was given)
+    check_device(here)
+    network = load_feature_model(get_spec(model).name, weights, weights_dir, device=here)
     layer = network.resolve_layer(layer).name if layer else default_layer(network)
     if top and picture is not None:
         chosen = top_channels(network, layer, picture, top)
@@ -65,7 +67,11 @@ def channels(
         f"on {network.device}: {settings.size} px, {settings.steps} steps.",
         file=sys.stderr,
     )
-    result = channel_pictures(network, layer, chosen, settings, on_progress=ProgressBar(layer))
+    if ray is not None:  # each worker loads the same network itself
+        job = Job(network.name, ((layer, 1.0),), weights=weights, weights_dir=_text(weights_dir), device=device)
+        result = cluster.channels_on_ray(job, ray, layer, tuple(chosen), settings)
+    else:
+        result = channel_pictures(network, layer, chosen, settings, on_progress=ProgressBar(layer))
     measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
     gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
     print(after_bar(f"mean activation on the starting noise -> on the picture: {gains}"), file=sys.stderr)
@@ -76,6 +82,10 @@ def channels(
         print(f"wrote {len(files)} pictures to {pictures}")
     print(f"wrote {save_image(contact_sheet(result.images, result.labels, columns)[0], output)}")
     return 0
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def train(
