@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +15,6 @@ import torch.nn.functional as F
 from .errors import DreamError
 from .imageops import resize
 from .tiling import gather
-
-if TYPE_CHECKING:  # (feature_model imports this module)
-    from .feature_model import FeatureModel, LayerTap
-    from .options import DreamSettings
 
 
 @dataclass(frozen=True)
@@ -399,12 +395,49 @@ class Part:
         """Release what `readied` made (hooks on another network)."""
 
 
+class PartSettings(Protocol):
+    """What the parts read of a dream's settings (`options.DreamSettings` has it)."""
+
+    @property
+    def loss(self) -> str: ...
+
+    @property
+    def guide_mix(self) -> float: ...
+
+    @property
+    def tv_weight(self) -> float: ...
+
+
+class Tap(Protocol):
+    """A network's activations on some layers, as `FeatureModel.tap` gives them."""
+
+    def __call__(self, image: torch.Tensor) -> Mapping[str, torch.Tensor]: ...
+
+    def close(self) -> None: ...
+
+
+class TappableNetwork(Protocol):
+    """What an objective needs of a network (`feature_model.FeatureModel` has it; that module imports this one,
+    so the objective names the network by what it does): its name, its spec (the smallest picture it takes),
+    term resolution and a tap on some layers."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> Any: ...
+
+    def resolve_weights(self, layer_weights: LayerWeights) -> dict[Term, float]: ...
+
+    def tap(self, weights: Any) -> Tap: ...
+
+
 @dataclass(frozen=True)
 class ReadyContext:
     """What a part may need to ready itself for a dream: the original images on the device and the network."""
 
     images: torch.Tensor
-    settings: DreamSettings
+    settings: PartSettings
     """The dream's `DreamSettings` (loss mode, guide mix, total-variation weight)."""
     features: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
     """The tapped activations of an image batch, in the network's compute dtype (no gradient)."""
@@ -502,11 +535,11 @@ class Network(Part):
     (the same jitter, scale and rotation) and adds its weighted terms; the gradient flows back to the one
     picture through both networks."""
 
-    model: FeatureModel
+    model: TappableNetwork
     """On the dream's device; `dream` casts it to the dream's precision."""
     weights: Mapping[Any, float]
     loss: str = "l2"
-    tap: LayerTap | None = None
+    tap: Tap | None = None
 
     def terms(self) -> Mapping[Term, float]:
         return {}  # none of the dream's own network's layers: this part taps its own
@@ -552,7 +585,7 @@ class Objective:
     """
 
     parts: tuple[Part, ...] = ()
-    resolved_for: FeatureModel | None = None
+    resolved_for: TappableNetwork | None = None
     """The network whose names the terms were resolved against (None: not yet)."""
 
     @classmethod
@@ -596,7 +629,7 @@ class Objective:
         """Whether there is anything to climb (no terms, or only zero weights: the image stays as it is)."""
         return any(part.climbs for part in self.parts)
 
-    def resolved(self, model: FeatureModel) -> Objective:
+    def resolved(self, model: TappableNetwork) -> Objective:
         """Every term checked against `model` (`FeatureModel`) once; parts left empty dropped."""
         if self.resolved_for is model:
             return self

@@ -1,4 +1,5 @@
-"""Past one machine: a folder's images, a sweep's lines and a clip's shots dreamed by the workers of a Ray cluster.
+"""Past one machine: a folder's images, a sweep's lines, a clip's shots and a set of channel pictures dreamed by
+the workers of a Ray cluster.
 
 Ray is an optional extra (``pip install "deepdream-nodes[ray]"``); nothing imports it until a command is given
 ``--ray`` (`pool.import_ray`), so every command works without it.
