@@ -42,6 +42,15 @@ def load_other(checkout: Path):
     return module
 
 
+def _old_ascent(before, before_engine, model, layers, settings, image):
+    """The other checkout's `_Ascent`, made as that engine makes it: from a resolved objective and the images
+    (since the objective parts), or from resolved weights and a batch size (earlier engines)."""
+    objectives = sys.modules.get("dream_core_before.objectives")
+    if objectives is not None and hasattr(objectives, "Objective"):
+        return before_engine._Ascent(model, objectives.Objective.of(layers).resolved(model), settings, image)
+    return before_engine._Ascent(model, model.resolve_weights(layers), settings, 1)
+
+
 def compare(before, before_engine, args, device: torch.device, precision: str) -> None:
     """Race both engines' step and a whole small dream in `precision`; print after / before."""
     now = dream_core.load_feature_model(args.model, "random", device=device)
@@ -50,12 +59,12 @@ def compare(before, before_engine, args, device: torch.device, precision: str) -
     image = torch.rand(1, 3, args.size, args.size, device=device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(now.computing_in(PRECISIONS[precision]))  # cast once, as a dream does
+        if hasattr(old, "computing_in"):  # the other engine's network cast the same way, where it can be
+            stack.enter_context(old.computing_in(PRECISIONS[precision]))
         now_ascent = _Ascent(
             now, Objective.of(layers).resolved(now), dream_core.DreamSettings(precision=precision), image
         )
-        old_ascent = before_engine._Ascent(
-            old, old.resolve_weights(layers), before.DreamSettings(precision=precision), 1
-        )
+        old_ascent = _old_ascent(before, before_engine, old, layers, before.DreamSettings(precision=precision), image)
         stack.callback(now_ascent.close)
         stack.callback(old_ascent.close)
         steps = race(
