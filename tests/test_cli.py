@@ -206,3 +206,26 @@ def test_a_missing_package_or_a_model_that_cannot_be_built_is_one_line_and_v_sho
     assert "size mismatch" in capsys.readouterr().err
     with pytest.raises(RuntimeError):
         main(["-v", "dream", str(source), "-o", str(tmp_path / "x.png")])
+
+
+def test_the_job_is_a_picklable_value_whose_identity_ignores_where_it_runs(tmp_path):
+    """The parser builds the job once; Ray's workers get the same value; a render started without --ray goes on
+    with it (and on another device): the work folder's identity is the job's own."""
+    import pickle
+
+    from dream_core import commands
+    from dream_core.parser import parse
+    from dream_core.videoio import VideoSource
+
+    clip = ROOT / "samples" / "pan.mp4"
+    here = parse(["video", str(clip), "-o", str(tmp_path / "out.mp4"), "--octaves", "1"]).arguments
+    there = parse(["video", str(clip), "-o", str(tmp_path / "out.mp4"), "--octaves", "1", "--ray", "--workers", "2"])
+    job = here["job"]
+    assert pickle.loads(pickle.dumps(job)) == job == there.arguments["job"]
+
+    def identity(job) -> str:
+        return commands.video_identity(job, VideoSource(clip), tmp_path / "out.mp4", here["settings"])
+
+    assert identity(job) == identity(job.on("cpu")) == identity(job.on("cuda:1"))
+    other = parse(["video", str(clip), "-o", str(tmp_path / "out.mp4"), "--octaves", "2"]).arguments["job"]
+    assert identity(other) != identity(job)  # another setting is another job
