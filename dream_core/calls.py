@@ -14,7 +14,7 @@ from . import options as option_table
 from .animation import ZOOM_OPTIONS
 from .cluster import RayRequest
 from .errors import DreamError
-from .job import MAX_NETWORKS, Job, NetworkSpec, RegionSpec
+from .job import Job, NetworkSpec, RegionSpec
 from .objectives import parse_layer_weights
 from .options import ChannelSettings, Option, VideoSettings
 from .presets import default_preset, get_preset
@@ -60,10 +60,6 @@ def job_from_values(values: Values) -> Job:
         raise DreamError(
             f"--weights-dir is where torchvision's ImageNet weights are looked for; {model} with "
             f"--weights {values['weights']} does not use it. Leave it out."
-        )
-    if len(values["network"]) > MAX_NETWORKS:
-        raise DreamError(
-            f"{len(values['network'])} --network flags: at most {MAX_NETWORKS} other networks dream at once."
         )
     return Job(
         model=model,

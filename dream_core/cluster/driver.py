@@ -33,8 +33,6 @@ from ..videoio import VideoSink, VideoSource
 from ..workfolder import WorkFolder, whole_png
 from .pool import Journal, Outbox, Pool, RayRequest, connect
 
-REPLACE_HINT = "add --overwrite to replace"
-
 
 def ray_pool(job: Job, ray: RayRequest, announce: Callable[[Job], object] | None = load_job) -> Pool:
     """The job checked here by `announce` (loaded: a bad flag fails before any worker starts; None: it was
@@ -76,15 +74,17 @@ def dream_on_ray(
     identity: str,
     overwrite: bool,
     announce: Callable[[Job], object] = load_job,
+    replace_hint: str = "allow replacing them",
 ) -> int:
     """Each input image dreamed by a worker and written to its target as it comes back; a job stopped and run
-    again (the same `identity`) goes on from the images it finished."""
+    again (the same `identity`) goes on from the images it finished. `replace_hint`: how the host allows
+    replacing outputs (see `outputs.check_outputs`)."""
     inputs = list(targets)
     journal = Journal(folder / ".deepdream-job.json", identity)
     left = [path for path in inputs if not (journal.finished(targets[path].name, path) and targets[path].is_file())]
     # An earlier run of this job may have written an output it never reported: its own, so not refused.
     fresh = [targets[p] for p in left if targets[p].name not in journal.planned]
-    check_outputs(fresh, [*inputs, *job.files()], overwrite, replace_hint=REPLACE_HINT)
+    check_outputs(fresh, [*inputs, *job.files()], overwrite, replace_hint=replace_hint)
     if len(left) < len(inputs):
         print(
             f"going on: {len(inputs) - len(left)} of {len(inputs)} images were finished by an earlier run",

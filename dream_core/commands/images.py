@@ -123,7 +123,9 @@ def dream(
             )
         folder = output if output not in targets.values() else output.parent
         identity = dream_identity(job, given, output)
-        return cluster.dream_on_ray(job, ray, targets, folder, identity, overwrite, announce=loaded)
+        return cluster.dream_on_ray(
+            job, ray, targets, folder, identity, overwrite, announce=loaded, replace_hint=REPLACE_HINT
+        )
     planned = list(targets.values())
     for target in targets.values():
         if frames_every:
