@@ -97,8 +97,10 @@ def widget_values(node_type: str, entry: dict, values: dict) -> list:
             out.append(value)
             if name in ("seed", "noise_seed") or options.get("control_after_generate"):
                 out.append("fixed")  # the frontend's control_after_generate widget
-            if options.get("image_upload") or options.get("video_upload"):
+            if options.get("image_upload"):
                 out.append("image")  # the frontend's upload button
+            # Load Video's file is stored alone: where the core gives Load Video more inputs (its optional
+            # 'edit'), frontends 1.53-1.58 put an 'image' stored after the file on the next input.
     return out
 
 
