@@ -1,11 +1,15 @@
 """The pack's sample pictures and training folder, for example workflows on a fresh ComfyUI.
 
 Example workflows name a sample the way any picture in ComfyUI's input folder is named,
-`deepdream_samples/astronaut.png`, so they use the core LoadImage node and a user swaps
-in a picture of their own as usual. ComfyUI checks that the file exists in `input/`
-before any node runs, so a prompt handler (ComfyUI calls these for every queued
-prompt, before validation) copies the samples a prompt names into
-`input/deepdream_samples/` when they are missing there. Nothing happens at import but
+`deepdream_astronaut.png` (a file of `samples/` under the name `deepdream_NAME`, at the top
+of `input/`: the core lists only the top level there, and the 2026 frontend flags a
+Load Image or Load Video value missing from that list), so they use the core nodes and a
+user swaps in a picture of their own as usual. The training folder is
+`deepdream_samples/shapes`, and workflows saved with the earlier names
+(`deepdream_samples/astronaut.png`) still find their files there. ComfyUI checks that the
+file exists in `input/` before any node runs, so a prompt handler (ComfyUI calls these
+for every queued prompt, before validation) copies the samples a prompt names into
+`input/` when they are missing there. Nothing happens at import but
 registering the handler; nothing already in `input/` is overwritten or deleted; a
 prompt that names no sample is left alone. A small frontend extension asks for the
 same when a workflow is opened, so Load Image shows its picture before the first run.
@@ -24,7 +28,9 @@ log = logging.getLogger(__name__)
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 PREFIX = "deepdream_samples"
-"""The folder inside ComfyUI's input folder that holds the copied samples."""
+"""The folder inside ComfyUI's input folder that holds the copied training folder (and earlier names' files)."""
+TOP_PREFIX = "deepdream_"
+"""A bundled file at the top of ComfyUI's input folder: `deepdream_NAME` for `samples/NAME`."""
 ROUTE = "/deepdream/samples"
 MAX_VALUES = 1000
 """The most widget values one request to ROUTE is read for."""
@@ -39,6 +45,9 @@ def sample_path(value: object) -> Path | None:
     if not isinstance(value, str):
         return None
     name = value.strip().removesuffix("[input]").strip().replace("\\", "/")
+    if name.startswith(TOP_PREFIX) and "/" not in name:  # deepdream_astronaut.png: a file of samples/
+        path = SAMPLES_DIR / name[len(TOP_PREFIX) :]
+        return path if path.is_file() and path.name != "README.md" and name[len(TOP_PREFIX) :] else None
     parts = PurePosixPath(name).parts
     if len(parts) < 2 or parts[0] != PREFIX or any(part in ("..", ".", "") for part in parts[1:]):
         return None
@@ -46,15 +55,16 @@ def sample_path(value: object) -> Path | None:
     return path if path.exists() and path.name != "README.md" else None
 
 
-def named_samples(prompt: dict) -> list[Path]:
-    """Bundled samples named by any input of an API-format prompt, each once."""
-    found: dict[Path, None] = {}
+def named_samples(prompt: dict) -> list[tuple[Path, bool]]:
+    """Bundled samples named by any input of an API-format prompt, each once, and whether each is named at the
+    top of the input folder (`deepdream_NAME`) or inside `deepdream_samples/`."""
+    found: dict[tuple[Path, bool], None] = {}
     for node in prompt.values():
         inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
         for value in inputs.values():
             path = sample_path(value)
             if path is not None:
-                found[path] = None
+                found[(path, value.strip().startswith(TOP_PREFIX) and "/" not in value)] = None
     return list(found)
 
 
@@ -67,8 +77,9 @@ def _files(path: Path) -> Iterator[Path]:
             yield child
 
 
-def copy_missing(sample: Path, input_dir: str | os.PathLike) -> list[Path]:
-    """Copy a bundled sample (a file, or a folder's files) into `input_dir/deepdream_samples`.
+def copy_missing(sample: Path, input_dir: str | os.PathLike, top_level: bool = False) -> list[Path]:
+    """Copy a bundled sample (a file, or a folder's files) into `input_dir/deepdream_samples`, or a file to
+    `input_dir/deepdream_NAME` (`top_level`).
 
     Only files missing there are copied; an existing file, the user's or an earlier
     copy, is never replaced. Each file appears whole or not at all (written under a
@@ -76,7 +87,10 @@ def copy_missing(sample: Path, input_dir: str | os.PathLike) -> list[Path]:
     """
     written = []
     for source in _files(sample):
-        target = Path(input_dir, PREFIX, source.relative_to(SAMPLES_DIR))
+        if top_level:
+            target = Path(input_dir, TOP_PREFIX + source.name)
+        else:
+            target = Path(input_dir, PREFIX, source.relative_to(SAMPLES_DIR))
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +115,9 @@ def provide_samples(request: dict, input_dir: str | os.PathLike) -> list[Path]:
     """Copy into `input_dir` the samples that a queued prompt request names and lacks."""
     prompt = request.get("prompt") if isinstance(request, dict) else None
     written = []
-    for sample in named_samples(prompt if isinstance(prompt, dict) else {}):
+    for sample, top_level in named_samples(prompt if isinstance(prompt, dict) else {}):
         try:
-            written += copy_missing(sample, input_dir)
+            written += copy_missing(sample, input_dir, top_level)
         except OSError as error:
             log.warning(
                 "DeepDream: could not copy the sample %s into ComfyUI's input folder (%s). Put it there by "
@@ -114,7 +128,7 @@ def provide_samples(request: dict, input_dir: str | os.PathLike) -> list[Path]:
                 sample.name,
             )
     if written:
-        log.info("DeepDream: copied %d sample file(s) into %s/%s for this workflow.", len(written), "input", PREFIX)
+        log.info("DeepDream: copied %d sample file(s) into ComfyUI's input folder for this workflow.", len(written))
     return written
 
 

@@ -48,6 +48,23 @@ def test_a_prompt_naming_samples_gets_them_copied_into_an_empty_input_folder(tmp
     assert samples.provide_samples(_request(SAMPLE), tmp_path) == []  # the second time: nothing to do
 
 
+def test_pictures_and_clips_are_named_at_the_top_of_the_input_folder_the_only_level_the_core_lists(tmp_path):
+    """`deepdream_NAME` is `samples/NAME` copied to the top of input/ (the 2026 frontend flags a Load Image value
+    that the core's list lacks, and the core lists no sub-folder); the earlier names keep working."""
+    request = _request("deepdream_astronaut.png", "deepdream_pan.mp4 [input]", "deepdream_samples/coffee.jpg")
+    written = samples.provide_samples(request, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "deepdream_astronaut.png",
+        "deepdream_pan.mp4",
+        "deepdream_samples/coffee.jpg",
+    ]
+    assert (tmp_path / "deepdream_astronaut.png").read_bytes() == (ROOT / "samples" / "astronaut.png").read_bytes()
+    mine = tmp_path / "deepdream_coffee.jpg"
+    mine.write_bytes(b"my own coffee")
+    assert samples.provide_samples(_request("deepdream_coffee.jpg", "deepdream_astronaut.png"), tmp_path) == []
+    assert mine.read_bytes() == b"my own coffee"  # a user's file of that name is theirs
+
+
 def test_files_the_user_already_has_are_never_overwritten_or_deleted(tmp_path):
     mine = tmp_path / "deepdream_samples" / "astronaut.png"
     mine.parent.mkdir()
@@ -72,6 +89,12 @@ def test_files_the_user_already_has_are_never_overwritten_or_deleted(tmp_path):
         "deepdream_samples/missing.png",
         "deepdream_samples",
         "other/deepdream_samples/astronaut.png",
+        "deepdream_",
+        "deepdream_README.md",
+        "deepdream_shapes",
+        "deepdream_../samples/astronaut.png",
+        "deepdream_missing.png",
+        "sub/deepdream_astronaut.png",
         7,
         None,
     ],

@@ -186,8 +186,9 @@ class Graph:
         }
 
 
-# Bundled samples, copied into input/deepdream_samples/ when a prompt names them (nodes/samples.py).
-SAMPLE = "deepdream_samples/astronaut.png"
+# Bundled samples, copied into input/ when a prompt names them (nodes/samples.py): pictures and clips at its top
+# level (the only level the core lists), the training folder in input/deepdream_samples/.
+SAMPLE = "deepdream_astronaut.png"
 KERAS_LAYERS = "mixed4: 1.0\nmixed5: 1.5\nmixed6: 2.0\nmixed7: 2.5"
 LITE_LAYERS = "blocks.6: 1.0\nblocks.8: 1.5\nblocks.10: 1.0"
 
@@ -286,7 +287,7 @@ def octave_animation(info: dict) -> dict:
     return g.to_json()
 
 
-GUIDE = "deepdream_samples/coffee.jpg"
+GUIDE = "deepdream_coffee.jpg"
 TRAINING_FOLDER = "deepdream_samples/shapes"
 
 
@@ -467,7 +468,7 @@ def train_and_dream(info: dict) -> dict:
     return g.to_json()
 
 
-VIDEO = "deepdream_samples/pan.mp4"
+VIDEO = "deepdream_pan.mp4"
 
 
 def dream_video(info: dict) -> dict:
