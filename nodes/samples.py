@@ -36,18 +36,29 @@ MAX_VALUES = 1000
 """The most widget values one request to ROUTE is read for."""
 
 
+def _name(value: object) -> str | None:
+    """A prompt value as a path inside the input folder: without ComfyUI's " [input]", with forward slashes."""
+    if not isinstance(value, str):
+        return None
+    return value.strip().removesuffix("[input]").strip().replace("\\", "/")
+
+
+def _top_level(name: str) -> bool:
+    return name.startswith(TOP_PREFIX) and "/" not in name
+
+
 def sample_path(value: object) -> Path | None:
     """The bundled file or folder a prompt value names (`deepdream_samples/NAME`), or None.
 
     ComfyUI's " [input]" annotation is allowed; names that would leave the samples
     folder ('..', absolute paths) name nothing.
     """
-    if not isinstance(value, str):
+    name = _name(value)
+    if name is None:
         return None
-    name = value.strip().removesuffix("[input]").strip().replace("\\", "/")
-    if name.startswith(TOP_PREFIX) and "/" not in name:  # deepdream_astronaut.png: a file of samples/
+    if _top_level(name):  # deepdream_astronaut.png: a file of samples/
         path = SAMPLES_DIR / name[len(TOP_PREFIX) :]
-        return path if path.is_file() and path.name != "README.md" and name[len(TOP_PREFIX) :] else None
+        return path if path.is_file() and path.name != "README.md" else None
     parts = PurePosixPath(name).parts
     if len(parts) < 2 or parts[0] != PREFIX or any(part in ("..", ".", "") for part in parts[1:]):
         return None
@@ -64,7 +75,7 @@ def named_samples(prompt: dict) -> list[tuple[Path, bool]]:
         for value in inputs.values():
             path = sample_path(value)
             if path is not None:
-                found[(path, value.strip().startswith(TOP_PREFIX) and "/" not in value)] = None
+                found[(path, _top_level(_name(value) or ""))] = None
     return list(found)
 
 

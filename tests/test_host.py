@@ -51,7 +51,7 @@ def test_a_prompt_naming_samples_gets_them_copied_into_an_empty_input_folder(tmp
 def test_pictures_and_clips_are_named_at_the_top_of_the_input_folder_the_only_level_the_core_lists(tmp_path):
     """`deepdream_NAME` is `samples/NAME` copied to the top of input/ (the 2026 frontend flags a Load Image value
     that the core's list lacks, and the core lists no sub-folder); the earlier names keep working."""
-    request = _request("deepdream_astronaut.png", "deepdream_pan.mp4 [input]", "deepdream_samples/coffee.jpg")
+    request = _request("deepdream_astronaut.png", "deepdream_pan.mp4 [input]", "deepdream_samples\\coffee.jpg")
     written = samples.provide_samples(request, tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
         "deepdream_astronaut.png",
