@@ -2,6 +2,7 @@
 
 from .channel_nodes import ChannelPictures
 from .comfy_bridge import register_model_folder
+from .comfy_io import ComfyExtension, io
 from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamNetwork, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
@@ -27,5 +28,13 @@ NODES = (
     TrainFeatureModel,
     ChannelPictures,
 )
-NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODES}
-NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.DISPLAY_NAME for cls in NODES}  # each declared with its class
+NODE_CLASS_MAPPINGS = {cls.GET_SCHEMA().node_id: cls for cls in NODES}
+"""The nodes by id, as the core lists them (for tools and tests: ComfyUI itself asks the extension)."""
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.GET_SCHEMA().display_name for node_id, cls in NODE_CLASS_MAPPINGS.items()}
+
+
+class DeepDreamExtension(ComfyExtension):
+    """The pack as ComfyUI's V3 extension: its nodes."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,89 +25,106 @@ from ..dream_core.objectives import Objective
 from ..dream_core.options import Option
 from ..dream_core.outputs import file_identity
 from . import comfy_bridge
+from .comfy_io import folded, io
+
+# The pack's own socket types.
+FEATURE_MODEL = io.Custom("FEATURE_MODEL")
+LAYER_WEIGHTS = io.Custom("LAYER_WEIGHTS")
+DREAM_REGIONS = io.Custom("DREAM_REGIONS")
+DREAM_NETWORKS = io.Custom("DREAM_NETWORKS")
+
+ESSENTIALS = frozenset({"octaves", "octave_scale", "iterations", "step", "seed"})
+"""The dream options a dream node shows unfolded (the ones people turn first); the rest fold under its advanced
+inputs where the core folds (`comfy_io.folded`)."""
 
 
-def widget(opt: Option) -> tuple[Any, dict[str, Any]]:
-    """An option of the engine's tables as a ComfyUI input: a typed widget with default, range and tooltip."""
-    options: dict[str, Any] = {"default": opt.default, "tooltip": opt.help}
+def widget(opt: Option, optional: bool = False, advanced: bool = False, default: Any = None) -> io.Input:
+    """An option of the engine's tables as a ComfyUI widget: typed, with its default, range and tooltip."""
+    common: dict[str, Any] = {
+        "default": opt.default if default is None else default,
+        "tooltip": opt.help,
+        "optional": optional,
+        **folded(advanced),
+    }
     if opt.choices:
-        return (list(opt.choices), options)
+        return io.Combo.Input(opt.name, options=list(opt.choices), **common)
     if opt.kind is bool:
-        return ("BOOLEAN", options)
-    for key, value in (("min", opt.minimum), ("max", opt.maximum), ("step", opt.step)):
-        if value is not None:
-            options[key] = value
-    return ("INT" if opt.kind is int else "FLOAT", options)
+        return io.Boolean.Input(opt.name, **common)
+    limits = {key: value for key, value in (("min", opt.minimum), ("max", opt.maximum), ("step", opt.step))}
+    limits = {key: value for key, value in limits.items() if value is not None}
+    return (io.Int if opt.kind is int else io.Float).Input(opt.name, **limits, **common)
 
 
-def widgets(table: Any) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """A widget per option of a table, in the table's order."""
-    return {opt.name: widget(opt) for opt in table}
+def widgets(table: Iterable[Option], essentials: Iterable[str] = ()) -> list[io.Input]:
+    """A widget per option of a table, in the table's order; those not among `essentials` fold."""
+    shown = set(essentials)
+    return [widget(opt, advanced=opt.name not in shown) for opt in table]
 
 
-IMAGE_INPUT = ("IMAGE", {"tooltip": "The images to dream (a whole batch is dreamed)."})
-FEATURE_MODEL_INPUT = ("FEATURE_MODEL", {"tooltip": "The network from LoadFeatureModel."})
-OPTIONAL_INPUTS = {
+def image_input(name: str = "image", tooltip: str = "The images to dream (a whole batch is dreamed).") -> io.Input:
+    return io.Image.Input(name, tooltip=tooltip)
+
+
+def model_input(tooltip: str = "The network from LoadFeatureModel.") -> io.Input:
+    return FEATURE_MODEL.Input("feature_model", tooltip=tooltip)
+
+
+OPTIONAL_INPUTS: dict[str, tuple[Any, str]] = {
     "layer_weights": (
-        "LAYER_WEIGHTS",
-        {
-            "tooltip": "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default "
-            "layers."
-        },
+        LAYER_WEIGHTS,
+        "Layers to amplify and their weights (from LayerWeights). Not connected: the model's default layers.",
     ),
     "mask": (
-        "MASK",
-        {
-            "tooltip": "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; "
-            "one mask or one per image."
-        },
+        io.Mask,
+        "Dream strength per pixel: 0 leaves a pixel untouched, 1 dreams it fully. Resized to the image; one mask or "
+        "one per image.",
     ),
     "guide": (
-        "IMAGE",
-        {
-            "tooltip": "A guide image: the dream moves toward what the network sees in it (its features at the chosen "
-            "layers). See guide_mix."
-        },
+        io.Image,
+        "A guide image: the dream moves toward what the network sees in it (its features at the chosen layers). See "
+        "guide_mix.",
     ),
     "regions": (
-        "DREAM_REGIONS",
-        {
-            "tooltip": "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
-            "layer_weights, which apply everywhere)."
-        },
+        DREAM_REGIONS,
+        "Regions from DreamRegion nodes: each mask dreams its own layer weights, all at once (added to "
+        "layer_weights, which apply everywhere).",
     ),
     "networks": (
-        "DREAM_NETWORKS",
-        {
-            "tooltip": "More networks from Dream Network nodes, each with its own layer weights, dreaming the same "
-            "picture at once (their objectives added to this node's)."
-        },
+        DREAM_NETWORKS,
+        "More networks from Dream Network nodes, each with its own layer weights, dreaming the same picture at once "
+        "(their objectives added to this node's).",
     ),
 }
 
 
-def dream_option_inputs(**defaults) -> dict[str, tuple]:
-    """A widget for every dream option, made from the option table; `defaults` changes some defaults. Options
-    added after the first release are left out here: `optional_inputs` puts them after every other input."""
+def dream_option_inputs(**defaults) -> list[io.Input]:
+    """A widget for every dream option, made from the option table (the essentials unfolded); `defaults` changes
+    some defaults. Options added after the first release are left out here: `optional_inputs` puts them after
+    every other input."""
     unknown = set(defaults) - {opt.name for opt in option_table.OPTIONS}
     if unknown:
         raise KeyError(f"No dream option named {sorted(unknown)}")
-    specs = {}
-    for opt in option_table.OPTIONS:  # read at call time: the table is the one source
-        if opt.appended:
-            continue
-        kind, options = widget(opt)
-        if opt.name in defaults:
-            options["default"] = defaults[opt.name]
-        specs[opt.name] = (kind, options)
-    return specs
+    return [  # the table read at call time: it is the one source
+        widget(opt, advanced=opt.name not in ESSENTIALS, default=defaults.get(opt.name))
+        for opt in option_table.OPTIONS
+        if not opt.appended
+    ]
 
 
-def optional_inputs(*names: str) -> dict[str, tuple]:
-    """The optional inputs a dream node takes, from the shared list, and then the widgets of the dream options
-    added after the first release (last, so a saved workflow's widget values keep their places)."""
-    appended = {opt.name: widget(opt) for opt in option_table.OPTIONS if opt.appended}
-    return {**{name: OPTIONAL_INPUTS[name] for name in names}, **appended}
+def optional_inputs(*names: str, tooltips: dict[str, str] | None = None) -> list[io.Input]:
+    """The optional sockets a dream node takes, from the shared list (`tooltips` gives some their node's own),
+    and then the widgets of the dream options added after the first release (last, so a saved workflow's widget
+    values keep their places; folded)."""
+    tips = {name: tip for name, (_, tip) in OPTIONAL_INPUTS.items()} | (tooltips or {})
+    sockets = [OPTIONAL_INPUTS[name][0].Input(name, tooltip=tips[name], optional=True) for name in names]
+    appended = [widget(opt, optional=True, advanced=True) for opt in option_table.OPTIONS if opt.appended]
+    return [*sockets, *appended]
+
+
+def output(kind: Any, name: str, tooltip: str) -> io.Output:
+    """An output shown as `name` (its id is `name_out`: a V3 node's input and output ids all differ, and Octave
+    Dream takes an 'image' and gives one)."""
+    return kind.Output(f"{name}_out", display_name=name, tooltip=tooltip)
 
 
 def to_bchw(image: torch.Tensor) -> torch.Tensor:

@@ -9,67 +9,60 @@ from ..dream_core.objectives import Objective, Term
 from ..dream_core.options import ChannelSettings
 from ..dream_core.sheet import contact_sheet
 from . import comfy_bridge
-from .base import FEATURE_MODEL_INPUT, NodeDream, to_bchw, to_bhwc, widgets
-from .node import node
+from .base import NodeDream, model_input, output, to_bchw, to_bhwc, widgets
+from .comfy_io import io
+from .node import node_schema
 
 
-@node("Channel Pictures")
-class ChannelPictures:
+class ChannelPictures(io.ComfyNode):
     """Feature visualisation: one picture per channel of a layer, grown from noise to make that channel fire."""
 
-    DESCRIPTION = (
-        "What one channel sees: for each chosen channel of a layer, a picture grown from noise so that the channel "
-        "fires as hard as it can (lucid's feature visualisation), with random shifts, scales and turns at every "
-        "step so that what grows is a pattern, not noise. Use it to pick channels for Layer Weights "
-        "(`layer[3,17]`), or to see what a layer of your own trained network has learnt."
-    )
-    RETURN_TYPES = ("IMAGE", "IMAGE")
-    RETURN_NAMES = ("pictures", "sheet")
-    OUTPUT_TOOLTIPS = (
-        "The pictures as a batch, one per channel, in the order of 'channels'.",
-        "The pictures on one labelled sheet (layer[channel] under each).",
-    )
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "ChannelPictures",
+            "Channel Pictures",
+            "What one channel sees: for each chosen channel of a layer, a picture grown from noise so that the "
+            "channel fires as hard as it can (lucid's feature visualisation), with random shifts, scales and turns at "
+            "every step so that what grows is a pattern, not noise. Use it to pick channels for Layer Weights "
+            "(`layer[3,17]`), or to see what a layer of your own trained network has learnt.",
+            [
+                model_input(),
+                io.String.Input(
+                    "layer",
+                    default="",
+                    tooltip="The layer whose channels to show, e.g. blocks.8 or mixed4 (see Layer Weights). Empty: "
+                    "the middle one of the model's default layers.",
+                ),
+                io.String.Input(
+                    "channels",
+                    default="0-7",
+                    tooltip="Which channels: '0-7', '3,17,40-47', or 'top8' for the 8 most active on the connected "
+                    "image.",
+                ),
+                io.Int.Input("columns", default=0, min=0, max=64, tooltip="Columns of the sheet; 0 = about square."),
+                *widgets(option_table.CHANNEL_OPTIONS, essentials=("size", "steps")),
+                io.Image.Input(
+                    "image",
+                    optional=True,
+                    tooltip="With channels 'topN': the picture whose most active channels are shown (its first image).",
+                ),
+            ],
+            [
+                output(io.Image, "pictures", "The pictures as a batch, one per channel, in the order of 'channels'."),
+                output(io.Image, "sheet", "The pictures on one labelled sheet (layer[channel] under each)."),
+            ],
+            aliases=(
+                "feature visualization",
+                "feature visualisation",
+                "neuron visualization",
+                "lucid",
+                "what a channel sees",
+            ),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        inputs = widgets(option_table.CHANNEL_OPTIONS)
-        return {
-            "required": {
-                "feature_model": FEATURE_MODEL_INPUT,
-                "layer": (
-                    "STRING",
-                    {
-                        "default": "",
-                        "tooltip": "The layer whose channels to show, e.g. blocks.8 or "
-                        "mixed4 (see Layer Weights). Empty: the middle one of the model's default layers.",
-                    },
-                ),
-                "channels": (
-                    "STRING",
-                    {
-                        "default": "0-7",
-                        "tooltip": "Which channels: '0-7', '3,17,40-47', or "
-                        "'top8' for the 8 most active on the connected image.",
-                    },
-                ),
-                "columns": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the sheet; 0 = about square."},
-                ),
-                **inputs,
-            },
-            "optional": {
-                "image": (
-                    "IMAGE",
-                    {
-                        "tooltip": "With channels 'topN': the picture whose most active channels are "
-                        "shown (its first image)."
-                    },
-                ),
-            },
-        }
-
-    def run(self, feature_model, layer, channels, columns, image=None, **options):
+    def execute(cls, feature_model, layer, channels, columns, image=None, **options) -> io.NodeOutput:
         settings = ChannelSettings(**options).validate()
         chosen, top = parse_channels(channels)
         if top and image is None:
@@ -87,4 +80,4 @@ class ChannelPictures:
             result = channel_pictures(feature_model, layer, chosen, settings, device=device, **progress)
         sheet = contact_sheet(result.images, result.labels, columns)
         out = comfy_bridge.output_device()
-        return (to_bhwc(result.images).to(out), to_bhwc(sheet).to(out))
+        return io.NodeOutput(to_bhwc(result.images).to(out), to_bhwc(sheet).to(out))

@@ -12,17 +12,19 @@ from ..dream_core.animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
 from .base import (
-    FEATURE_MODEL_INPUT,
-    IMAGE_INPUT,
     NodeDream,
     dream_option_inputs,
+    image_input,
+    model_input,
     optional_inputs,
+    output,
     run_engine,
     to_bchw,
     to_bhwc,
     widgets,
 )
-from .node import node
+from .comfy_io import io
+from .node import DREAM_ALIASES, node_schema
 
 
 def _default_sweep_text() -> str:
@@ -33,56 +35,54 @@ def _default_sweep_text() -> str:
     return "\n".join(lines)
 
 
-@node("Layer Sweep")
-class LayerSweep:
+class LayerSweep(io.ComfyNode):
     """Dreams the same image once per layer choice and lays the results out on a labelled sheet."""
 
-    DESCRIPTION = (
-        "Compares layers: dreams the input once per line of 'layers' (each line a 'layer: weight' list, "
-        "e.g. 'mixed4: 1' or 'mixed3: 1, mixed5: 0.5'), with the same settings and seed, and returns the "
-        "dreams plus a contact sheet labelled with each line. Lower layers give strokes and textures, "
-        "higher ones eyes, animals and buildings."
-    )
-    RETURN_TYPES = ("IMAGE", "IMAGE")
-    RETURN_NAMES = ("images", "contact_sheet")
-    OUTPUT_TOOLTIPS = (
-        "One dream per line, same size as the input; for a batch, all lines of the first image, then all "
-        "lines of the next.",
-        "All the dreams on one labelled grid (a single image).",
-    )
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "LayerSweep",
+            "Layer Sweep",
+            "Compares layers: dreams the input once per line of 'layers' (each line a 'layer: weight' list, e.g. "
+            "'mixed4: 1' or 'mixed3: 1, mixed5: 0.5'), with the same settings and seed, and returns the dreams plus a "
+            "contact sheet labelled with each line. Lower layers give strokes and textures, higher ones eyes, animals "
+            "and buildings.",
+            [
+                image_input(),
+                model_input(),
+                io.String.Input(
+                    "layers",
+                    multiline=True,
+                    default=_default_sweep_text(),
+                    tooltip="One dream per line; each line is 'layer: weight', several joined by commas (e.g. "
+                    "'mixed3: 1, mixed5: 0.5'). Lines starting with # are skipped. The default names "
+                    "efficientnet_lite0's layers; list another model's with 'deepdream layers MODEL'.",
+                ),
+                *dream_option_inputs(),
+                io.Int.Input(
+                    "columns",
+                    default=0,
+                    min=0,
+                    max=256,
+                    tooltip="Columns of the contact sheet. 0: about square for one image; for a batch, one row per "
+                    "input image.",
+                ),
+                *optional_inputs("mask", "guide", "networks"),
+            ],
+            [
+                output(
+                    io.Image,
+                    "images",
+                    "One dream per line, same size as the input; for a batch, all lines of the first image, then all "
+                    "lines of the next.",
+                ),
+                output(io.Image, "contact_sheet", "All the dreams on one labelled grid (a single image)."),
+            ],
+            aliases=(*DREAM_ALIASES, "compare layers", "layer grid"),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "feature_model": FEATURE_MODEL_INPUT,
-                "layers": (
-                    "STRING",
-                    {
-                        "multiline": True,
-                        "default": _default_sweep_text(),
-                        "tooltip": "One dream per line; each line is 'layer: weight', several joined by commas "
-                        "(e.g. 'mixed3: 1, mixed5: 0.5'). Lines starting with # are skipped. The default names "
-                        "efficientnet_lite0's layers; list another model's with 'deepdream layers MODEL'.",
-                    },
-                ),
-                **dream_option_inputs(),
-                "columns": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 256,
-                        "tooltip": "Columns of the contact sheet. 0: about square for one image; for a batch, "
-                        "one row per input image.",
-                    },
-                ),
-            },
-            "optional": optional_inputs("mask", "guide", "networks"),
-        }
-
-    def run(self, image, feature_model, layers: str, columns: int = 0, **inputs):
+    def execute(cls, image, feature_model, layers: str, columns: int = 0, **inputs) -> io.NodeOutput:
         entries = parse_sweep(layers)
         sweep = [weights for _, weights in entries]
         dreams = run_engine(layer_sweep, image, NodeDream.read(feature_model, None, inputs, sweep=sweep))
@@ -92,84 +92,87 @@ class LayerSweep:
         if not columns and batch > 1:
             columns = len(entries)  # a row per input image, a column per line
         sheet = contact_sheet(dreams, labels, columns)
-        return (to_bhwc(dreams), to_bhwc(sheet))
+        return io.NodeOutput(to_bhwc(dreams), to_bhwc(sheet))
 
 
-@node("Dream Frames")
-class DreamFrames:
+class DreamFrames(io.ComfyNode):
     """OctaveDream that also returns the image every N ascent steps: the dream as it forms."""
 
-    DESCRIPTION = (
-        "Dreams like Octave Dream and also returns the image every 'every_n_steps' ascent steps, enlarged to "
-        "the final size, ending with the final image: a batch of frames showing the dream as it forms, ready "
-        "for an animated WEBP or GIF. Every image of a batch is dreamed."
-    )
-    RETURN_TYPES = ("IMAGE", "IMAGE")
-    RETURN_NAMES = ("image", "frames")
-    OUTPUT_TOOLTIPS = (
-        "The dreamed images, same size as the input.",
-        "The image every N steps and then the final one, at the final size: for each input image in turn, "
-        "ceil(octaves x iterations / N) frames.",
-    )
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "DreamFrames",
+            "Dream Frames",
+            "Dreams like Octave Dream and also returns the image every 'every_n_steps' ascent steps, enlarged to the "
+            "final size, ending with the final image: a batch of frames showing the dream as it forms, ready for an "
+            "animated WEBP or GIF. Every image of a batch is dreamed.",
+            [
+                image_input(),
+                model_input(),
+                *dream_option_inputs(),
+                io.Int.Input(
+                    "every_n_steps",
+                    default=5,
+                    min=1,
+                    max=10000,
+                    tooltip="Keep the image every this many ascent steps (counted over all octaves).",
+                ),
+                *optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
+            ],
+            [
+                output(io.Image, "image", "The dreamed images, same size as the input."),
+                output(
+                    io.Image,
+                    "frames",
+                    "The image every N steps and then the final one, at the final size: for each input image in turn, "
+                    "ceil(octaves x iterations / N) frames.",
+                ),
+            ],
+            aliases=(*DREAM_ALIASES, "dream animation", "timelapse"),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "feature_model": FEATURE_MODEL_INPUT,
-                **dream_option_inputs(),
-                "every_n_steps": (
-                    "INT",
-                    {
-                        "default": 5,
-                        "min": 1,
-                        "max": 10000,
-                        "tooltip": "Keep the image every this many ascent steps (counted over all octaves).",
-                    },
-                ),
-            },
-            "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
-        }
-
-    def run(self, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs):
+    def execute(cls, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs) -> io.NodeOutput:
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
         # The frames wait off the GPU.
         result, frames = run_engine(dream_frames, image, call, every_n_steps, frames_device=out)
-        return (to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
+        return io.NodeOutput(to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
 
-@node("Dream Zoom")
-class DreamZoom:
+class DreamZoom(io.ComfyNode):
     """The infinite zoom: dream, zoom in a little, dream again, for N frames."""
 
-    DESCRIPTION = (
-        "The classic DeepDream zoom: dreams the image, zooms into the dream (optionally turning and shifting "
-        "it), dreams again, and so on; each frame grows out of the previous one. Returns the frames as a "
-        "batch for Save Animated WEBP. Every frame is a full dream, so keep octaves and iterations low. A batch "
-        "gives one animation per image, one after the other."
-    )
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("frames",)
-    OUTPUT_TOOLTIPS = (
-        "The animation's frames, same size as the input: all frames of the first input image, then those of the next.",
-    )
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "DreamZoom",
+            "Dream Zoom",
+            "The classic DeepDream zoom: dreams the image, zooms into the dream (optionally turning and shifting it), "
+            "dreams again, and so on; each frame grows out of the previous one. Returns the frames as a batch for "
+            "Save Animated WEBP. Every frame is a full dream, so keep octaves and iterations low. A batch gives one "
+            "animation per image, one after the other.",
+            [
+                image_input(),
+                model_input(),
+                *dream_option_inputs(octaves=2, iterations=10),
+                *widgets(ZOOM_OPTIONS, essentials=("frames", "zoom")),
+                *optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
+            ],
+            [
+                output(
+                    io.Image,
+                    "frames",
+                    "The animation's frames, same size as the input: all frames of the first input image, then those "
+                    "of the next.",
+                )
+            ],
+            aliases=(*DREAM_ALIASES, "infinite zoom", "zoom animation"),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "feature_model": FEATURE_MODEL_INPUT,
-                **dream_option_inputs(octaves=2, iterations=10),
-                **widgets(ZOOM_OPTIONS),
-            },
-            "optional": optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
-        }
-
-    def run(
-        self,
+    def execute(
+        cls,
         image,
         feature_model,
         frames: int = 12,
@@ -179,10 +182,10 @@ class DreamZoom:
         shift_y: float = 0.0,
         layer_weights=None,
         **inputs,
-    ):
+    ) -> io.NodeOutput:
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
         animation = run_engine(
             dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y, frames_device=out
         )  # finished frames wait off the GPU
-        return (to_bhwc(animation).to(out),)
+        return io.NodeOutput(to_bhwc(animation).to(out))

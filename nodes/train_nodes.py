@@ -16,8 +16,9 @@ from ..dream_core.report import per_class_text
 from ..dream_core.training import train_classifier, training_size
 from ..dream_core.zoo import trainable_models
 from . import comfy_bridge
-from .base import widgets
-from .node import node
+from .base import FEATURE_MODEL, output, widgets
+from .comfy_io import io
+from .node import node_schema
 
 log = logging.getLogger(__name__)
 
@@ -27,69 +28,70 @@ def pil_to_tensor(picture) -> torch.Tensor:
     return torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
-@node("Train Feature Model")
-class TrainFeatureModel:
+class TrainFeatureModel(io.ComfyNode):
     """Fine-tunes a zoo network on a folder of pictures (one sub-folder per class)."""
 
-    DESCRIPTION = (
-        "Teaches a network your own subject: a folder inside ComfyUI's input folder with one sub-folder per "
-        "class (e.g. input/my_flowers/rose, input/my_flowers/tulip). Fine-tunes a new classifier head (and, "
-        "if asked, the last blocks), reports the held-out accuracy, saves the model to models/deepdream, and "
-        "returns it ready to dream: use 'class: NAME' in LayerWeights to dream a class."
-    )
-    RETURN_TYPES = ("FEATURE_MODEL", "STRING", "IMAGE")
-    RETURN_NAMES = ("feature_model", "model_file", "report")
-    OUTPUT_TOOLTIPS = (
-        "The trained network, ready for OctaveDream (its class names work in LayerWeights as 'class: NAME').",
-        "The saved file's name in models/deepdream, with the held-out accuracy, overall and per class.",
-        "How training went: loss and held-out accuracy per epoch, and which classes were taken for which "
-        "(also saved next to the model as NAME.curve.png and NAME.confusion.png).",
-    )
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "TrainFeatureModel",
+            "Train Feature Model",
+            "Teaches a network your own subject: a folder inside ComfyUI's input folder with one sub-folder per class "
+            "(e.g. input/my_flowers/rose, input/my_flowers/tulip). Fine-tunes a new classifier head (and, if asked, "
+            "the last blocks), reports the held-out accuracy, saves the model to models/deepdream, and returns it "
+            "ready to dream: use 'class: NAME' in LayerWeights to dream a class.",
+            [
+                io.String.Input(
+                    "folder",
+                    default="deepdream_samples/shapes",
+                    tooltip="Folder inside ComfyUI's input folder, with one sub-folder of pictures per class (any "
+                    "size or format Pillow reads). The default is the pack's sample set (stripes, dots, checkers), "
+                    "copied there when queued.",
+                ),
+                io.Combo.Input(
+                    "architecture",
+                    options=list(trainable_models()),
+                    default=trainable_models()[0],
+                    tooltip="The network to fine-tune. efficientnet_lite0 starts from weights that work offline.",
+                ),
+                io.Combo.Input(
+                    "weights",
+                    options=["imagenet", *comfy_bridge.model_files()],
+                    default="imagenet",
+                    tooltip="Starting weights: ImageNet, or a checkpoint from models/deepdream of this architecture.",
+                ),
+                *widgets((opt for opt in TRAIN_OPTIONS if opt.in_node), essentials=("epochs",)),
+                io.String.Input(
+                    "save_as",
+                    default="my_classifier",
+                    tooltip="File name (without .safetensors) in models/deepdream. An existing file of that name is "
+                    "replaced, but only once the new model is complete; the checkpoint you start from never is.",
+                ),
+            ],
+            [
+                output(
+                    FEATURE_MODEL,
+                    "feature_model",
+                    "The trained network, ready for OctaveDream (its class names work in LayerWeights as "
+                    "'class: NAME').",
+                ),
+                output(
+                    io.String,
+                    "model_file",
+                    "The saved file's name in models/deepdream, with the held-out accuracy, overall and per class.",
+                ),
+                output(
+                    io.Image,
+                    "report",
+                    "How training went: loss and held-out accuracy per epoch, and which classes were taken for which "
+                    "(also saved next to the model as NAME.curve.png and NAME.confusion.png).",
+                ),
+            ],
+            aliases=("fine-tune", "train classifier", "deep dream my subject"),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "folder": (
-                    "STRING",
-                    {
-                        "default": "deepdream_samples/shapes",
-                        "tooltip": "Folder inside ComfyUI's input folder, with one sub-folder of "
-                        "pictures per class (any size or format Pillow reads). The default is the "
-                        "pack's sample set (stripes, dots, checkers), copied there when queued.",
-                    },
-                ),
-                "architecture": (
-                    list(trainable_models()),
-                    {
-                        "default": trainable_models()[0],
-                        "tooltip": "The network to fine-tune. efficientnet_lite0 "
-                        "starts from weights that work offline.",
-                    },
-                ),
-                "weights": (
-                    ["imagenet", *comfy_bridge.model_files()],
-                    {
-                        "default": "imagenet",
-                        "tooltip": "Starting weights: ImageNet, or a checkpoint "
-                        "from models/deepdream of this architecture.",
-                    },
-                ),
-                **widgets(opt for opt in TRAIN_OPTIONS if opt.in_node),
-                "save_as": (
-                    "STRING",
-                    {
-                        "default": "my_classifier",
-                        "tooltip": "File name (without .safetensors) in models/deepdream. An "
-                        "existing file of that name is replaced, but only once the new model is "
-                        "complete; the checkpoint you start from never is.",
-                    },
-                ),
-            }
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, folder, **_inputs):
+    def fingerprint_inputs(cls, folder, **_inputs):
         # Pictures added to or removed from the folder mean training again.
         try:
             root = comfy_bridge.input_subfolder(folder)
@@ -101,7 +103,8 @@ class TrainFeatureModel:
         except (OSError, ValueError):
             return float("nan")
 
-    def run(self, folder, architecture, weights, save_as, **options):
+    @classmethod
+    def execute(cls, folder, architecture, weights, save_as, **options) -> io.NodeOutput:
         path = comfy_bridge.input_subfolder(folder)
         target = comfy_bridge.model_save_path(save_as)
         start = "imagenet" if weights == "imagenet" else comfy_bridge.model_file_path(weights)
@@ -147,4 +150,4 @@ class TrainFeatureModel:
         if result.skipped:
             summary += f"; skipped: {'; '.join(result.skipped)}"
         report = pil_to_tensor(result.report).permute(0, 2, 3, 1).to(comfy_bridge.output_device())
-        return (result.model, summary, report)
+        return io.NodeOutput(result.model, summary, report)

@@ -17,25 +17,31 @@ from ..dream_core.videoio import VideoSink, VideoSource, audio_codecs, audio_fit
 from ..dream_core.workfolder import WorkFolder
 from . import comfy_bridge
 from .base import (
-    FEATURE_MODEL_INPUT,
     NodeDream,
     dream_option_inputs,
     fingerprint,
+    model_input,
     optional_inputs,
+    output,
     to_bchw,
     to_bhwc,
     widgets,
 )
-from .node import node
+from .comfy_io import folded, io
+from .node import DREAM_ALIASES, node_schema
 
-RESUME_INPUT = (
-    "BOOLEAN",
-    {
-        "default": True,
-        "tooltip": "Go on from the finished frames of an earlier render of these same inputs that was stopped (Cancel, "
-        "a crash, a restarted server); its frames wait in output/deepdream_renders. Off: render afresh.",
-    },
-)
+VIDEO_ALIASES = (*DREAM_ALIASES, "deep dream video", "dream video", "video")
+
+
+def resume_input() -> io.Input:
+    return io.Boolean.Input(
+        "resume",
+        default=True,
+        optional=True,
+        tooltip="Go on from the finished frames of an earlier render of these same inputs that was stopped (Cancel, a "
+        "crash, a restarted server); its frames wait in output/deepdream_renders. Off: render afresh.",
+        **folded(True),
+    )
 
 
 def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoSettings, NodeDream]:
@@ -46,44 +52,43 @@ def video_node_dream(feature_model, layer_weights, inputs: dict) -> tuple[VideoS
     return VideoSettings(**video), NodeDream.read(feature_model, layer_weights, dream)
 
 
-def video_inputs(clip: tuple[str, tuple], mask_tooltip: str) -> dict:
+def video_inputs(clip: io.Input, mask_tooltip: str) -> list[io.Input]:
     """A video node's inputs: its clip input, the model, the dream and video options, and the optional inputs
     (the mask with a video's own tooltip)."""
-    optional = optional_inputs("layer_weights", "mask", "guide", "regions", "networks")
-    optional["mask"] = ("MASK", {"tooltip": mask_tooltip})  # same place among the inputs
-    required = {
-        clip[0]: clip[1],
-        "feature_model": FEATURE_MODEL_INPUT,
-        **dream_option_inputs(),
-        **widgets(VIDEO_OPTIONS),
-    }
-    return {"required": required, "optional": optional}
+    return [
+        clip,
+        model_input(),
+        *dream_option_inputs(),
+        *widgets(VIDEO_OPTIONS, essentials=("carry",)),
+        *optional_inputs("layer_weights", "mask", "guide", "regions", "networks", tooltips={"mask": mask_tooltip}),
+    ]
 
 
-@node("Dream Video")
-class DreamVideo:
+class DreamVideo(io.ComfyNode):
     """Dreams the frames of a clip one after the other, each starting from the previous dream moved along the
     optical flow, so the patterns stay on the things they grew on instead of boiling."""
 
-    DESCRIPTION = (
-        "Dreams a video without flicker. Frames come in as an IMAGE batch (Load Video -> Get Video Components, or "
-        "any video pack) and go out the same way. The first frame gets the full dream; every next one starts from "
-        "the previous dream carried along the optical flow, and gets a few more steps, so the patterns move with the "
-        "picture instead of boiling; what the motion uncovers is dreamed fresh. Set carry to 0 to dream each frame "
-        "alone and see the difference."
-    )
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("frames",)
-    OUTPUT_TOOLTIPS = ("The dreamed frames, as many and as large as the input's.",)
-
     @classmethod
-    def INPUT_TYPES(cls):
-        return video_inputs(
-            ("frames", ("IMAGE", {"tooltip": "The clip's frames in order, as one IMAGE batch."})),
-            "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch is used in turn).",
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            "DreamVideo",
+            "Dream Video",
+            "Dreams a video without flicker. Frames come in as an IMAGE batch (Load Video -> Get Video Components, or "
+            "any video pack) and go out the same way. The first frame gets the full dream; every next one starts from "
+            "the previous dream carried along the optical flow, and gets a few more steps, so the patterns move with "
+            "the picture instead of boiling; what the motion uncovers is dreamed fresh. Set carry to 0 to dream each "
+            "frame alone and see the difference.",
+            video_inputs(
+                io.Image.Input("frames", tooltip="The clip's frames in order, as one IMAGE batch."),
+                "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch is used in "
+                "turn).",
+            ),
+            [output(io.Image, "frames", "The dreamed frames, as many and as large as the input's.")],
+            aliases=VIDEO_ALIASES,
         )
 
-    def run(self, frames, feature_model, layer_weights=None, **inputs):
+    @classmethod
+    def execute(cls, frames, feature_model, layer_weights=None, **inputs) -> io.NodeOutput:
         video, call = video_node_dream(feature_model, layer_weights, inputs)
         count = frames.shape[0]
         if count == 0:
@@ -108,34 +113,39 @@ class DreamVideo:
                 if result is None:
                     result = torch.empty((count, *frame.shape[1:]), dtype=frame.dtype, device=out_device)
                 result[index] = frame[0]
-        return (result,)
+        return io.NodeOutput(result)
 
 
-@node("Dream Video File")
-class DreamVideoFile:
+class DreamVideoFile(io.ComfyNode):
     """Dreams a whole video file frame by frame, from ComfyUI's VIDEO to a VIDEO: long clips in bounded memory."""
 
-    DESCRIPTION = (
-        "Dreams a long clip without holding it in memory: takes a VIDEO (Load Video) and gives a VIDEO (Save "
-        "Video), decoding, dreaming and encoding one frame at a time, with the frame rate and the audio kept. "
-        "Memory does not grow with the clip's length (a minute of 1080p as an IMAGE batch would not fit). Cuts "
-        "start new shots; the dream holds still along the motion as in Dream Video. Use Dream Video for short "
-        "clips you want to chain with image nodes."
-    )
-    RETURN_TYPES = ("VIDEO",)
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("The dreamed clip (an MP4 in ComfyUI's temp folder): connect Save Video to keep it.",)
-
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         inputs = video_inputs(
-            ("video", ("VIDEO", {"tooltip": "The clip to dream, e.g. from Load Video."})),
+            io.Video.Input("video", tooltip="The clip to dream, e.g. from Load Video."),
             "Dream strength per pixel, the same for every frame; resized to it.",
         )
-        inputs["optional"]["resume"] = RESUME_INPUT  # last: saved workflows keep their widget values
-        return inputs
+        return node_schema(
+            "DreamVideoFile",
+            "Dream Video File",
+            "Dreams a long clip without holding it in memory: takes a VIDEO (Load Video) and gives a VIDEO (Save "
+            "Video), decoding, dreaming and encoding one frame at a time, with the frame rate and the audio kept. "
+            "Memory does not grow with the clip's length (a minute of 1080p as an IMAGE batch would not fit). Cuts "
+            "start new shots; the dream holds still along the motion as in Dream Video. Use Dream Video for short "
+            "clips you want to chain with image nodes.",
+            [*inputs, resume_input()],  # last: saved workflows keep their widget values
+            [
+                output(
+                    io.Video,
+                    "video",
+                    "The dreamed clip (an MP4 in ComfyUI's temp folder): connect Save Video to keep it.",
+                )
+            ],
+            aliases=VIDEO_ALIASES,
+        )
 
-    def run(self, video, feature_model, layer_weights=None, resume=True, **inputs):
+    @classmethod
+    def execute(cls, video, feature_model, layer_weights=None, resume=True, **inputs) -> io.NodeOutput:
         settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
         source = VideoSource(comfy_bridge.video_path(video))
         probe = source.frames()
@@ -168,7 +178,7 @@ class DreamVideoFile:
                 on_frame=lambda done, _total, frame: bar(min(done, count), max(count, done), frame),
                 go_on=resume,
             )
-        return (comfy_bridge.video_output(output),)
+        return io.NodeOutput(comfy_bridge.video_output(output))
 
 
 def render_work(source: VideoSource, feature_model, layer_weights, inputs: dict) -> WorkFolder:

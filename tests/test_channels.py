@@ -78,8 +78,8 @@ def test_channels_are_chosen_and_checked(lite0, astronaut):
 
 
 def test_the_node_gives_the_batch_and_a_labelled_sheet(astronaut):
-    nodes = build_workflows.load_pack().NODE_CLASS_MAPPINGS
-    model = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
+    nodes = build_workflows.load_pack().nodes.NODE_CLASS_MAPPINGS
+    model = nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
     node = nodes["ChannelPictures"]()
     widgets = {
         name: spec[1]["default"]
@@ -89,13 +89,13 @@ def test_the_node_gives_the_batch_and_a_labelled_sheet(astronaut):
     widgets.update(size=64, steps=8)
     photo = astronaut.permute(0, 2, 3, 1)
     with torch.inference_mode():  # as ComfyUI runs nodes
-        pictures, sheet = node.run(model, "blocks.6", "top3", 3, image=photo, **widgets)
+        pictures, sheet = node.execute(model, "blocks.6", "top3", 3, image=photo, **widgets)
     assert pictures.shape == (3, 64, 64, 3) and sheet.shape[0] == 1 and sheet.shape[2] > 3 * 64
     top = channels.top_channels(model, "blocks.6", astronaut, 3)
     direct = channels.channel_pictures(model, "blocks.6", top, options.ChannelSettings(**widgets)).images
     assert torch.allclose(pictures, direct.permute(0, 2, 3, 1), atol=1e-6)
     with pytest.raises(errors.DreamError, match="connect an image"):
-        node.run(model, "", "top3", 0, **widgets)
+        node.execute(model, "", "top3", 0, **widgets)
 
 
 def test_the_cli_writes_the_sheet_and_each_picture(tmp_path, capsys):

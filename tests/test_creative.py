@@ -218,11 +218,11 @@ def test_dream_frames_keeps_the_image_every_n_steps_in_order(lite0, photo):
 def test_dream_frames_node_returns_ceil_total_over_every_frames_per_image(creative, lite0, photo):
     batch = torch.cat([photo, photo.flip(-1)])
     options = dict(NODE_OPTIONS, iterations=4)  # 8 steps
-    image, frames = creative.DreamFrames().run(_bhwc(batch), lite0, every_n_steps=3, **options)
+    image, frames = creative.DreamFrames.execute(_bhwc(batch), lite0, every_n_steps=3, **options)
     assert image.shape == (2, 96, 112, 3) and frames.shape == (2 * 3, 96, 112, 3)  # ceil(8 / 3) = 3 per image
     assert torch.equal(frames[2], image[0]) and torch.equal(frames[5], image[1])  # image-major, final last
     assert (frames[0] - frames[2]).abs().mean() > 0.005
-    _, one = creative.DreamFrames().run(_bhwc(photo), lite0, every_n_steps=100, **options)
+    _, one = creative.DreamFrames.execute(_bhwc(photo), lite0, every_n_steps=100, **options)
     assert one.shape == (1, 96, 112, 3)  # every >= all steps: just the final image
 
 
@@ -231,7 +231,7 @@ def test_dream_frames_node_returns_ceil_total_over_every_frames_per_image(creati
 
 def test_layer_sweep_node_dreams_once_per_line_and_returns_a_sheet(creative, lite0, photo):
     lines = "blocks.6: 1\nblocks.10: 1\nblocks.6: 1, blocks.10: 0.5"
-    images, sheet = creative.LayerSweep().run(_bhwc(photo), lite0, layers=lines, columns=0, **NODE_OPTIONS)
+    images, sheet = creative.LayerSweep.execute(_bhwc(photo), lite0, layers=lines, columns=0, **NODE_OPTIONS)
     assert images.shape == (3, 96, 112, 3)
     for a, b in ((0, 1), (1, 2), (0, 2)):
         assert (images[a] - images[b]).abs().mean() > 0.005, (a, b)
@@ -252,7 +252,7 @@ def test_layer_sweep_of_a_batch_is_image_major_with_a_row_per_image(creative, li
     batch = torch.cat([photo, photo.flip(-1)])
     options = dict(NODE_OPTIONS, octaves=1, iterations=2)
     settings = SETTINGS.with_options(octaves=1, iterations=2)
-    images, sheet = creative.LayerSweep().run(_bhwc(batch), lite0, layers="blocks.6\nblocks.10", **options)
+    images, sheet = creative.LayerSweep.execute(_bhwc(batch), lite0, layers="blocks.6\nblocks.10", **options)
     assert images.shape == (4, 96, 112, 3)
     alone = dream(photo.flip(-1), lite0, {"blocks.6": 1.0}, settings).images
     assert (_bchw(images[2:3]) - alone).abs().mean() < 1e-3  # image 1, line 1 (batched convs round differently)
@@ -300,7 +300,7 @@ def test_creative_nodes_are_well_formed_and_reuse_octave_dream_options(creative)
 def test_dream_zoom_node_runs_under_inference_mode_and_matches_the_engine(creative, lite0, photo):
     with torch.inference_mode():  # as ComfyUI runs nodes: the input is an inference tensor
         image = _bhwc(photo.clone())
-        (frames,) = creative.DreamZoom().run(image, lite0, frames=2, zoom=1.08, angle=1.0, **NODE_OPTIONS)
+        (frames,) = creative.DreamZoom.execute(image, lite0, frames=2, zoom=1.08, angle=1.0, **NODE_OPTIONS)
     assert frames.shape == (2, 96, 112, 3)
     # The node hands the engine ComfyUI's [B, H, W, C] memory layout; so does the reference.
     layout = _bchw(_bhwc(photo))
@@ -310,11 +310,11 @@ def test_dream_zoom_node_runs_under_inference_mode_and_matches_the_engine(creati
 
 def test_the_nodes_pass_mask_and_guide_to_every_dream(creative, lite0, photo):
     options = dict(NODE_OPTIONS, octaves=1)
-    image, frames = creative.DreamFrames().run(
+    image, frames = creative.DreamFrames.execute(
         _bhwc(photo), lite0, every_n_steps=1, mask=torch.zeros(1, 96, 112), **options
     )
     assert (image - _bhwc(photo)).abs().max() < 1e-6 and (frames - _bhwc(photo)).abs().max() < 1e-6
     guide = _bhwc(photo.flip(-2).flip(-1))
-    (plain,) = creative.DreamZoom().run(_bhwc(photo), lite0, frames=1, **options)
-    (guided,) = creative.DreamZoom().run(_bhwc(photo), lite0, frames=1, guide=guide, guide_mix=1.0, **options)
+    (plain,) = creative.DreamZoom.execute(_bhwc(photo), lite0, frames=1, **options)
+    (guided,) = creative.DreamZoom.execute(_bhwc(photo), lite0, frames=1, guide=guide, guide_mix=1.0, **options)
     assert (plain - guided).abs().mean() > 0.005

@@ -321,7 +321,7 @@ def test_comfyuis_model_management_holds_the_model_loaded_with_the_dreams_memory
     settings = {"octaves": 1, "iterations": 1, "precision": "fp32"}
     with torch.inference_mode():  # as ComfyUI runs nodes
         for _ in range(2):
-            dream_nodes.OctaveDream().run(image, random_lite0, {"blocks.8": 1.0}, **settings)
+            dream_nodes.OctaveDream.execute(image, random_lite0, {"blocks.8": 1.0}, **settings)
     loads = [call for call in stand_in.calls if call[0] == "load_models_gpu"]
     expected = estimate_dream_memory(
         random_lite0, ["blocks.8"], DreamSettings(**settings), tuple(small_photo.shape), torch.device("cpu")
@@ -348,9 +348,9 @@ def test_lowvram_and_novram_cap_the_automatic_tiles(monkeypatch, random_lite0, s
         return real_dream(images, model, layers, settings, **kwargs)
 
     monkeypatch.setattr(dream_nodes, "dream", spy)
-    dream_nodes.OctaveDream().run(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1)
+    dream_nodes.OctaveDream.execute(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1)
     assert seen[0].tile_size == tile
-    chosen = dream_nodes.OctaveDream().run
+    chosen = dream_nodes.OctaveDream.execute
     seen.clear()
     chosen(small_photo.permute(0, 2, 3, 1), random_lite0, None, octaves=1, iterations=1, tile_size=2048)
     assert seen[0].tile_size == 2048  # a tile size the user chose is kept
@@ -373,7 +373,7 @@ def test_training_asks_comfyui_for_room_before_it_starts(monkeypatch, tmp_path):
 
     monkeypatch.setattr(train_nodes, "train_classifier", fake_train)
     with pytest.raises(Stop):
-        train_nodes.TrainFeatureModel().run(str(tmp_path), "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
+        train_nodes.TrainFeatureModel.execute(str(tmp_path), "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
     need = estimate_training_memory("efficientnet_lite0", 16, 224)
     assert started == [[("free_memory", need, torch.device("cpu"))]]
     assert estimate_training_memory("efficientnet_lite0", 32, 224) > need > 4 * 4_000_000 * 4

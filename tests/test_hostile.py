@@ -455,9 +455,9 @@ def test_the_detail_reinject_node_and_channel_pictures_node_refuse_in_one_line(l
     nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
     small = torch.rand(1, 64, 64, 3)
     with pytest.raises(DreamError, match="Ask for a smaller size"):
-        nodes["DetailReinject"]().run(small, small, 16384, 16384, 1.0)
+        nodes["DetailReinject"].execute(small, small, 16384, 16384, 1.0)
     with pytest.raises(DreamError, match="empty"):
-        nodes["ChannelPictures"]().run(lite0, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3))
+        nodes["ChannelPictures"].execute(lite0, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3))
 
 
 def test_detail_reinject_never_writes_into_its_inputs():

@@ -77,12 +77,12 @@ def test_networks_on_different_devices_are_refused(lite0, small_photo):
 
 
 def test_the_dream_network_node_feeds_every_dream_node(lite0, small_photo):
-    nodes = build_workflows.load_pack().NODE_CLASS_MAPPINGS
-    model = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
-    twin = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
-    weights = nodes["LayerWeights"]().build("blocks.10: 2", 1.0)[0]
-    networks = nodes["DreamNetwork"]().run(twin, weights)[0]
-    assert nodes["DreamNetwork"]().run(twin, weights, networks=networks)[0] != networks  # chained: one more
+    nodes = build_workflows.load_pack().nodes.NODE_CLASS_MAPPINGS
+    model = nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
+    twin = nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
+    weights = nodes["LayerWeights"].execute("blocks.10: 2", 1.0)[0]
+    networks = nodes["DreamNetwork"].execute(twin, weights)[0]
+    assert nodes["DreamNetwork"].execute(twin, weights, networks=networks)[0] != networks  # chained: one more
     for name in ("OctaveDream", "LayerSweep", "DreamFrames", "DreamZoom", "DreamVideo", "DreamVideoFile"):
         assert "networks" in nodes[name].INPUT_TYPES()["optional"], name
     image = small_photo.permute(0, 2, 3, 1).contiguous()
@@ -99,15 +99,15 @@ def test_the_dream_network_node_feeds_every_dream_node(lite0, small_photo):
         reinject_detail=True,
         precision="fp32",
     )
-    own = nodes["LayerWeights"]().build("blocks.6: 1, blocks.10: 2", 1.0)[0]
-    together = nodes["OctaveDream"]().run(image, model, layer_weights=own, **args)[0]
-    six = nodes["LayerWeights"]().build("blocks.6: 1", 1.0)[0]
+    own = nodes["LayerWeights"].execute("blocks.6: 1, blocks.10: 2", 1.0)[0]
+    together = nodes["OctaveDream"].execute(image, model, layer_weights=own, **args)[0]
+    six = nodes["LayerWeights"].execute("blocks.6: 1", 1.0)[0]
     with torch.inference_mode():  # as ComfyUI runs nodes
-        split = nodes["OctaveDream"]().run(image, model, layer_weights=six, networks=networks, **args)[0]
+        split = nodes["OctaveDream"].execute(image, model, layer_weights=six, networks=networks, **args)[0]
     assert (together - split).abs().mean() < 1e-5 and (together - split).abs().max() < 0.01
-    bad = nodes["LayerWeights"]().build("mixed4: 1", 1.0)[0]
+    bad = nodes["LayerWeights"].execute("mixed4: 1", 1.0)[0]
     with pytest.raises(Exception, match="mixed4"):
-        nodes["DreamNetwork"]().run(twin, bad)
+        nodes["DreamNetwork"].execute(twin, bad)
 
 
 def test_the_cli_takes_networks(tmp_path, capsys):

@@ -27,12 +27,12 @@ def pack():
 
 @pytest.fixture(scope="module")
 def nodes(pack):
-    return pack.NODE_CLASS_MAPPINGS
+    return pack.nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.fixture(scope="module")
 def model(nodes):
-    return nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
+    return nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
 
 
 def _image_bhwc(small_photo: torch.Tensor) -> torch.Tensor:
@@ -58,8 +58,8 @@ NODE_IDS = {
 
 
 def test_the_pack_imports_without_comfyui_and_lists_its_thirteen_nodes(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == NODE_IDS
-    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == NODE_IDS
+    assert set(pack.nodes.NODE_CLASS_MAPPINGS) == NODE_IDS
+    assert set(pack.nodes.NODE_DISPLAY_NAME_MAPPINGS) == NODE_IDS
 
 
 def test_every_input_is_well_formed(nodes):
@@ -73,8 +73,8 @@ def test_every_input_is_well_formed(nodes):
                 assert len(options.get("tooltip", "")) > 10, f"{name}.{input_name} has no tooltip"
                 if spec[0] in ("INT", "FLOAT"):
                     assert options["min"] <= options["default"] <= options["max"], f"{name}.{input_name}"
-                if isinstance(spec[0], list):
-                    assert options["default"] in spec[0], f"{name}.{input_name}"
+                if spec[0] == "COMBO":
+                    assert options["default"] in options["options"], f"{name}.{input_name}"
 
 
 def test_octave_dream_node_defaults_are_the_engine_defaults(nodes):
@@ -88,7 +88,7 @@ def test_octave_dream_node_defaults_are_the_engine_defaults(nodes):
 
 def test_octave_dream_dreams_a_whole_batch_and_returns_octave_frames(nodes, model, small_photo):
     batch = _image_bhwc(torch.cat([small_photo, small_photo.flip(-1), 1 - small_photo]))
-    out, frames = nodes["OctaveDream"]().run(
+    out, frames = nodes["OctaveDream"].execute(
         batch,
         model,
         octaves=2,
@@ -126,22 +126,22 @@ def test_octave_dream_masks_and_rgba_and_inference_mode(nodes, model, small_phot
     )
     node = nodes["OctaveDream"]()
     with torch.inference_mode():  # as ComfyUI runs nodes
-        plain = node.run(image, model, **args)[0]
-        ones = node.run(rgba, model, **args, mask=torch.ones(1, 32, 32))[0]
-        zeros = node.run(image, model, **args, mask=torch.zeros(64, 64))[0]
+        plain = node.execute(image, model, **args)[0]
+        ones = node.execute(rgba, model, **args, mask=torch.ones(1, 32, 32))[0]
+        zeros = node.execute(image, model, **args, mask=torch.zeros(64, 64))[0]
     assert torch.equal(plain, ones)
     assert (zeros - image).abs().max() < 1 / 255
 
 
 def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, small_photo):
     node = nodes["LayerWeights"]()
-    first = node.build("blocks.6: 1.0\nblocks.8: 1.5", 2.0)[0]
+    first = node.execute("blocks.6: 1.0\nblocks.8: 1.5", 2.0)[0]
     assert {str(t): w for t, w in first.items()} == {"blocks.6": 2.0, "blocks.8": 3.0}
     frozen = dict(first)
-    merged = node.build("blocks.8: 1", 1.0, layer_weights=first)[0]
+    merged = node.execute("blocks.8: 1", 1.0, layer_weights=first)[0]
     assert {str(t): w for t, w in merged.items()} == {"blocks.6": 2.0, "blocks.8": 4.0}
     assert first == frozen and merged is not first
-    bad = node.build("mixed4: 1", 1.0)[0]
+    bad = node.execute("mixed4: 1", 1.0)[0]
     from dream_core.errors import UnknownLayerError  # the pack's engine is this one, not a copy
 
     args = dict(
@@ -157,7 +157,7 @@ def test_layer_weights_parse_merge_and_never_mutate_their_input(nodes, model, sm
         reinject_detail=True,
     )
     with pytest.raises(UnknownLayerError, match="blocks.6"):
-        nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args, layer_weights=bad)
+        nodes["OctaveDream"].execute(_image_bhwc(small_photo), model, **args, layer_weights=bad)
 
 
 def test_a_dream_leaves_the_shared_feature_model_as_it_was(nodes, model, small_photo):
@@ -175,8 +175,8 @@ def test_a_dream_leaves_the_shared_feature_model_as_it_was(nodes, model, small_p
         normalize="mean_abs",
         reinject_detail=True,
     )
-    a = nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args)[0]
-    b = nodes["OctaveDream"]().run(_image_bhwc(small_photo), model, **args)[0]
+    a = nodes["OctaveDream"].execute(_image_bhwc(small_photo), model, **args)[0]
+    b = nodes["OctaveDream"].execute(_image_bhwc(small_photo), model, **args)[0]
     assert torch.equal(a, b)
     assert model.device == device and not any(m._forward_hooks for m in model.net.modules())
     assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
@@ -185,10 +185,10 @@ def test_a_dream_leaves_the_shared_feature_model_as_it_was(nodes, model, small_p
 def test_detail_reinject_node_enlarges_and_restores_detail(nodes, small_photo):
     original = _image_bhwc(small_photo)
     shrunk = torch.nn.functional.interpolate(small_photo, size=(64, 60), mode="bilinear")
-    out = nodes["DetailReinject"]().run(_image_bhwc(shrunk), original, width=0, height=0, strength=1.0)[0]
+    out = nodes["DetailReinject"].execute(_image_bhwc(shrunk), original, width=0, height=0, strength=1.0)[0]
     assert out.shape == original.shape
     assert (out - original).abs().max() < 1e-5
-    sized = nodes["DetailReinject"]().run(_image_bhwc(shrunk), original, width=200, height=96, strength=1.0)[0]
+    sized = nodes["DetailReinject"].execute(_image_bhwc(shrunk), original, width=200, height=96, strength=1.0)[0]
     assert sized.shape == (1, 96, 200, 3)
 
 
@@ -202,7 +202,7 @@ def test_load_feature_model_names_the_folder_when_offline(nodes, monkeypatch):
 
     monkeypatch.setattr(pack_weights, "_download", offline)
     with pytest.raises(pack_weights.WeightsNotFoundError, match="vgg16-397923af.pth"):
-        nodes["LoadFeatureModel"]().load("vgg16", "imagenet")
+        nodes["LoadFeatureModel"].execute("vgg16", "imagenet")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -257,7 +257,7 @@ def test_every_node_has_an_up_to_date_help_page_whose_pictures_exist(pack):
 
     assert pack.WEB_DIRECTORY == "./web"
     pages = node_docs.pages()
-    assert set(pages) == {f"{name}.md" for name in pack.NODE_CLASS_MAPPINGS}
+    assert set(pages) == {f"{name}.md" for name in pack.nodes.NODE_CLASS_MAPPINGS}
     for file_name, text in pages.items():
         assert (ROOT / "web" / "docs" / file_name).read_text() == text, f"run tools/build_node_docs.py ({file_name})"
         pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -275,15 +275,15 @@ def test_every_example_workflow_has_a_thumbnail_for_the_template_browser():
 
 
 def test_changed_files_and_folders_make_comfyui_run_the_loaders_again(nodes, tmp_path):
-    assert nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "imagenet") == "imagenet"
-    missing = nodes["LoadFeatureModel"].IS_CHANGED("efficientnet_lite0", "gone.safetensors")
+    assert nodes["LoadFeatureModel"].fingerprint_inputs("efficientnet_lite0", "imagenet") == "imagenet"
+    missing = nodes["LoadFeatureModel"].fingerprint_inputs("efficientnet_lite0", "gone.safetensors")
     assert missing != missing  # NaN: never cached, so the error is shown again
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "1.png").write_bytes(b"x")
-    before = nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1)
-    assert before == nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1)
+    before = nodes["TrainFeatureModel"].fingerprint_inputs(str(tmp_path), epochs=1)
+    assert before == nodes["TrainFeatureModel"].fingerprint_inputs(str(tmp_path), epochs=1)
     (tmp_path / "a" / "2.png").write_bytes(b"y")
-    assert nodes["TrainFeatureModel"].IS_CHANGED(str(tmp_path), epochs=1) != before
+    assert nodes["TrainFeatureModel"].fingerprint_inputs(str(tmp_path), epochs=1) != before
 
 
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
@@ -296,11 +296,11 @@ def test_every_dreaming_node_runs_under_inference_mode_where_device_moves_copy(n
     image = _image_bhwc(small_photo)
     fast = dict(octaves=1, iterations=2, precision=precision)
     with torch.inference_mode():
-        model = nodes["LoadFeatureModel"]().load("efficientnet_lite0", "imagenet")[0]
+        model = nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
         for _ in range(2):  # a second run finds the model where the first left it
-            out = nodes["OctaveDream"]().run(image, model, **fast)[0]
+            out = nodes["OctaveDream"].execute(image, model, **fast)[0]
             assert (out - image).abs().mean() > 0.002
-        frames = nodes["DreamVideo"]().run(torch.cat([image, image]), model, **fast)[0]
+        frames = nodes["DreamVideo"].execute(torch.cat([image, image]), model, **fast)[0]
         assert frames.shape == (2, *image.shape[1:])
-        nodes["LayerSweep"]().run(image, model, "blocks.6: 1", **fast)
+        nodes["LayerSweep"].execute(image, model, "blocks.6: 1", **fast)
     assert not any(t.is_inference() for t in model.net.state_dict().values())

@@ -144,7 +144,7 @@ def test_every_option_widget_of_every_dream_node_reaches_the_engine(monkeypatch,
     names = [
         name
         for name, spec in {**types["required"], **types["optional"]}.items()
-        if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")
+        if spec[0] in ("COMBO", "INT", "FLOAT", "BOOLEAN", "STRING")
     ]  # widgets, in order
     assert all(
         names.index(o.name) > names.index(p.name) for o in OPTIONS if o.appended for p in OPTIONS if not p.appended

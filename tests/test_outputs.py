@@ -369,18 +369,21 @@ def test_node_edge_cases_get_one_clear_message_each(lite0):
     image = torch.rand(1, 64, 64, 3)
     fast = {"octaves": 1, "iterations": 1}
     cases = {
-        "no frames": (lambda: nodes["DreamVideo"]().run(torch.rand(0, 64, 64, 3), lite0, **fast), "no frames"),
-        "mask batch 0": (lambda: nodes["OctaveDream"]().run(image, lite0, mask=torch.rand(0, 64, 64), **fast), "empty"),
-        "0x64 mask": (lambda: nodes["OctaveDream"]().run(image, lite0, mask=torch.rand(1, 0, 64), **fast), "empty"),
+        "no frames": (lambda: nodes["DreamVideo"].execute(torch.rand(0, 64, 64, 3), lite0, **fast), "no frames"),
+        "mask batch 0": (
+            lambda: nodes["OctaveDream"].execute(image, lite0, mask=torch.rand(0, 64, 64), **fast),
+            "empty",
+        ),
+        "0x64 mask": (lambda: nodes["OctaveDream"].execute(image, lite0, mask=torch.rand(1, 0, 64), **fast), "empty"),
         "guide batch 0": (
-            lambda: nodes["OctaveDream"]().run(image, lite0, guide=torch.rand(0, 8, 8, 3), **fast),
+            lambda: nodes["OctaveDream"].execute(image, lite0, guide=torch.rand(0, 8, 8, 3), **fast),
             "no image",
         ),
     }
     for call, message in cases.values():
         with pytest.raises(DreamError, match=message):
             call()
-    tiny = nodes["DreamVideo"]().run(torch.rand(3, 11, 11, 3), lite0, **fast)[0]  # under DIS's 12 px: it works
+    tiny = nodes["DreamVideo"].execute(torch.rand(3, 11, 11, 3), lite0, **fast)[0]  # under DIS's 12 px: it works
     assert tiny.shape == (3, 11, 11, 3)
 
 

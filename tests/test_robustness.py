@@ -145,11 +145,11 @@ def test_nan_and_inf_pixels_are_replaced_and_reported(lite0, caplog):
 def test_grey_and_rgba_images_from_other_nodes(pack_nodes, lite0):
     node = pack_nodes["OctaveDream"]()
     args = dict(octaves=1, iterations=1, jitter=0)
-    grey = node.run(torch.rand(2, 48, 40, 1), lite0, **args)[0]
-    rgba = node.run(torch.rand(1, 48, 40, 4), lite0, **args)[0]
+    grey = node.execute(torch.rand(2, 48, 40, 1), lite0, **args)[0]
+    rgba = node.execute(torch.rand(1, 48, 40, 4), lite0, **args)[0]
     assert grey.shape == (2, 48, 40, 3) and rgba.shape == (1, 48, 40, 3)
     with pytest.raises(Exception, match="1, 3 or 4 channels"):  # the pack's own DreamError class
-        node.run(torch.rand(1, 48, 40, 2), lite0, **args)
+        node.execute(torch.rand(1, 48, 40, 2), lite0, **args)
 
 
 def test_masks_of_another_size_and_squeezed_masks(lite0):
@@ -221,16 +221,16 @@ def test_path_traversal_in_a_workflow_reads_nothing_outside_the_model_folders(tm
             return str(tmp_path / "input")
 
     monkeypatch.setattr(bridge, "folder_paths", FolderPaths)
-    node = pack.NODE_CLASS_MAPPINGS["LoadFeatureModel"]()
+    node = pack.nodes.NODE_CLASS_MAPPINGS["LoadFeatureModel"]()
     for name in ("../../secret.safetensors", "../secret.safetensors", str(tmp_path / "secret.safetensors")):
         with pytest.raises(FileNotFoundError, match="not in the DeepDream model folders"):
-            node.load("efficientnet_lite0", name)
-    train = pack.NODE_CLASS_MAPPINGS["TrainFeatureModel"]()
+            node.execute("efficientnet_lite0", name)
+    train = pack.nodes.NODE_CLASS_MAPPINGS["TrainFeatureModel"]()
     for folder in ("../", "/etc", "../../somewhere"):
         with pytest.raises(ValueError, match="sub-folder of ComfyUI's input folder"):
-            train.run(folder, "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
+            train.execute(folder, "efficientnet_lite0", "imagenet", "x", **ONE_EPOCH)
     with pytest.raises(ValueError, match="no folders"):
-        train.run("ok", "efficientnet_lite0", "imagenet", "../evil", **ONE_EPOCH)
+        train.execute("ok", "efficientnet_lite0", "imagenet", "../evil", **ONE_EPOCH)
 
 
 # ---------------------------------------------------------------- runtime
@@ -293,7 +293,7 @@ def pack():
 
 @pytest.fixture(scope="module")
 def pack_nodes(pack):
-    return pack.NODE_CLASS_MAPPINGS
+    return pack.nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.mark.parametrize(
@@ -319,7 +319,7 @@ def test_a_huge_channel_range_is_refused_at_once_in_the_cli_and_the_node(text, c
     try:
         assert main(["dream", "samples/astronaut.png", "-o", "never.png", "--layers", text]) == 2
         with pytest.raises(DreamError, match="beyond any layer"):
-            node.build(text, 1.0)
+            node.execute(text, 1.0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -187,7 +187,7 @@ def test_the_train_node_under_inference_mode_leaves_a_model_that_dreams(tmp_path
         original = comfy_bridge.model_save_path
         comfy_bridge.model_save_path = lambda name: str(tmp_path / f"{name}.safetensors")
         try:
-            model, summary, report = node.run(str(folder), "efficientnet_lite0", "imagenet", "mine", **ONE_EPOCH)
+            model, summary, report = node.execute(str(folder), "efficientnet_lite0", "imagenet", "mine", **ONE_EPOCH)
         finally:
             comfy_bridge.model_save_path = original
         assert not any(t.is_inference() for t in model.net.state_dict().values())

@@ -213,7 +213,7 @@ def test_the_dream_video_node_dreams_a_batch_of_frames_in_order(lite0, small_pho
     before = frames.clone()
     widgets = {n: spec[1]["default"] for n, spec in node.INPUT_TYPES()["required"].items() if "default" in spec[1]}
     widgets.update(octaves=1, iterations=4, flow="ilk", precision="fp32")
-    (out,) = node().run(frames, lite0, **widgets)
+    (out,) = node.execute(frames, lite0, **widgets)
     assert out.shape == frames.shape and torch.equal(frames, before)
     assert all(float((out[i] - frames[i]).abs().mean()) > 1e-3 for i in range(3))
 
@@ -334,7 +334,7 @@ def test_the_video_node_streams_a_video_file_to_a_video_file_with_its_rate_and_a
     nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
     bridge = pack_module("nodes.comfy_bridge")
     clip = bridge.VideoFile(str(Path(__file__).resolve().parents[1] / "samples" / "pan.mp4"))
-    out = nodes["DreamVideoFile"]().run(clip, lite0, octaves=1, iterations=2, next_iterations=1)[0]
+    out = nodes["DreamVideoFile"].execute(clip, lite0, octaves=1, iterations=2, next_iterations=1)[0]
     with av.open(out.get_stream_source()) as container, av.open(clip.get_stream_source()) as original:
         assert container.streams.video[0].frames == original.streams.video[0].frames == 24
         assert container.streams.video[0].average_rate == original.streams.video[0].average_rate
@@ -354,7 +354,7 @@ def test_the_video_nodes_memory_does_not_grow_with_the_clip(tmp_path):
             "import resource, sys; sys.path[:0] = ['tests', 'tools']; from conftest import pack_module; "
             "nodes = pack_module('nodes').NODE_CLASS_MAPPINGS; bridge = pack_module('nodes.comfy_bridge'); "
             "from dream_core import load_feature_model; model = load_feature_model('efficientnet_lite0', 'random'); "
-            f"nodes['DreamVideoFile']().run(bridge.VideoFile({str(clip)!r}), model, octaves=1, iterations=1, "
+            f"nodes['DreamVideoFile'].execute(bridge.VideoFile({str(clip)!r}), model, octaves=1, iterations=1, "
             "next_iterations=0, carry=0.0); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600)
@@ -381,7 +381,7 @@ def test_a_video_file_render_stopped_in_comfyui_goes_on_from_its_frames_and_give
 
     def run(folder: str, **more):
         monkeypatch.setattr(bridge, "render_folder", lambda: folder)
-        return nodes["DreamVideoFile"]().run(clip, lite0, **inputs, **more)[0].get_stream_source()
+        return nodes["DreamVideoFile"].execute(clip, lite0, **inputs, **more)[0].get_stream_source()
 
     def frames(path: str) -> list:
         with av.open(path) as container:

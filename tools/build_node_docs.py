@@ -163,15 +163,16 @@ def _cell(text: str) -> str:
 
 
 def _kind(spec) -> str:
-    kind = spec[0]
-    if isinstance(kind, list):
-        shown = ", ".join(f"`{c}`" for c in kind[:8])
-        return f"one of {shown}" + (", ..." if len(kind) > 8 else "")
+    kind, options = spec[0], spec[1]
+    if kind == "COMBO":
+        choices = options["options"]
+        shown = ", ".join(f"`{c}`" for c in choices[:8])
+        return f"one of {shown}" + (", ..." if len(choices) > 8 else "")
     return f"`{kind}`"
 
 
 def _value_range(options: dict) -> str:
-    parts = []
+    parts = ["advanced"] if options.get("advanced") else []
     if "default" in options and not (isinstance(options["default"], str) and "\n" in options["default"]):
         parts.append(f"default `{options['default']}`")
     if "min" in options and "max" in options:
@@ -212,8 +213,8 @@ def pages() -> dict[str, str]:
     """Every node's page, by file name."""
     pack = load_pack()
     return {
-        f"{name}.md": page(name, cls, pack.NODE_DISPLAY_NAME_MAPPINGS[name])
-        for name, cls in pack.NODE_CLASS_MAPPINGS.items()
+        f"{name}.md": page(name, cls, pack.nodes.NODE_DISPLAY_NAME_MAPPINGS[name])
+        for name, cls in pack.nodes.NODE_CLASS_MAPPINGS.items()
     }
 
 

@@ -50,7 +50,7 @@ def load_pack(name: str = "deepdream_pack"):
 def object_info() -> dict:
     """/object_info-like entries: saved core nodes plus this pack's nodes."""
     info = json.loads(CORE_INFO.read_text())
-    for name, cls in load_pack().NODE_CLASS_MAPPINGS.items():
+    for name, cls in load_pack().nodes.NODE_CLASS_MAPPINGS.items():
         types = cls.INPUT_TYPES()
         info[name] = {
             "input": {k: v for k, v in types.items() if k in ("required", "optional")},
@@ -73,6 +73,18 @@ def widget_names(entry: dict) -> list[str]:
         for name, spec in entry["input"].get(section, {}).items():
             if is_widget(spec):
                 names.append(name)
+    return names
+
+
+def stored_widgets(entry: dict) -> list[str]:
+    """What each place of a saved node's widgets_values holds, in order: the widget names, and 'NAME.control'
+    for the frontend's control_after_generate widget after a seed."""
+    names = []
+    for name in widget_names(entry):
+        names.append(name)
+        options = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}[name][1]
+        if name in ("seed", "noise_seed") or options.get("control_after_generate"):
+            names.append(f"{name}.control")
     return names
 
 

@@ -490,7 +490,7 @@ def _(tmp: Path):
 def _nodes():
     """The pack's node classes, imported as ComfyUI imports the pack (a package named after its folder)."""
     sys.path.insert(0, str(ROOT.parent))
-    return importlib.import_module(ROOT.name).NODE_CLASS_MAPPINGS
+    return importlib.import_module(f"{ROOT.name}.nodes").NODE_CLASS_MAPPINGS
 
 
 @case("26", "nodes: Channel Pictures topN of an empty batch, Detail Reinject to 4 x 16384 px")
@@ -501,8 +501,8 @@ def _(tmp: Path):
     model = importlib.import_module(f"{ROOT.name}.dream_core").load_feature_model("efficientnet_lite0", "random")
     small = torch.rand(4, 64, 64, 3)
     for call in (
-        lambda: nodes["ChannelPictures"]().run(model, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3)),
-        lambda: nodes["DetailReinject"]().run(small, small, 16384, 16384, 1.0),
+        lambda: nodes["ChannelPictures"].execute(model, "blocks.8", "top4", 0, image=torch.rand(0, 64, 64, 3)),
+        lambda: nodes["DetailReinject"].execute(small, small, 16384, 16384, 1.0),
     ):
         try:
             call()
