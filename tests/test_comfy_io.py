@@ -155,3 +155,15 @@ def test_the_stand_in_describes_every_node_as_the_real_comfy_api_does():
                     options.pop("advanced", None)
             described["search_aliases"] = expected["search_aliases"]
         assert described == expected, name
+
+
+def test_every_template_has_its_card_and_nothing_else_is_listed_as_a_template():
+    """The core lists every JSON file in example_workflows/ as a template, and frontends up to 1.58 show a pack's
+    template by its name and NAME.jpg only (an index.json would be a template called 'index' that fails to open)."""
+    from PIL import Image
+
+    folder = ROOT / "example_workflows"
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(build_workflows.WORKFLOWS)
+    for name in build_workflows.WORKFLOWS:
+        with Image.open(folder / f"{name}.jpg") as card:
+            assert card.format == "JPEG" and card.size == (384, 384), name

@@ -77,14 +77,17 @@ def widget_names(entry: dict) -> list[str]:
 
 
 def stored_widgets(entry: dict) -> list[str]:
-    """What each place of a saved node's widgets_values holds, in order: the widget names, and 'NAME.control'
-    for the frontend's control_after_generate widget after a seed."""
+    """What each place of a saved node's widgets_values holds, in order: the widget names, 'NAME.control' for
+    the frontend's control_after_generate widget after a seed, 'NAME.upload' for an upload button's slot."""
+    specs = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}
     names = []
     for name in widget_names(entry):
         names.append(name)
-        options = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}[name][1]
+        options = specs[name][1] if len(specs[name]) > 1 else {}
         if name in ("seed", "noise_seed") or options.get("control_after_generate"):
             names.append(f"{name}.control")
+        if options.get("image_upload"):
+            names.append(f"{name}.upload")
     return names
 
 

@@ -13,6 +13,10 @@ pictures come from the workflows themselves, run on a real ComfyUI started with
 
 (PACK: the pack's folder name in custom_nodes/.) Each workflow's main output, a
 still or the last frame of an animation, is cropped to a square and scaled to 384 px.
+A dream of the sample photo or clip is shown before and after: the input on the left,
+the dream on the right, split down the middle (what a 2026 template browser's
+compare slider would show; for a pack's templates every frontend up to 1.58 reads
+this one picture). Sheets and the zoom are shown whole.
 A workflow without output here (02 needs InceptionV3's ImageNet weights, which this
 machine cannot download) gets a card that says so, over its input photo, and never
 anything that could pass for a dream.
@@ -36,6 +40,7 @@ MAIN_OUTPUT = {  # where a workflow saves several pictures, the one that shows i
     "15_dream_a_long_video": "video_streamed",
     "16_lapnorm_vs_classic": "look_lapnorm",
 }
+WHOLE = {"09_layer_sweep", "11_infinite_zoom", "18_channel_sheet"}  # the rest: before | after
 CARDS = {
     "02_keras_inception_v3": "Keras' recipe on InceptionV3\n\nNeeds torchvision's ImageNet\nweights: downloaded into\n"
     "models/deepdream on first run",
@@ -69,6 +74,19 @@ def thumbnail(picture: Image.Image) -> Image.Image:
     return ImageOps.fit(picture, (SIDE, SIDE), Image.LANCZOS)
 
 
+def before_after(before: Image.Image, after: Image.Image) -> Image.Image:
+    """The input's left half beside the dream's right half, a white line between, each half labelled."""
+    picture = ImageOps.fit(before.resize(after.size, Image.LANCZOS), (SIDE, SIDE), Image.LANCZOS)
+    picture.paste(ImageOps.fit(after, (SIDE, SIDE), Image.LANCZOS).crop((SIDE // 2, 0, SIDE, SIDE)), (SIDE // 2, 0))
+    draw = ImageDraw.Draw(picture)
+    draw.line([(SIDE // 2, 0), (SIDE // 2, SIDE)], fill=(255, 255, 255), width=3)
+    for text, x in (("before", 8), ("after", SIDE // 2 + 8)):
+        box = draw.textbbox((x, SIDE - 24), text)
+        draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
+        draw.text((x, SIDE - 24), text, fill=(255, 255, 255))
+    return picture
+
+
 def card(text: str) -> Image.Image:
     """A labelled card over the dimmed sample photo, for a workflow that cannot run here."""
     photo = ImageOps.fit(Image.open(ROOT / "samples" / "astronaut.png").convert("RGB"), (SIDE, SIDE))
@@ -89,7 +107,10 @@ def main() -> None:
     for workflow in sorted(WORKFLOWS.glob("*.json")):
         name = workflow.stem
         source = main_output(outputs / name, name) if (outputs / name).is_dir() else None
-        if source is not None:
+        if source is not None and name not in WHOLE:
+            sample = ROOT / "samples" / ("pan.mp4" if source.suffix == ".mp4" else "astronaut.png")
+            picture = before_after(still(sample), still(source))
+        elif source is not None:
             picture = thumbnail(still(source))
         elif name in CARDS:
             picture = card(CARDS[name])
