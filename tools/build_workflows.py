@@ -302,7 +302,7 @@ def octave_animation(info: dict) -> dict:
     return g.to_json()
 
 
-GUIDE = "deepdream_coffee.jpg"
+GUIDE = "deepdream_coffee.png"  # lossless: every core decodes it to the same pixels (0.33 reads a JPEG through FFmpeg)
 TRAINING_FOLDER = "deepdream_samples/shapes"
 
 
@@ -483,7 +483,7 @@ def train_and_dream(info: dict) -> dict:
     return g.to_json()
 
 
-VIDEO = "deepdream_pan.mp4"
+VIDEO = "deepdream_pan.mov"  # PNG frames: every core decodes the same pixels (not so for H.264)
 
 
 def dream_video(info: dict) -> dict:
