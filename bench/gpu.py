@@ -139,7 +139,7 @@ def node_against_engine(model, layers, size, device, rounds: int) -> tuple[float
     image = torch.rand(1, size, size, 3)
 
     def node() -> None:
-        nodes.OctaveDream().run(image, model, layers, **settings)
+        nodes.OctaveDream.execute(image, model, layers, **settings)
 
     def bare() -> None:
         dream(image.permute(0, 3, 1, 2).to(device), model, layers, DreamSettings(**settings))

@@ -167,3 +167,21 @@ def test_every_template_has_its_card_and_nothing_else_is_listed_as_a_template():
     for name in build_workflows.WORKFLOWS:
         with Image.open(folder / f"{name}.jpg") as card:
             assert card.format == "JPEG" and card.size == (384, 384), name
+
+
+@pytest.mark.slow
+def test_a_core_older_than_the_v3_api_is_told_which_version_to_update_to(tmp_path):
+    """A ComfyUI without comfy_api.v0_0_2 (before 0.3.48): importing the nodes names the version it needs."""
+    (tmp_path / "comfy").mkdir()
+    (tmp_path / "comfy" / "__init__.py").write_text("")
+    (tmp_path / "folder_paths.py").write_text("")
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        f"spec = importlib.util.spec_from_file_location('pack', {str(ROOT / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(ROOT)!r}])\n"
+        "module = importlib.util.module_from_spec(spec); sys.modules['pack'] = module\n"
+        "spec.loader.exec_module(module)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "need ComfyUI 0.3.48 or newer" in run.stderr, run.stderr[-2000:]
