@@ -256,6 +256,9 @@ def test_a_stopped_video_render_leaves_no_file_that_looks_finished(tmp_path, sig
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        # Ctrl-C as in a terminal, even where pytest itself runs in the background (a shell then starts it, and so
+        # this child, with SIGINT ignored, and Python installs no KeyboardInterrupt handler over an ignored SIGINT).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     seen = ""
