@@ -1,0 +1,58 @@
+"""Keyframed schedules (dream_core/schedule.py): the text, the values between and around the keys, the checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from dream_core.animation import ZOOM_OPTIONS
+from dream_core.errors import DreamError
+from dream_core.options import OPTIONS
+from dream_core.schedule import parse_schedules
+
+SETTINGS = (*OPTIONS, *ZOOM_OPTIONS)
+
+
+def test_a_linear_schedule_holds_before_and_after_its_keys_and_moves_straight_between():
+    (step,) = parse_schedules("step: 4=0.01, 8=0.03", SETTINGS)
+    values = step.values(12)
+    assert values[:5] == [0.01] * 5 and values[8:] == [0.03] * 4
+    assert values[6] == pytest.approx(0.02) and values[5] == pytest.approx(0.015)
+
+
+def test_a_smooth_schedule_eases_in_and_out_and_never_leaves_its_keys():
+    (linear,) = parse_schedules("zoom: 0=1.0, 10=1.2", SETTINGS)
+    (smooth,) = parse_schedules("zoom~: 0=1.0, 10=1.2", SETTINGS)
+    assert smooth.at(5) == pytest.approx(linear.at(5))  # the middle is the same
+    assert smooth.at(1) < linear.at(1) and smooth.at(9) > linear.at(9)  # slow at both ends
+    assert all(1.0 <= v <= 1.2 for v in smooth.values(11))
+    steps = [b - a for a, b in zip(smooth.values(11), smooth.values(11)[1:], strict=False)]
+    assert all(s > 0 for s in steps)
+
+
+def test_whole_number_settings_are_rounded_and_several_schedules_read_at_once():
+    schedules = parse_schedules("iterations: 0=2, 4=10\n# a comment\nangle: 0=0, 2=4; jitter~: 0=0, 10=64", SETTINGS)
+    by_name = {s.name: s for s in schedules}
+    assert set(by_name) == {"iterations", "angle", "jitter"}
+    assert by_name["iterations"].values(5) == [2, 4, 6, 8, 10] and isinstance(by_name["iterations"].at(1), int)
+    assert by_name["angle"].at(1) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("stp: 0=0.01", "'stp'"),  # unknown name
+        ("loss: 0=1", "'loss'"),  # a choice cannot follow a schedule
+        ("step: 0=0.01, 48=5", "48=5"),  # above step's maximum
+        ("step: 10=0.01, 5=0.02", "5=0.02"),  # out of order
+        ("step: 0=0.01, 0=0.02", "0=0.02"),  # the same frame twice
+        ("iterations: 0=2.5", "0=2.5"),  # not a whole number
+        ("step: 0=abc", "0=abc"),
+        ("step 0=0.01", "step 0=0.01"),  # no colon
+        ("step: 0=0.01\nstep: 5=0.02", "already"),
+        ("step: -1=0.01", "-1=0.01"),
+    ],
+)
+def test_a_bad_schedule_is_one_message_naming_the_key(text, named):
+    with pytest.raises(DreamError) as error:
+        parse_schedules(text, SETTINGS)
+    assert named in str(error.value)
