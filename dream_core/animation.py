@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ from .errors import DreamError
 from .feature_model import FeatureModel
 from .imageops import resize
 from .objectives import Objective
-from .options import Option
+from .options import OPTIONS, Option
+from .schedule import Schedule
 
 FrameCallback = Callable[[int, torch.Tensor], None]
 """`on_frame(index, frame)`: called with each finished frame `[B, 3, H, W]` of an animation."""
@@ -97,6 +98,27 @@ def _frame_seed(settings: DreamSettings, index: int) -> DreamSettings:
     return settings.with_options(seed=(settings.seed + index) % SEED_RANGE)
 
 
+def zoom_schedulable() -> tuple[Option, ...]:
+    """What a zoom's schedules may name: the dream's numeric options and the motion (not the frame count)."""
+    return (*OPTIONS, *(opt for opt in ZOOM_OPTIONS if opt.name != "frames"))
+
+
+def _scheduled(
+    settings: DreamSettings, motion: dict[str, float], schedules: Sequence[Schedule], index: int
+) -> tuple[DreamSettings, dict[str, float]]:
+    """Frame `index`'s dream settings (its seed included) and motion, with the schedules' values in place."""
+    values = {schedule.name: schedule.at(index) for schedule in schedules}
+    moved = {name: values.get(name, value) for name, value in motion.items()}
+    dreamed = {name: value for name, value in values.items() if name not in motion}
+    return _frame_seed(settings.with_options(**dreamed).validate(), index), moved
+
+
+def _zoom_frames(model, image, settings, motion, schedules, frames):
+    """Each frame's dream settings and motion, and its ascent steps (for one progress count over all)."""
+    per_frame = [_scheduled(settings, motion, schedules, index) for index in range(frames)]
+    return per_frame, [plan(model, image.shape[-2], image.shape[-1], each).steps for each, _ in per_frame]
+
+
 def dream_zoom(
     image: torch.Tensor,
     model: FeatureModel,
@@ -113,6 +135,7 @@ def dream_zoom(
     should_stop: StopCallback | None = None,
     on_progress: ProgressCallback | None = None,
     frames_device: torch.device | str | None = None,
+    schedules: Sequence[Schedule] = (),
 ) -> torch.Tensor:
     """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
 
@@ -125,27 +148,29 @@ def dream_zoom(
     `should_stop`, `mask` and the objective (its guide and regions: fixed on the
     screen, not zoomed) go to every dream. Finished frames are kept on
     `frames_device` (default: the input's), so a long animation need not fill the
-    GPU; the dreaming itself stays on the model's device.
+    GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`) frame k
+    is moved and dreamed with each scheduled value at k.
     """
     settings = (settings or DreamSettings()).validate()
     if frames < 1:
         raise DreamError(f"frames must be at least 1; got {frames}.")
     if image.ndim == 3:
         image = image.unsqueeze(0)
-    per_frame = plan(model, image.shape[-2], image.shape[-1], settings).steps
+    motion = {"zoom": zoom, "angle": angle, "shift_x": shift_x, "shift_y": shift_y}
+    per_frame, steps = _zoom_frames(model, image, settings, motion, schedules, frames)
     objective = Objective.of(objective).resolved(model)
     results: list[torch.Tensor] = []
     current = image
-    for index in range(frames):
+    for index, (frame_settings, moved) in enumerate(per_frame):
         if index:
-            current = zoom_transform(current, zoom, angle, shift_x, shift_y)
+            current = zoom_transform(current, moved["zoom"], moved["angle"], moved["shift_x"], moved["shift_y"])
 
-        report = offset_progress(on_progress, index * per_frame, per_frame * frames) if on_progress else None
+        report = offset_progress(on_progress, sum(steps[:index]), sum(steps)) if on_progress else None
         current = dream(
             current,
             model,
             objective,
-            _frame_seed(settings, index),
+            frame_settings,
             mask=mask,
             on_progress=report,
             should_stop=should_stop,

@@ -127,6 +127,7 @@ def zoom_call(values: Values) -> Call:
             output=Path(values["output"]),
             motion=motion,
             fps=values["fps"],
+            schedules="\n".join(values["schedule"]),
             overwrite=values["overwrite"],
         ),
     )

@@ -198,6 +198,15 @@ def _image_commands(flags: _Flags) -> None:
             help=f"{opt.help} (default {opt.default})",
         )
     flags.add("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
+    flags.add(
+        "--schedule",
+        action="append",
+        default=[],
+        metavar="'NAME: FRAME=VALUE, ...'",
+        help="a setting that changes over the frames, e.g. 'step: 0=0.005, 23=0.03' (linear between keys, held "
+        "outside them; 'NAME~:' eases in and out); any numeric dream setting, zoom, angle, shift-x/-y as their "
+        "option names (step, octave_scale, shift_x); repeat for several",
+    )
     _dream_flags(flags)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from dream_core.animation import ZOOM_OPTIONS
 from dream_core.errors import DreamError
@@ -56,3 +57,42 @@ def test_a_bad_schedule_is_one_message_naming_the_key(text, named):
     with pytest.raises(DreamError) as error:
         parse_schedules(text, SETTINGS)
     assert named in str(error.value)
+
+
+def test_a_zoom_follows_its_schedules_frame_by_frame(lite0, small_photo):
+    from dream_core.animation import dream_zoom, zoom_schedulable, zoom_transform
+    from dream_core.engine import dream
+    from dream_core.options import DreamSettings
+
+    settings = DreamSettings(octaves=1, iterations=2, step=0.02, seed=3)
+    layers = {"blocks.8": 1.0}
+    schedules = parse_schedules("step: 1=0, 2=0.05\nzoom~: 0=1.0, 2=1.2", zoom_schedulable())
+    reports = []
+    frames = dream_zoom(
+        small_photo,
+        lite0,
+        layers,
+        settings,
+        frames=3,
+        schedules=schedules,
+        on_progress=lambda step, total, image: reports.append((step, total)),
+    )
+    # Frame k is dreamed with the scheduled values at k, from the previous frame moved by the motion at k.
+    first = settings.with_options(step=0.0)  # held before the first key
+    assert torch.equal(frames[:1], dream(small_photo, lite0, layers, first).images)
+    moved = zoom_transform(frames[0:1], 1.1, 0.0, 0.0, 0.0)
+    assert torch.equal(frames[1:2], dream(moved, lite0, layers, settings.with_options(step=0.0, seed=4)).images)
+    moved = zoom_transform(frames[1:2], 1.2, 0.0, 0.0, 0.0)
+    assert torch.equal(frames[2:3], dream(moved, lite0, layers, settings.with_options(step=0.05, seed=5)).images)
+    assert reports[-1] == (6, 6)
+
+
+def test_the_zoom_command_reads_its_schedules_before_any_work():
+    from pathlib import Path
+
+    from dream_core.animation import ZOOM_OPTIONS
+    from dream_core.commands.images import zoom
+
+    motion = {opt.name: opt.default for opt in ZOOM_OPTIONS}
+    with pytest.raises(DreamError, match="'frames'"):  # the job is never looked at
+        zoom(None, Path("missing.png"), Path("out.webp"), motion, schedules="frames: 0=3")

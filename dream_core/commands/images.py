@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import cluster, engine
 from .. import options as option_table
-from ..animation import ZOOM_OPTIONS, dream_frames, dream_zoom
+from ..animation import ZOOM_OPTIONS, dream_frames, dream_zoom, zoom_schedulable
 from ..errors import DreamError
 from ..feature_model import FeatureModel
 from ..imageio import expand_inputs, load_image, save_animation, save_image
@@ -19,6 +19,7 @@ from ..options import DreamSettings
 from ..outputs import check_name, check_outputs, distinct_names, frames_written_whole
 from ..progress import ProgressBar
 from ..report import describe_training
+from ..schedule import parse_schedules
 from ..sheet import contact_sheet, layer_sweep
 
 REPLACE_HINT = "add --overwrite to replace"
@@ -199,14 +200,22 @@ def sweep(
 
 
 def zoom(
-    job: Job, given: Path, output: Path, motion: dict[str, float], fps: float = 8.0, overwrite: bool = False
+    job: Job,
+    given: Path,
+    output: Path,
+    motion: dict[str, float],
+    fps: float = 8.0,
+    overwrite: bool = False,
+    schedules: str = "",
 ) -> int:
     """The infinite zoom: dream, move (`motion`: frames, zoom, angle, shift_x, shift_y), dream again; written as
-    an animated WEBP, or as PNG frames into a folder (a name without a suffix)."""
+    an animated WEBP, or as PNG frames into a folder (a name without a suffix). `schedules`: settings that change
+    over the frames (`schedule.parse_schedules`), checked before any work."""
     for opt in ZOOM_OPTIONS:
         problem = opt.problem(motion[opt.name])
         if problem:
             raise DreamError(f"{opt.flag}: {problem}.")
+    timeline = parse_schedules(schedules, zoom_schedulable())
     check_fps(fps)
     if output.suffix and output.suffix.lower() != ".webp":
         raise DreamError(
@@ -232,6 +241,7 @@ def zoom(
         motion["shift_y"],
         mask=work.mask,
         on_progress=ProgressBar(given.name),
+        schedules=timeline,
     )
     if output.suffix:
         print(f"wrote {save_animation(frames, output, fps=fps)}")
