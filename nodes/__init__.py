@@ -7,6 +7,7 @@ from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamNetwork, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 from .samples import register_sample_provider
+from .schedule_nodes import DreamSchedule
 from .train_nodes import TrainFeatureModel
 from .video_nodes import DreamVideo, DreamVideoFile
 
@@ -27,6 +28,7 @@ NODES = (
     DreamVideoFile,
     TrainFeatureModel,
     ChannelPictures,
+    DreamSchedule,
 )
 NODE_CLASS_MAPPINGS = {cls.GET_SCHEMA().node_id: cls for cls in NODES}
 """The nodes by id, as the core lists them (for tools and tests: ComfyUI itself asks the extension)."""

@@ -32,6 +32,7 @@ FEATURE_MODEL = io.Custom("FEATURE_MODEL")
 LAYER_WEIGHTS = io.Custom("LAYER_WEIGHTS")
 DREAM_REGIONS = io.Custom("DREAM_REGIONS")
 DREAM_NETWORKS = io.Custom("DREAM_NETWORKS")
+DREAM_SCHEDULE = io.Custom("DREAM_SCHEDULE")
 
 ESSENTIALS = frozenset({"octaves", "octave_scale", "iterations", "step", "seed"})
 """The dream options a dream node shows unfolded (the ones people turn first); the rest fold under its advanced

@@ -12,6 +12,7 @@ from ..dream_core.animation import ZOOM_OPTIONS, dream_frames, dream_zoom
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
 from .base import (
+    DREAM_SCHEDULE,
     NodeDream,
     dream_option_inputs,
     image_input,
@@ -158,6 +159,12 @@ class DreamZoom(io.ComfyNode):
                 *dream_option_inputs(octaves=2, iterations=10),
                 *widgets(ZOOM_OPTIONS, essentials=("frames", "zoom")),
                 *optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
+                DREAM_SCHEDULE.Input(  # last: saved workflows keep their links and widget values
+                    "schedule",
+                    optional=True,
+                    tooltip="Settings that change over the frames, from Dream Schedule: frame k is moved and dreamed "
+                    "with each scheduled value at k.",
+                ),
             ],
             [
                 output(
@@ -181,11 +188,12 @@ class DreamZoom(io.ComfyNode):
         shift_x: float = 0.0,
         shift_y: float = 0.0,
         layer_weights=None,
+        schedule=None,
         **inputs,
     ) -> io.NodeOutput:
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
         animation = run_engine(
-            dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y, frames_device=out
+            dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y, frames_device=out, schedules=schedule or ()
         )  # finished frames wait off the GPU
         return io.NodeOutput(to_bhwc(animation).to(out))

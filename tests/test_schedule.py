@@ -96,3 +96,22 @@ def test_the_zoom_command_reads_its_schedules_before_any_work():
     motion = {opt.name: opt.default for opt in ZOOM_OPTIONS}
     with pytest.raises(DreamError, match="'frames'"):  # the job is never looked at
         zoom(None, Path("missing.png"), Path("out.webp"), motion, schedules="frames: 0=3")
+
+
+def test_dream_schedule_nodes_chain_check_their_keys_and_drive_dream_zoom(lite0, small_photo):
+    from conftest import pack_module
+
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    first = nodes["DreamSchedule"].execute("step: 0=0, 1=0.05")[0]
+    both = nodes["DreamSchedule"].execute("angle~: 0=0, 1=10", schedules=first)[0]
+    assert [s.name for s in both] == ["step", "angle"] and [s.name for s in first] == ["step"]  # a new tuple
+    with pytest.raises(DreamError, match="already has a schedule"):
+        nodes["DreamSchedule"].execute("step: 0=0.01", schedules=first)
+    with pytest.raises(DreamError, match="48=5"):
+        nodes["DreamSchedule"].execute("step: 0=0.01, 48=5")
+    image = small_photo.permute(0, 2, 3, 1)
+    fast = {"octaves": 1, "iterations": 2, "frames": 2, "zoom": 1.1}
+    plain = nodes["DreamZoom"].execute(image, lite0, **fast)[0]
+    scheduled = nodes["DreamZoom"].execute(image, lite0, **fast, schedule=first)[0]
+    assert torch.equal(scheduled[0], image[0].to(scheduled.dtype)) or (scheduled[0] - image[0]).abs().max() < 1e-6
+    assert not torch.equal(plain[0], scheduled[0])  # step 0 on frame 0: nothing dreamed there

@@ -118,6 +118,21 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "`zoom` above 1 flies in; `angle` and the shifts turn and drift. Seeded: the same inputs give the same "
         "animation.",
     ),
+    "DreamSchedule": (
+        [
+            (
+                "gallery/schedule.webp",
+                "A zoom of 24 frames with `step: 0=0, 23=0.04` and `zoom~: 0=1.0, 23=1.08`: the dream swells as the "
+                "camera eases in.",
+            )
+        ],
+        "Write one setting per line, e.g. `step: 0=0.005, 23=0.03` (the dream grows stronger over 24 frames) or "
+        "`zoom~: 0=1.0, 12=1.1, 23=1.0` (flies in and settles, eased). Frames count from 0; between keys the value "
+        "moves in a straight line, `~` eases in and out; outside the keys it holds. Any numeric dream setting "
+        "(step, iterations, octave_scale, jitter, guide_mix, ...) and the zoom's motion (zoom, angle, shift_x, "
+        "shift_y) can follow a schedule. Connect it to Dream Zoom's `schedule` input; chain several Dream "
+        "Schedule nodes to keep settings apart.",
+    ),
     "DreamVideo": (
         [
             ("gallery/video_coherent.webp", "Dream Video: the patterns move with the picture."),

@@ -429,6 +429,35 @@ def dream_zoom(info: dict) -> dict:
     return g.to_json()
 
 
+def scheduled_zoom(info: dict) -> dict:
+    """(issue 29) A zoom whose dream swells and settles, the camera easing in: Dream Schedule into Dream Zoom."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
+    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
+    schedule = g.add(
+        "DreamSchedule",
+        (0, 680),
+        {"schedule": "step: 0=0.002, 12=0.03, 23=0.008\nzoom~: 0=1.0, 23=1.08"},
+        title="Swell and settle",
+    )
+    frames = g.add(
+        "DreamZoom",
+        (380, 0),
+        {"frames": 24, "zoom": 1.05, "step": 0.015, "octaves": 2, "iterations": 8},
+        image=(small, 0),
+        feature_model=(model, 0),
+        schedule=(schedule, 0),
+    )
+    g.add(
+        "SaveAnimatedWEBP",
+        (760, 0),
+        {"filename_prefix": "deepdream/scheduled_zoom", "fps": 8.0, "lossless": False, "quality": 85},
+        images=(frames, 0),
+    )
+    return g.to_json()
+
+
 def regions(info: dict) -> dict:
     """(5.7) Two regions dreamed at once: fine strokes on the left, objects on the right."""
     g = Graph(info)
@@ -615,6 +644,7 @@ WORKFLOWS = {
     "16_lapnorm_vs_classic": looks,
     "17_two_networks": two_networks,
     "18_channel_sheet": channel_sheet,
+    "19_scheduled_zoom": scheduled_zoom,
 }
 
 
