@@ -304,6 +304,7 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(
         "shift_x",
         "shift_y",
         "fps",
+        "schedule",  # the zoom's settings over its frames: tests/test_schedule.py
     }
     # How the work is spread, never what it makes: tests/test_cluster.py checks the same pixels come out.
     spread = {"ray", "workers", "worker_threads"}
