@@ -407,55 +407,36 @@ def dream_frames(info: dict) -> dict:
     return g.to_json()
 
 
-def dream_zoom(info: dict) -> dict:
-    """(5.6) The classic infinite zoom: each frame zoomed, turned and dreamed again."""
+def _zoom(info: dict, values: dict, prefix: str, schedule: str | None = None) -> dict:
+    """The sample photo at half size into Dream Zoom (with a Dream Schedule if `schedule`), saved as a WEBP."""
     g = Graph(info)
     image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
     small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
     model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
-    frames = g.add(
-        "DreamZoom",
-        (380, 0),
-        {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015, "octaves": 2, "iterations": 8},
-        image=(small, 0),
-        feature_model=(model, 0),
-    )
+    timed = {}
+    if schedule is not None:
+        timed["schedule"] = (g.add("DreamSchedule", (0, 680), {"schedule": schedule}, title="Swell and settle"), 0)
+    frames = g.add("DreamZoom", (380, 0), values, image=(small, 0), feature_model=(model, 0), **timed)
     g.add(
         "SaveAnimatedWEBP",
         (760, 0),
-        {"filename_prefix": "deepdream/zoom", "fps": 8.0, "lossless": False, "quality": 85},
+        {"filename_prefix": prefix, "fps": 8.0, "lossless": False, "quality": 85},
         images=(frames, 0),
     )
     return g.to_json()
+
+
+def dream_zoom(info: dict) -> dict:
+    """(5.6) The classic infinite zoom: each frame zoomed, turned and dreamed again."""
+    values = {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015, "octaves": 2, "iterations": 8}
+    return _zoom(info, values, "deepdream/zoom")
 
 
 def scheduled_zoom(info: dict) -> dict:
     """(issue 29) A zoom whose dream swells and settles, the camera easing in: Dream Schedule into Dream Zoom."""
-    g = Graph(info)
-    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
-    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
-    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
-    schedule = g.add(
-        "DreamSchedule",
-        (0, 680),
-        {"schedule": "step: 0=0.002, 12=0.03, 23=0.008\nzoom~: 0=1.0, 23=1.08"},
-        title="Swell and settle",
-    )
-    frames = g.add(
-        "DreamZoom",
-        (380, 0),
-        {"frames": 24, "zoom": 1.05, "step": 0.015, "octaves": 2, "iterations": 8},
-        image=(small, 0),
-        feature_model=(model, 0),
-        schedule=(schedule, 0),
-    )
-    g.add(
-        "SaveAnimatedWEBP",
-        (760, 0),
-        {"filename_prefix": "deepdream/scheduled_zoom", "fps": 8.0, "lossless": False, "quality": 85},
-        images=(frames, 0),
-    )
-    return g.to_json()
+    values = {"frames": 24, "zoom": 1.05, "step": 0.015, "octaves": 2, "iterations": 8}
+    schedule = "step: 0=0.002, 12=0.03, 23=0.008\nzoom~: 0=1.0, 23=1.08"
+    return _zoom(info, values, "deepdream/scheduled_zoom", schedule)
 
 
 def regions(info: dict) -> dict:
