@@ -30,9 +30,10 @@ NODES = (
     ChannelPictures,
     DreamSchedule,
 )
-NODE_CLASS_MAPPINGS = {cls.GET_SCHEMA().node_id: cls for cls in NODES}
+_SCHEMAS = [(cls, cls.GET_SCHEMA()) for cls in NODES]  # each made once at import
+NODE_CLASS_MAPPINGS = {schema.node_id: cls for cls, schema in _SCHEMAS}
 """The nodes by id, as the core lists them (for tools and tests: ComfyUI itself asks the extension)."""
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.GET_SCHEMA().display_name for node_id, cls in NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {schema.node_id: schema.display_name for _, schema in _SCHEMAS}
 
 
 class DeepDreamExtension(ComfyExtension):
