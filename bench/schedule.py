@@ -1,11 +1,12 @@
-"""Settings over time (issue 29): a zoom whose step follows a schedule dreams harder frame by frame.
+"""Settings over time (issue 29): a zoom and a clip whose step follows a schedule dream harder frame by frame.
 
     python bench/schedule.py [--frames 24] [--size 160]
 
 Dreams the sample photo as an infinite zoom with `step: 0=0, LAST=0.04` on EfficientNet-Lite0 (ImageNet weights,
 offline) and prints each frame's dream strength: the mean |dream - frame before dreaming| (the previous frame
 zoomed in), and its rank correlation with the frame number (must be at least 0.8). The same zoom without a
-schedule is the control: its strength does not rise.
+schedule is the control: its strength does not rise. Then the same schedule on a clip (a pan across the photo,
+dreamed as `deepdream video` dreams it: carried along the flow, steady): each frame's mean |dream - frame|.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dream_core import load_feature_model
 from dream_core.animation import dream_zoom, zoom_schedulable, zoom_transform
 from dream_core.imageio import load_image
 from dream_core.imageops import resize
-from dream_core.options import DreamSettings
+from dream_core.options import OPTIONS, DreamSettings, VideoSettings
 from dream_core.schedule import parse_schedules
+from dream_core.video import dream_video
 
 ROOT = common.ROOT
 
@@ -60,14 +62,32 @@ def main() -> None:
     for name, timeline in (("scheduled", schedules), ("control", ())):
         frames = dream_zoom(image, model, {"blocks.8": 1.0}, settings, args.frames, zoom, schedules=timeline)
         results[name] = strengths(image, frames, zoom)
-    index = list(range(args.frames))
-    print(f"zoom of {args.frames} frames, {args.size} px, --schedule '{text}' (control: step 0.02 throughout)")
-    print("frame    " + " ".join(f"{i:5d}" for i in index))
+    report(
+        f"zoom of {args.frames} frames, {args.size} px, --schedule '{text}' (control: step 0.02 throughout)", results
+    )
+    clip = pan(load_image(ROOT / "samples" / "astronaut.png"), args.frames, args.size)
+    video = VideoSettings(flow="ilk")
+    clips = {}
+    for name, timeline in (("scheduled", parse_schedules(text, OPTIONS)), ("control", ())):
+        dreams = dream_video(iter(clip), model, {"blocks.8": 1.0}, settings, video, schedules=timeline)
+        clips[name] = [float((dream - frame).abs().mean()) for dream, frame in zip(dreams, clip, strict=True)]
+    report(f"clip of {args.frames} frames (a pan, 3 px a frame), {args.size} px, the same schedule", clips)
+
+
+def pan(photo: torch.Tensor, count: int, size: int, speed: int = 3) -> list[torch.Tensor]:
+    wide = resize(photo, (size, size + speed * count))
+    return [wide[..., speed * t : speed * t + size].contiguous() for t in range(count)]
+
+
+def report(title: str, results: dict[str, list[float]]) -> None:
+    index = [float(i) for i in range(len(results["scheduled"]))]
+    print(title)
+    print("frame    " + " ".join(f"{int(i):5d}" for i in index))
     for name, values in results.items():
         print(f"{name:10s}" + " ".join(f"{v:5.3f}" for v in values))
     for name, values in results.items():
-        print(f"rank correlation of strength with frame, {name}: {spearman(values, [float(i) for i in index]):.2f}")
-    print(f"must hold: scheduled >= 0.8: {spearman(results['scheduled'], [float(i) for i in index]) >= 0.8}")
+        print(f"rank correlation of strength with frame, {name}: {spearman(values, index):.2f}")
+    print(f"must hold: scheduled >= 0.8: {spearman(results['scheduled'], index) >= 0.8}\n")
 
 
 if __name__ == "__main__":

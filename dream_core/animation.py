@@ -232,6 +232,7 @@ def dream_frames(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     frames_device: torch.device | str | None = None,
+    schedules: Sequence[Schedule] = (),
 ) -> tuple[DreamResult, torch.Tensor]:
     """Dream `images` and keep the image every `every` steps: `(result, frames)`.
 
@@ -240,7 +241,36 @@ def dream_frames(
     steps every, 2 every, ..., enlarged to the final size, and last the final image.
     Frames are kept on `frames_device` (default: the input's device). `objective`
     and `mask` are `dream`'s.
+
+    With `schedules` (over the dream options) the batch is a sequence: image k is dreamed alone with each
+    scheduled value at k, and its frames follow image k-1's (a scheduled `iterations` changes how many it has).
     """
+    if schedules:
+        return _scheduled_frames(
+            images, model, objective, settings, every, schedules, mask, on_progress, should_stop, frames_device
+        )
     collector = FrameCollector(every, forward=on_progress, device=frames_device or images.device)
     result = dream(images, model, objective, settings, mask=mask, on_progress=collector, should_stop=should_stop)
     return result, collector.frames(result.images)
+
+
+def _scheduled_frames(images, model, objective, settings, every, schedules, mask, on_progress, should_stop, device):
+    """`dream_frames` of a sequence whose settings follow `schedules` by the batch index."""
+    base = (settings or DreamSettings()).validate()
+    per_image = [
+        base.with_options(**{schedule.name: schedule.at(k) for schedule in schedules}).validate()
+        for k in range(images.shape[0])
+    ]
+    steps = [plan(model, images.shape[-2], images.shape[-1], each).steps for each in per_image]
+    objective = Objective.of(objective).resolved(model)
+    finals, frames = [], []
+    for k, each in enumerate(per_image):
+        report = offset_progress(on_progress, sum(steps[:k]), sum(steps)) if on_progress else None
+        image_mask = mask[k : k + 1] if mask is not None and mask.ndim == 3 and mask.shape[0] > 1 else mask
+        collector = FrameCollector(every, forward=report, device=device or images.device)
+        result = dream(
+            images[k : k + 1], model, objective, each, mask=image_mask, on_progress=collector, should_stop=should_stop
+        )
+        finals.append(result.images)
+        frames.append(collector.frames(result.images))
+    return DreamResult(torch.cat(finals), steps_done=sum(steps)), torch.cat(frames)

@@ -145,6 +145,7 @@ def video_call(values: Values) -> Call:
             output=Path(values["output"]),
             settings=settings,
             fps=values["fps"],
+            schedules="\n".join(values["schedule"]),
             overwrite=values["overwrite"],
             ray=ray,
         ),

@@ -198,16 +198,21 @@ def _image_commands(flags: _Flags) -> None:
             help=f"{opt.help} (default {opt.default})",
         )
     flags.add("--fps", type=float, default=8.0, help="frames per second of the WEBP (default 8)")
+    _schedule_flag(
+        flags, "any numeric dream setting, zoom, angle, shift-x/-y as their option names (step, octave_scale, shift_x)"
+    )
+    _dream_flags(flags)
+
+
+def _schedule_flag(flags: _Flags, settings: str) -> None:
     flags.add(
         "--schedule",
         action="append",
         default=[],
         metavar="'NAME: FRAME=VALUE, ...'",
         help="a setting that changes over the frames, e.g. 'step: 0=0.005, 23=0.03' (linear between keys, held "
-        "outside them; 'NAME~:' eases in and out); any numeric dream setting, zoom, angle, shift-x/-y as their "
-        "option names (step, octave_scale, shift_x); repeat for several",
+        f"outside them; 'NAME~:' eases in and out); {settings}; repeat for several",
     )
-    _dream_flags(flags)
 
 
 def _other_commands(flags: _Flags) -> None:
@@ -221,6 +226,9 @@ def _other_commands(flags: _Flags) -> None:
     )
     flags.add("--fps", type=float, help="frame rate of a folder of frames (default 24), or to override a file's")
     flags.options(option_table.VIDEO_OPTIONS)
+    _schedule_flag(
+        flags, "any numeric dream setting by its option name (step, octave_scale, jitter), by the clip's frame index"
+    )
     _dream_flags(flags)
     _ray_flags(flags)
     flags.start("train", "fine-tune a classifier on a folder (one sub-folder per class)", calls.train_call)

@@ -22,6 +22,7 @@ from .imageio import load_image, pixels, save_pixels
 from .objectives import Objective
 from .options import DreamSettings, VideoSettings
 from .outputs import fill_frames
+from .schedule import Schedule
 from .video import CarriedState, dream_video
 from .videoio import VideoSink, VideoSource
 from .workfolder import WorkFolder
@@ -46,6 +47,8 @@ class ClipDream:
     device: torch.device | str | None = None
     """Where the frames are dreamed (each decoded frame is moved there); None: where they are decoded."""
     should_stop: Callable[[], bool] | None = None
+    schedules: tuple[Schedule, ...] = ()
+    """Settings that change over the frames (by the clip's frame index)."""
 
 
 def render_clip(
@@ -119,6 +122,7 @@ def _render_frames(
         resume=resume,
         should_stop=clip.should_stop,
         on_state=lambda state: state.save(work.path / "state.pt"),
+        schedules=clip.schedules,
     )
     for dreamed in dreams:
         save_pixels(pixels(dreamed[0]), work.frame(written), quick=quick)

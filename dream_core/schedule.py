@@ -116,3 +116,16 @@ def _number(text: str, option: Option) -> float | int | None:
     except ValueError:
         return None
     return int(value) if option.kind is int and value.is_integer() else value
+
+
+def only_settings(schedules: Iterable[Schedule], options: Iterable[Option], where: str) -> tuple[Schedule, ...]:
+    """`schedules` if each names one of `options`; else a DreamError naming the ones `where` cannot follow."""
+    schedules = tuple(schedules)
+    known = schedulable(options)
+    foreign = [schedule.name for schedule in schedules if schedule.name not in known]
+    if foreign:
+        raise DreamError(
+            f"{where} cannot follow a schedule for {', '.join(foreign)} (a Dream Zoom setting); it follows these: "
+            f"{', '.join(sorted(known))}. Take that line out of the Dream Schedule."
+        )
+    return schedules

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +27,7 @@ from .imageops import LUMA
 from .objectives import Objective
 from .options import SEED_MAX, DreamSettings, VideoSettings
 from .outputs import written_whole
+from .schedule import Schedule
 
 
 def _pixel_coordinates(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +98,12 @@ def shot_match(frame: torch.Tensor, previous: torch.Tensor) -> float:
     return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
 
 
+def push(settings: DreamSettings) -> float:
+    """How hard a full dream with `settings` dreams, for holding a scheduled clip's strength: its ascent moves
+    about `step` a step (the gradient is normalised), so its change grows with step x iterations x octaves."""
+    return settings.step * settings.iterations * settings.octaves
+
+
 RELIABLE_SHARE = 0.5
 """A cut leaves almost no pixel whose forward and backward flows agree (2% measured across a hard cut,
 85-97% in pans, zooms and a pan of 30 px a frame)."""
@@ -113,12 +120,20 @@ class CarriedState:
     """Its dream minus the frame: what the next frame carries along the motion."""
     shot_strength: float
     """The strength of the current shot's first frame (see `VideoSettings.steady`)."""
+    shot_push: float = 0.0
+    """How hard the shot's first frame was dreamed (`push`): what a schedule's later frames are held relative to."""
 
     def save(self, path: str | os.PathLike) -> None:
         """Write it whole (a kill leaves the previous state)."""
         data = io.BytesIO()  # serialised first: a full disk then fails as a plain OSError, named as such
         torch.save(
-            {"index": self.index, "change": self.change.detach().cpu(), "shot_strength": self.shot_strength}, data
+            {
+                "index": self.index,
+                "change": self.change.detach().cpu(),
+                "shot_strength": self.shot_strength,
+                "shot_push": self.shot_push,
+            },
+            data,
         )
         with written_whole(path) as partial:
             partial.write_bytes(data.getvalue())
@@ -126,7 +141,7 @@ class CarriedState:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CarriedState:
         data = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(int(data["index"]), data["change"], float(data["shot_strength"]))
+        return cls(int(data["index"]), data["change"], float(data["shot_strength"]), float(data.get("shot_push", 0)))
 
 
 def is_cut(frame: torch.Tensor, previous: torch.Tensor, agreed: torch.Tensor | None, video: VideoSettings) -> bool:
@@ -194,6 +209,7 @@ def dream_video(
     resume: CarriedState | None = None,
     on_state: Callable[[CarriedState], None] | None = None,
     start: int = 0,
+    schedules: Sequence[Schedule] = (),
 ) -> Iterator[torch.Tensor]:
     """Dream `frames` (each `[1, 3, H, W]` in 0..1, all one size) into frames that hold still.
 
@@ -214,11 +230,15 @@ def dream_video(
 
     `start`: the clip's index of the first frame given (its seed and mask follow it); a shot dreamed alone from its
     first frame (see `shot_ranges`) comes out as in the whole clip's dream.
+
+    `schedules` (over the dream options): frame i is dreamed with each scheduled value at i (a scheduled
+    `iterations` or `octaves` replaces `video.next_...` too); `video.steady` holds frame i at the shot's strength
+    times how much harder the schedules dream at i than at the shot's first frame (`push`).
     """
     settings = (settings or DreamSettings()).validate()
     video = (video or VideoSettings()).validate()
     resolved = Objective.of(objective).resolved(model)
-    clip = _Clip(model, resolved, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot)
+    clip = _Clip(model, resolved, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot, schedules)
     estimate = _flow_estimate(flow, video, model.device, weights_dir)
     first = resume.index if resume is not None else start
     with _FlowAhead(frames, estimate, video.occlusion_check) as frames_and_flows:
@@ -231,7 +251,7 @@ def dream_video(
             yield clip.dream_frame(index, frame, flows)
             if on_state is not None:  # after the caller took the frame: a state never runs ahead of the output
                 assert clip.previous is not None  # set by the frame just dreamed
-                on_state(CarriedState(index, clip.previous, clip.shot_strength))
+                on_state(CarriedState(index, clip.previous, clip.shot_strength, clip.shot_push))
 
 
 class _Clip:
@@ -239,7 +259,7 @@ class _Clip:
     the steps done and the clip's total (for the progress), and the frame settings."""
 
     def __init__(
-        self, model, objective, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot
+        self, model, objective, settings, video, frame_count, mask, on_progress, should_stop, on_new_shot, schedules=()
     ) -> None:
         self.model, self.objective, self.settings, self.video = model, objective, settings, video
         self.later = (
@@ -252,26 +272,38 @@ class _Clip:
         self.previous: torch.Tensor | None = None  # the previous frame's dream minus the frame
         self.last_frame: torch.Tensor | None = None
         self.shot_strength = 0.0  # the dream's strength on the shot's first frame
+        self.shot_push = 0.0  # how hard that frame was dreamed (`push`)
         self.done = 0
         self.total: int | None = None
+        self.schedules: tuple[Schedule, ...] = tuple(schedules)
 
     def resume(self, state: CarriedState, frame: torch.Tensor) -> None:
         self.previous, self.last_frame = state.change.to(frame.device), frame
-        self.shot_strength = state.shot_strength
+        self.shot_strength, self.shot_push = state.shot_strength, state.shot_push
 
     def _is_new_shot(self, frame: torch.Tensor, agreed: torch.Tensor | None) -> bool:
         if self.previous is None or self.last_frame is None:
             return True
         return is_cut(frame, self.last_frame, agreed, self.video)
 
+    def frame_settings(self, index: int, new_shot: bool) -> DreamSettings:
+        """Frame `index`'s dream settings: the full dream on a shot's first frame, else the later frames' few
+        steps; the scheduled values at `index` on top; its own seed."""
+        values = {schedule.name: schedule.at(index) for schedule in self.schedules}
+        base = self.settings if new_shot else self.later
+        return base.with_options(**values, seed=frame_seed(self.settings.seed, index)).validate()
+
+    def _steps(self, frame: torch.Tensor, settings: DreamSettings) -> int:
+        return plan(self.model, frame.shape[-2], frame.shape[-1], settings).steps
+
     def _count(self, index: int, frame: torch.Tensor, frame_settings: DreamSettings, new_shot: bool) -> int:
         """This frame's steps; the clip's total worked out on the first frame, corrected at every cut."""
-        steps = plan(self.model, frame.shape[-2], frame.shape[-1], frame_settings).steps
-        later_steps = plan(self.model, frame.shape[-2], frame.shape[-1], self.later).steps
+        steps = self._steps(frame, frame_settings)
         if index == 0 and self.frame_count is not None:  # all frames share the first one's size
-            self.total = steps + (self.frame_count - 1) * later_steps
+            later = [self._steps(frame, self.frame_settings(i, False)) for i in range(1, self.frame_count)]
+            self.total = steps + sum(later)
         elif new_shot and self.total is not None:  # a cut: this frame gets a full dream, not the later steps
-            self.total += steps - later_steps
+            self.total += steps - self._steps(frame, self.frame_settings(index, False))
         return steps
 
     def dream_frame(self, index: int, frame: torch.Tensor, flows) -> torch.Tensor:
@@ -282,8 +314,7 @@ class _Clip:
         new_shot = self._is_new_shot(frame, agreed)
         if new_shot and self.on_new_shot is not None:
             self.on_new_shot(index)
-        start, frame_settings = frame, self.settings if new_shot else self.later
-        frame_settings = frame_settings.with_options(seed=frame_seed(self.settings.seed, index))
+        start, frame_settings = frame, self.frame_settings(index, new_shot)
         if not new_shot and backward is not None and self.previous is not None:
             carried = warp(self.previous, backward)
             if agreed is not None:
@@ -306,18 +337,25 @@ class _Clip:
             should_stop=self.should_stop,
         )
         self.done += steps
-        return self._held(frame, result.images, new_shot)
+        return self._held(index, frame, result.images, new_shot)
 
-    def _held(self, frame: torch.Tensor, dreamed: torch.Tensor, new_shot: bool) -> torch.Tensor:
+    def _target(self, index: int) -> float:
+        """The strength frame `index` is held at: the shot's first frame's, and with schedules, that scaled by how
+        much harder (or softer) the schedules dream this frame than they dreamed the shot's first."""
+        if not self.schedules or self.shot_push <= 0:
+            return self.shot_strength
+        return self.shot_strength * push(self.frame_settings(index, True)) / self.shot_push
+
+    def _held(self, index: int, frame: torch.Tensor, dreamed: torch.Tensor, new_shot: bool) -> torch.Tensor:
         """The dream with its strength held at the shot's (`video.steady`); remembered for the next frame."""
         change = (dreamed - frame.to(dreamed.device)).detach()
         strength = float(change.abs().mean())
         if new_shot or self.shot_strength < 1e-4:  # (a masked-out first frame sets no strength to hold)
-            self.shot_strength = strength
+            self.shot_strength, self.shot_push = strength, push(self.frame_settings(index, True))
         elif self.video.steady and self.video.carry > 0 and strength > 0:
             # Every frame adds its steps on top of what it carried: without this a still shot
             # builds up without end (2.6x by its 14th frame), and a fading one would not recover.
-            factor = min(max(self.shot_strength / strength, STEADY_LIMITS[0]), STEADY_LIMITS[1])
+            factor = min(max(self._target(index) / strength, STEADY_LIMITS[0]), STEADY_LIMITS[1])
             dreamed = (frame.to(dreamed.device) + change * factor).clamp(0.0, 1.0)
             change = (dreamed - frame.to(dreamed.device)).detach()
         self.previous, self.last_frame = change, frame

@@ -206,6 +206,17 @@ class NodeDream:
         return {"mask": self.mask, "on_progress": progress, "should_stop": comfy_bridge.raise_if_interrupted}
 
 
+def schedule_input(frames: str) -> io.Input:
+    """The optional `schedule` input of a node whose `frames` follow Dream Schedule (put last: saved workflows keep
+    their links and widget values)."""
+    return DREAM_SCHEDULE.Input(
+        "schedule",
+        optional=True,
+        tooltip=f"Settings that change over {frames}, from Dream Schedule: frame k is dreamed with each scheduled "
+        "value at k (frames count from 0).",
+    )
+
+
 def run_engine(function, image, call: NodeDream, *args, **kwargs):
     """`function(images, model, objective, settings, *args, ...)`, `dream` or one of its relatives (`layer_sweep`
     is given the sweep's objectives, the others the one), on ComfyUI's device."""

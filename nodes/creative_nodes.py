@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from ..dream_core import DEFAULT_MODEL, ZOO
 from ..dream_core.animation import ZOOM_OPTIONS, dream_frames, dream_zoom
+from ..dream_core.options import OPTIONS
+from ..dream_core.schedule import only_settings
 from ..dream_core.sheet import contact_sheet, layer_sweep, parse_sweep
 from . import comfy_bridge
 from .base import (
@@ -20,6 +22,7 @@ from .base import (
     optional_inputs,
     output,
     run_engine,
+    schedule_input,
     to_bchw,
     to_bhwc,
     widgets,
@@ -119,6 +122,7 @@ class DreamFrames(io.ComfyNode):
                     tooltip="Keep the image every this many ascent steps (counted over all octaves).",
                 ),
                 *optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
+                schedule_input("an image sequence (the batch): image k is dreamed alone with the values at k"),
             ],
             [
                 output(io.Image, "image", "The dreamed images, same size as the input."),
@@ -133,11 +137,14 @@ class DreamFrames(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, feature_model, every_n_steps: int = 5, layer_weights=None, **inputs) -> io.NodeOutput:
+    def execute(
+        cls, image, feature_model, every_n_steps: int = 5, layer_weights=None, schedule=None, **inputs
+    ) -> io.NodeOutput:
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
+        schedules = only_settings(schedule or (), OPTIONS, "Dream Frames")
         # The frames wait off the GPU.
-        result, frames = run_engine(dream_frames, image, call, every_n_steps, frames_device=out)
+        result, frames = run_engine(dream_frames, image, call, every_n_steps, frames_device=out, schedules=schedules)
         return io.NodeOutput(to_bhwc(result.images).to(out), to_bhwc(frames).to(out))
 
 

@@ -21,11 +21,12 @@ class DreamSchedule(io.ComfyNode):
         return node_schema(
             "DreamSchedule",
             "Dream Schedule",
-            "Settings that change over the frames of Dream Zoom: one line per setting, 'NAME: FRAME=VALUE, "
+            "Settings that change over the frames of Dream Zoom, Dream Video, Dream Video File and Dream Frames (its "
+            "batch as a sequence): one line per setting, 'NAME: FRAME=VALUE, "
             "FRAME=VALUE, ...' (frames from 0). Between two keys the value moves in a straight line ('NAME~:' eases "
             "in and out); before the first key and after the last it holds. Chain several (each takes the previous "
             "ones). Every key is checked here: a wrong name, frames out of order or a value out of range stop the "
-            "run with a message naming the key.",
+            "run with a message naming the key. zoom, angle and shift_x/shift_y are Dream Zoom's alone.",
             [
                 io.String.Input(
                     "schedule",
@@ -37,7 +38,14 @@ class DreamSchedule(io.ComfyNode):
                     "schedules", optional=True, tooltip="Schedules from another Dream Schedule, to add to."
                 ),
             ],
-            [output(DREAM_SCHEDULE, "schedules", "The schedules so far, for Dream Zoom's 'schedule' input.")],
+            [
+                output(
+                    DREAM_SCHEDULE,
+                    "schedules",
+                    "The schedules so far, for the 'schedule' input of Dream Zoom, Dream Video, Dream Video File or "
+                    "Dream Frames.",
+                )
+            ],
             aliases=("keyframes", "schedule", "animate settings", "deforum", "deep dream animation"),
         )
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from ..dream_core.errors import DreamError
-from ..dream_core.options import VIDEO_OPTIONS, VideoSettings
+from ..dream_core.options import OPTIONS, VIDEO_OPTIONS, VideoSettings
 from ..dream_core.outputs import file_identity
 from ..dream_core.render import ClipDream, render_clip
+from ..dream_core.schedule import only_settings
 from ..dream_core.video import dream_video, stream_batch
 from ..dream_core.videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 from ..dream_core.workfolder import WorkFolder
@@ -23,6 +24,7 @@ from .base import (
     model_input,
     optional_inputs,
     output,
+    schedule_input,
     to_bchw,
     to_bhwc,
     widgets,
@@ -82,14 +84,16 @@ class DreamVideo(io.ComfyNode):
                 io.Image.Input("frames", tooltip="The clip's frames in order, as one IMAGE batch."),
                 "Dream strength per pixel: one mask for every frame, or one per frame (a shorter batch is used in "
                 "turn).",
-            ),
+            )
+            + [schedule_input("the clip's frames")],
             [output(io.Image, "frames", "The dreamed frames, as many and as large as the input's.")],
             aliases=VIDEO_ALIASES,
         )
 
     @classmethod
-    def execute(cls, frames, feature_model, layer_weights=None, **inputs) -> io.NodeOutput:
+    def execute(cls, frames, feature_model, layer_weights=None, schedule=None, **inputs) -> io.NodeOutput:
         video, call = video_node_dream(feature_model, layer_weights, inputs)
+        schedules = only_settings(schedule or (), OPTIONS, "Dream Video")
         count = frames.shape[0]
         if count == 0:
             raise DreamError("The clip holds no frames (an empty IMAGE batch): check the video that was loaded.")
@@ -106,6 +110,7 @@ class DreamVideo(io.ComfyNode):
                 video,
                 frame_count=count,
                 weights_dir=comfy_bridge.model_folders() or None,
+                schedules=schedules,
                 **call.engine_options(count),
             )
             for index, dreamed in enumerate(dreams):
@@ -133,7 +138,7 @@ class DreamVideoFile(io.ComfyNode):
             "Memory does not grow with the clip's length (a minute of 1080p as an IMAGE batch would not fit). Cuts "
             "start new shots; the dream holds still along the motion as in Dream Video. Use Dream Video for short "
             "clips you want to chain with image nodes.",
-            [*inputs, resume_input()],  # last: saved workflows keep their widget values
+            [*inputs, resume_input(), schedule_input("the clip's frames")],  # last: saved workflows keep theirs
             [
                 output(
                     io.Video,
@@ -145,8 +150,9 @@ class DreamVideoFile(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video, feature_model, layer_weights=None, resume=True, **inputs) -> io.NodeOutput:
+    def execute(cls, video, feature_model, layer_weights=None, resume=True, schedule=None, **inputs) -> io.NodeOutput:
         settings_of_video, call = video_node_dream(feature_model, layer_weights, inputs)
+        schedules = only_settings(schedule or (), OPTIONS, "Dream Video File")
         source = VideoSource(comfy_bridge.video_path(video))
         probe = source.frames()
         first = next(probe, None)
@@ -156,7 +162,9 @@ class DreamVideoFile(io.ComfyNode):
         output = comfy_bridge.new_video_path(".mp4")
         keep_audio = source.has_audio and audio_fits(Path(output), audio_codecs(source.path))[0]
         sink = VideoSink(output, source.rate, audio_from=source.path if keep_audio else None, times=source.times())
-        work = render_work(source, feature_model, layer_weights, inputs)
+        work = render_work(
+            source, feature_model, layer_weights, {**inputs, "schedule": schedules} if schedules else inputs
+        )
         count = source.count or 1
         bar = call.progress(count)  # counts frames: a stream's step total is not known ahead
         with call.on_device(first.shape) as device:
@@ -169,6 +177,7 @@ class DreamVideoFile(io.ComfyNode):
                 weights_dir=comfy_bridge.model_folders() or None,
                 device=device,
                 should_stop=comfy_bridge.raise_if_interrupted,
+                schedules=schedules,
             )
             render_clip(
                 work,

@@ -115,3 +115,91 @@ def test_dream_schedule_nodes_chain_check_their_keys_and_drive_dream_zoom(lite0,
     scheduled = nodes["DreamZoom"].execute(image, lite0, **fast, schedule=first)[0]
     assert (scheduled[0] - image[0]).abs().max() < 1e-6  # step 0 on frame 0: nothing dreamed there
     assert (plain[0] - image[0]).abs().max() > 0.01
+
+
+def _pan(photo: torch.Tensor, count: int, speed: int = 4, size: int = 64) -> list[torch.Tensor]:
+    wide = torch.nn.functional.interpolate(photo, size=(size, size + speed * count), mode="area")
+    return [wide[..., speed * t : speed * t + size].contiguous() for t in range(count)]
+
+
+def test_a_clip_follows_its_schedule_by_frame_index_and_goes_on_after_a_stop_the_same(lite0, small_photo):
+    from dream_core.engine import dream
+    from dream_core.options import DreamSettings, VideoSettings
+    from dream_core.video import dream_video, frame_seed
+
+    settings = DreamSettings(octaves=1, iterations=3, step=0.02, seed=2, precision="fp32")
+    layers = {"blocks.8": 1.0}
+    frames = _pan(small_photo, 4)
+    schedules = parse_schedules("step: 0=0.03, 3=0\niterations: 0=3, 3=1", OPTIONS)
+    alone = list(dream_video(iter(frames), lite0, layers, settings, VideoSettings(carry=0.0), schedules=schedules))
+    for index in (0, 2):  # each frame dreamed with the values at its index
+        at = settings.with_options(step=schedules[0].at(index), iterations=schedules[1].at(index))
+        expected = dream(frames[index], lite0, layers, at.with_options(seed=frame_seed(2, index))).images
+        assert torch.equal(alone[index], expected)
+    assert (alone[3] - frames[3]).abs().max() < 1e-6  # step 0 at the last key: nothing dreamed
+    # Carried along the flow, with progress over the scheduled steps and a stop after frame 1 then going on.
+    states, reports = [], []
+    video = VideoSettings(flow="ilk", next_iterations=2)
+    whole = list(
+        dream_video(
+            iter(frames),
+            lite0,
+            layers,
+            settings,
+            video,
+            frame_count=4,
+            schedules=schedules,
+            on_state=states.append,
+            on_progress=lambda step, total, image: reports.append((step, total)),
+        )
+    )
+    assert reports[-1] == (3 + 2 + 2 + 1, 3 + 2 + 2 + 1)  # frame 0 full, then the scheduled iterations
+    resumed = list(dream_video(iter(frames[1:]), lite0, layers, settings, video, schedules=schedules, resume=states[1]))
+    assert len(resumed) == 2 and all(torch.equal(a, b) for a, b in zip(resumed, whole[2:], strict=True))
+
+
+def test_a_stopped_clip_render_is_only_resumed_by_the_same_schedule(tmp_path):
+    from dream_core.commands.clip import video_identity
+    from dream_core.job import Job
+    from dream_core.options import VideoSettings
+
+    class Source:
+        path, files, fps = tmp_path / "clip.mp4", [], 24.0
+
+    Source.path.write_bytes(b"clip")
+    job, video = Job("efficientnet_lite0", (("blocks.8", 1.0),)), VideoSettings()
+    plain = video_identity(job, Source, tmp_path / "out.mp4", video)
+    assert plain == video_identity(job, Source, tmp_path / "out.mp4", video, ())
+    one = video_identity(job, Source, tmp_path / "out.mp4", video, parse_schedules("step: 0=0, 9=0.03", OPTIONS))
+    other = video_identity(job, Source, tmp_path / "out.mp4", video, parse_schedules("step: 0=0, 9=0.02", OPTIONS))
+    assert len({plain, one, other}) == 3
+
+
+def test_the_video_command_reads_its_schedules_before_any_work(tmp_path):
+    from dream_core.commands.clip import video
+    from dream_core.options import VideoSettings
+
+    with pytest.raises(DreamError, match="'zoom'"):  # a zoom's motion is not a clip's setting
+        video(None, tmp_path / "missing.mp4", tmp_path / "out.mp4", VideoSettings(), schedules="zoom: 0=1.1")
+
+
+def test_dream_frames_dreams_a_scheduled_batch_as_a_sequence(lite0, small_photo):
+    from conftest import pack_module
+
+    from dream_core.animation import dream_frames
+    from dream_core.options import DreamSettings
+
+    settings = DreamSettings(octaves=1, iterations=4, step=0.02, seed=1, precision="fp32")
+    batch = torch.cat([small_photo[..., :64, :64], small_photo[..., 32:96, 32:96]])
+    schedules = parse_schedules("iterations: 0=2, 1=4", OPTIONS)
+    result, frames = dream_frames(batch, lite0, {"blocks.8": 1.0}, settings, every=2, schedules=schedules)
+    _, first = dream_frames(batch[:1], lite0, {"blocks.8": 1.0}, settings.with_options(iterations=2), every=2)
+    _, second = dream_frames(batch[1:], lite0, {"blocks.8": 1.0}, settings, every=2)
+    assert frames.shape[0] == 1 + 2 and torch.equal(frames, torch.cat([first, second]))
+    assert torch.equal(result.images, torch.cat([first[-1:], second[-1:]]))
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    zoom_only = nodes["DreamSchedule"].execute("zoom: 0=1.0, 3=1.1")[0]
+    image = batch.permute(0, 2, 3, 1)
+    for name in ("DreamFrames", "DreamVideo"):
+        with pytest.raises(DreamError, match="cannot follow a schedule for zoom"):
+            nodes[name].execute(image, lite0, octaves=1, iterations=1, schedule=zoom_only)

@@ -28,6 +28,7 @@ from ..options import ChannelSettings, VideoSettings
 from ..outputs import check_outputs, written_whole
 from ..progress import ItemProgress
 from ..render import finish_clip
+from ..schedule import Schedule
 from ..video import shot_ranges
 from ..videoio import VideoSink, VideoSource
 from ..workfolder import WorkFolder, whole_png
@@ -176,13 +177,14 @@ def video_on_ray(
     video: VideoSettings,
     work: WorkFolder,
     announce: Callable[[Job], object] = load_job,
+    schedules: tuple[Schedule, ...] = (),
 ) -> int:
     """The clip's shots found by the workers (each part of the clip judged as the one-machine dream judges it),
     each shot dreamed coherently by one worker, shots in parallel; the frames written into the work folder as
     they come, then joined in order as without Ray. Returns the clip's frame count."""
     with work:
         work.open()
-        return _video_shots(job, ray, source, sink, video, work, announce)
+        return _video_shots(job, ray, source, sink, video, work, announce, schedules)
 
 
 def _video_shots(
@@ -193,6 +195,7 @@ def _video_shots(
     video: VideoSettings,
     work: WorkFolder,
     announce: Callable[[Job], object],
+    schedules: tuple[Schedule, ...] = (),
 ) -> int:
     def handle(shot: tuple[int, int], result: tuple[int, list, bool]) -> bool:
         first, frames, done = result
@@ -216,7 +219,7 @@ def _video_shots(
         failed = pool.run(
             left,
             lambda worker, shot: worker.shot_frames.remote(
-                shot, clip, source.fps, video, str(work.path), outbox, not sink.to_folder
+                shot, clip, source.fps, video, str(work.path), outbox, not sink.to_folder, schedules
             ),
             handle,
             ItemProgress("video", len(left), "shots"),

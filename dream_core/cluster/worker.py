@@ -107,6 +107,7 @@ class Worker:
         work: str = "",
         outbox: Mailbox | None = None,
         quick: bool = True,
+        schedules: tuple = (),
     ) -> tuple[int, list, bool]:
         """The next few dreamed frames of a shot (`(first, after last)` of the clip): the clip's index of the
         first of them, their pixels (None for each one written into the work folder through the outbox), and
@@ -124,6 +125,7 @@ class Worker:
                 mask=job.mask,
                 weights_dir=self.job.weights_dir,
                 start=first,
+                schedules=schedules,
             )
             self._shot = (shot, dreams, first)
         _, dreams, index = self._shot

@@ -12,18 +12,23 @@ import torch
 from .. import cluster
 from ..errors import Terminated
 from ..job import Job
-from ..options import VideoSettings
+from ..options import OPTIONS, VideoSettings
 from ..outputs import check_outputs
 from ..progress import ItemProgress, after_bar
 from ..render import ClipDream, render_clip
+from ..schedule import Schedule, parse_schedules
 from ..videoio import VideoSink, VideoSource, audio_codecs, audio_fits
 from ..workfolder import WorkFolder
 from .images import REPLACE_HINT, check_fps, loaded
 
 
-def video_identity(job: Job, source: VideoSource, output: Path, video: VideoSettings) -> str:
+def video_identity(
+    job: Job, source: VideoSource, output: Path, video: VideoSettings, schedules: tuple[Schedule, ...] = ()
+) -> str:
     """A clip render's identity: the same with and without --ray, on any device (the work folder holds the same
-    frames either way)."""
+    frames either way). Schedules count by their keys (a render stopped and run again with another schedule starts
+    afresh)."""
+    more = {"schedules": [[s.name, s.smooth, list(s.keys)] for s in schedules]} if schedules else {}
     return job.identity(
         [source.path, *source.files],
         command="video",
@@ -31,6 +36,7 @@ def video_identity(job: Job, source: VideoSource, output: Path, video: VideoSett
         output=str(output),
         video=asdict(video),
         fps=source.fps,
+        **more,
     )
 
 
@@ -42,8 +48,11 @@ def video(
     fps: float | None = None,
     overwrite: bool = False,
     ray: cluster.RayRequest | None = None,
+    schedules: str = "",
 ) -> int:
-    """Dream a video file or a folder of frames into a video file (audio and frame times kept) or PNG frames."""
+    """Dream a video file or a folder of frames into a video file (audio and frame times kept) or PNG frames.
+    `schedules`: dream settings that change over the clip's frames (`schedule.parse_schedules`), checked first."""
+    timeline = parse_schedules(schedules, OPTIONS)
     if fps is not None:
         check_fps(fps)
     source = VideoSource(given, fps=fps)
@@ -63,19 +72,29 @@ def video(
     sink.times = source.times()  # a phone's variable frame rate kept
     # Dreamed frames go to a work folder, with what the next frame needs after each: a stopped
     # render (Ctrl-C, a crash, a reboot) run again with the same arguments goes on from there.
-    work = WorkFolder(output, video_identity(job, source, output, settings))
+    work = WorkFolder(output, video_identity(job, source, output, settings, timeline))
     if ray is not None:
-        count = cluster.video_on_ray(job, ray, source, sink, settings, work, announce=loaded)
+        count = cluster.video_on_ray(job, ray, source, sink, settings, work, announce=loaded, schedules=timeline)
     else:
-        count = _render_here(job, source, sink, settings, work)
+        count = _render_here(job, source, sink, settings, work, timeline)
     audio = " with the audio" if sink.audio_from is not None else ""
     print(f"wrote {count} frames at {float(source.rate):g} fps to {output}{audio}")
     return 0
 
 
-def _render_here(job: Job, source: VideoSource, sink: VideoSink, settings: VideoSettings, work: WorkFolder) -> int:
+def _render_here(
+    job: Job, source: VideoSource, sink: VideoSink, settings: VideoSettings, work: WorkFolder, schedules=()
+) -> int:
     run = loaded(job)
-    clip = ClipDream(run.model, run.objective, run.settings, settings, mask=run.mask, weights_dir=job.weights_dir)
+    clip = ClipDream(
+        run.model,
+        run.objective,
+        run.settings,
+        settings,
+        mask=run.mask,
+        weights_dir=job.weights_dir,
+        schedules=schedules,
+    )
     progress = ItemProgress("video", source.count, "frames", head="frame {count}")
 
     def on_frame(done: int, _total: int | None, _frame: torch.Tensor) -> None:
