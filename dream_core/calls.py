@@ -12,6 +12,7 @@ from typing import Any
 from . import commands
 from . import options as option_table
 from .animation import ZOOM_OPTIONS
+from .audio import Reaction
 from .cluster import RayRequest
 from .errors import DreamError
 from .job import Job, NetworkSpec, RegionSpec
@@ -129,8 +130,15 @@ def zoom_call(values: Values) -> Call:
             fps=values["fps"],
             schedules="\n".join(values["schedule"]),
             overwrite=values["overwrite"],
+            reaction=reaction(values),
+            audio=Path(values["audio"]) if values["audio"] else None,
         ),
     )
+
+
+def reaction(values: Values) -> Reaction:
+    """--react and its band and smoothing."""
+    return Reaction(tuple(values["react"]), values["band"], values["attack"], values["release"]).check()
 
 
 def video_call(values: Values) -> Call:
@@ -146,6 +154,7 @@ def video_call(values: Values) -> Call:
             settings=settings,
             fps=values["fps"],
             schedules="\n".join(values["schedule"]),
+            reaction=reaction(values),
             overwrite=values["overwrite"],
             ray=ray,
         ),

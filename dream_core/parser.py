@@ -14,6 +14,7 @@ from typing import Any
 from . import calls
 from . import options as option_table
 from .animation import ZOOM_OPTIONS
+from .audio import BANDS
 from .feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES
 from .job import MAX_NETWORKS
 from .options import Option
@@ -201,7 +202,29 @@ def _image_commands(flags: _Flags) -> None:
     _schedule_flag(
         flags, "any numeric dream setting, zoom, angle, shift-x/-y as their option names (step, octave_scale, shift_x)"
     )
+    _react_flags(flags, audio_file=True)
     _dream_flags(flags)
+
+
+def _react_flags(flags: _Flags, audio_file: bool) -> None:
+    heard = "the sound file given with --audio" if audio_file else "the clip's own audio"
+    flags.add(
+        "--react",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH",
+        help=f"a setting that follows the loudness of {heard}, frame by frame: LOW in silence, HIGH on the loudest "
+        "frame, e.g. 'step=0.002:0.03'; any setting --schedule takes; repeat for several",
+    )
+    if audio_file:
+        flags.add("--audio", help="a sound file (wav, mp3, flac, ...) for --react; frame i hears it from i/fps s")
+    flags.add("--band", choices=tuple(BANDS), default="full", help="the frequencies --react follows (default full)")
+    flags.add(
+        "--attack", type=float, default=0.02, help="seconds --react's level takes to rise to a louder frame (0.02)"
+    )
+    flags.add(
+        "--release", type=float, default=0.25, help="seconds --react's level takes to fall after a loud frame (0.25)"
+    )
 
 
 def _schedule_flag(flags: _Flags, settings: str) -> None:
@@ -229,6 +252,7 @@ def _other_commands(flags: _Flags) -> None:
     _schedule_flag(
         flags, "any numeric dream setting by its option name (step, octave_scale, jitter), by the clip's frame index"
     )
+    _react_flags(flags, audio_file=False)
     _dream_flags(flags)
     _ray_flags(flags)
     flags.start("train", "fine-tune a classifier on a folder (one sub-folder per class)", calls.train_call)

@@ -271,3 +271,26 @@ class VideoSink:
                 with contextlib.suppress(OSError):
                     self.partial.unlink()
             self.partial = None
+
+
+def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+    """A file's first audio stream (a video's soundtrack, or a sound file) as mono float samples `[S]` and its
+    sample rate; DreamError if it has none."""
+    av = _av()
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DreamError(f"{path.name} has no audio to follow.")
+            stream = container.streams.audio[0]
+            rate = stream.rate or stream.codec_context.sample_rate
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [
+                torch.from_numpy(out.to_ndarray().reshape(-1).copy())
+                for frame in container.decode(stream)
+                for out in resampler.resample(frame)
+            ]
+            chunks += [torch.from_numpy(out.to_ndarray().reshape(-1).copy()) for out in resampler.resample(None)]
+    except av.error.FFmpegError as error:
+        raise DreamError(f"Cannot read the audio of {path.name}: {error}") from error
+    return (torch.cat(chunks) if chunks else torch.zeros(0)), int(rate)

@@ -7,7 +7,7 @@ from .creative_nodes import DreamFrames, DreamZoom, LayerSweep
 from .dream_nodes import DetailReinject, DreamNetwork, DreamRegion, OctaveDream
 from .model_nodes import LayerWeights, LoadFeatureModel
 from .samples import register_sample_provider
-from .schedule_nodes import DreamSchedule
+from .schedule_nodes import AudioEnvelope, DreamSchedule
 from .train_nodes import TrainFeatureModel
 from .video_nodes import DreamVideo, DreamVideoFile
 
@@ -29,6 +29,7 @@ NODES = (
     TrainFeatureModel,
     ChannelPictures,
     DreamSchedule,
+    AudioEnvelope,
 )
 _SCHEMAS = [(cls, cls.GET_SCHEMA()) for cls in NODES]  # each made once at import
 NODE_CLASS_MAPPINGS = {schema.node_id: cls for cls, schema in _SCHEMAS}

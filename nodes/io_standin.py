@@ -118,6 +118,7 @@ def Custom(io_type: str) -> type[_Type]:
 Image = _io_type("IMAGE")
 Mask = _io_type("MASK")
 Video = _io_type("VIDEO")
+Audio = _io_type("AUDIO")
 
 
 class _IntInput(WidgetInput):

@@ -40,6 +40,7 @@ def _image_bhwc(small_photo: torch.Tensor) -> torch.Tensor:
 
 
 NODE_IDS = {
+    "AudioEnvelope",
     "LoadFeatureModel",
     "LayerWeights",
     "OctaveDream",

@@ -133,6 +133,22 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "shift_y) can follow a schedule. Connect it to Dream Zoom's `schedule` input; chain several Dream "
         "Schedule nodes to keep settings apart.",
     ),
+    "AudioEnvelope": (
+        [
+            (
+                "gallery/video_to_music.webp",
+                "`samples/beat.mov` dreamed with step following its soundtrack (0.002 in silence, 0.03 on the loudest "
+                "frame): nothing for the silent first second, then the dream pulses with four drum hits.",
+            )
+        ],
+        "Connect the clip's VIDEO (Load Video) to hear its own soundtrack at its own frame rate and frame count, or "
+        "an AUDIO (Load Audio) with `fps` and `frames` for a zoom or an image sequence. Pick the `setting` and its "
+        "range: silence gives `low`, the loudest frame `high`. `band` bass follows kicks, highs follows hats; a "
+        "longer `release` lets each hit fade instead of snapping back. Connect `schedules` to the `schedule` input "
+        "of Dream Video File (the audio is kept in its output), Dream Video, Dream Zoom or Dream Frames; chain it "
+        "with Dream Schedule or another Audio Envelope for more settings. On the command line: `--react "
+        "'step=0.002:0.03'` on `deepdream video` (the clip's audio) or `deepdream zoom --audio FILE`.",
+    ),
     "DreamVideo": (
         [
             ("gallery/video_coherent.webp", "Dream Video: the patterns move with the picture."),

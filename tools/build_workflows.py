@@ -494,6 +494,7 @@ def train_and_dream(info: dict) -> dict:
 
 
 VIDEO = "deepdream_pan.mov"  # PNG frames: every core decodes the same pixels (not so for H.264)
+BEAT_VIDEO = "deepdream_beat.mov"  # the same frames, with a soundtrack: silent, then four drum hits
 
 
 def dream_video(info: dict) -> dict:
@@ -537,6 +538,31 @@ def dream_video_file(info: dict) -> dict:
         feature_model=(model, 0),
     )
     g.add("SaveVideo", (760, 0), {"filename_prefix": "deepdream/video_streamed"}, video=(dreamed, 0))
+    return g.to_json()
+
+
+def dream_to_music(info: dict) -> dict:
+    """(issue 29) A clip dreamed to its own soundtrack: Audio Envelope hears the clip, Dream Video File follows."""
+    g = Graph(info)
+    clip = g.add("LoadVideo", (0, 0), {"file": BEAT_VIDEO})
+    model = g.add("LoadFeatureModel", (0, 300), {"architecture": "efficientnet_lite0"})
+    envelope = g.add(
+        "AudioEnvelope",
+        (0, 440),
+        {"setting": "step", "low": 0.002, "high": 0.03, "release": 0.25},
+        title="Step follows the beat",
+        video=(clip, 0),
+    )
+    dreamed = g.add(
+        "DreamVideoFile",
+        (380, 0),
+        {"step": 0.015},
+        title="Dream Video File: dreams to the music",
+        video=(clip, 0),
+        feature_model=(model, 0),
+        schedule=(envelope, 0),
+    )
+    g.add("SaveVideo", (760, 0), {"filename_prefix": "deepdream/video_to_music"}, video=(dreamed, 0))
     return g.to_json()
 
 
@@ -626,6 +652,7 @@ WORKFLOWS = {
     "17_two_networks": two_networks,
     "18_channel_sheet": channel_sheet,
     "19_scheduled_zoom": scheduled_zoom,
+    "20_dream_to_music": dream_to_music,
 }
 
 

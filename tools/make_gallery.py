@@ -35,6 +35,7 @@ PREFIXES = [
     "trained_stripes",
     "video_coherent",
     "video_frame_by_frame",
+    "video_to_music",
     "training_report",
     "look_classic",
     "look_lapnorm",

@@ -10,14 +10,15 @@ from pathlib import Path
 import torch
 
 from .. import cluster
-from ..errors import Terminated
+from ..audio import NO_REACTION, Reaction, merged, parse_react, react_schedules
+from ..errors import DreamError, Terminated
 from ..job import Job
 from ..options import OPTIONS, VideoSettings
 from ..outputs import check_outputs
 from ..progress import ItemProgress, after_bar
 from ..render import ClipDream, render_clip
 from ..schedule import Schedule, parse_schedules
-from ..videoio import VideoSink, VideoSource, audio_codecs, audio_fits
+from ..videoio import VideoSink, VideoSource, audio_codecs, audio_fits, read_audio
 from ..workfolder import WorkFolder
 from .images import REPLACE_HINT, check_fps, loaded
 
@@ -49,13 +50,19 @@ def video(
     overwrite: bool = False,
     ray: cluster.RayRequest | None = None,
     schedules: str = "",
+    reaction: Reaction = NO_REACTION,
 ) -> int:
     """Dream a video file or a folder of frames into a video file (audio and frame times kept) or PNG frames.
-    `schedules`: dream settings that change over the clip's frames (`schedule.parse_schedules`), checked first."""
+    `schedules`: dream settings that change over the clip's frames (`schedule.parse_schedules`); `reaction`:
+    settings that follow the loudness of the clip's own audio. Checked before any work."""
     timeline = parse_schedules(schedules, OPTIONS)
+    for text in reaction.texts:
+        parse_react(text, OPTIONS)
     if fps is not None:
         check_fps(fps)
     source = VideoSource(given, fps=fps)
+    if reaction.texts:
+        timeline = merged(timeline, _reactions(source, reaction))
     sink = VideoSink(output, source.rate)  # refuses an unknown suffix before any work
     if sink.to_folder:
         check_outputs(
@@ -80,6 +87,15 @@ def video(
     audio = " with the audio" if sink.audio_from is not None else ""
     print(f"wrote {count} frames at {float(source.rate):g} fps to {output}{audio}")
     return 0
+
+
+def _reactions(source: VideoSource, reaction: Reaction) -> tuple[Schedule, ...]:
+    """--react's schedules from the clip's own audio, frame i hearing it from i/rate s."""
+    if not source.has_audio:
+        raise DreamError(f"--react follows the clip's own audio, and {source.path.name} has none.")
+    sound = read_audio(source.path)
+    count = source.count or sum(1 for _ in source.frames())  # (a stream that does not say: counted once)
+    return react_schedules(reaction, sound, count, float(source.rate), OPTIONS)
 
 
 def _render_here(

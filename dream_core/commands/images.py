@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import cluster, engine
 from .. import options as option_table
 from ..animation import ZOOM_OPTIONS, dream_frames, dream_zoom, zoom_schedulable
+from ..audio import NO_REACTION, Reaction, merged, react_schedules
 from ..errors import DreamError
 from ..feature_model import FeatureModel
 from ..imageio import expand_inputs, load_image, save_animation, save_image
@@ -21,6 +22,7 @@ from ..progress import ProgressBar
 from ..report import describe_training
 from ..schedule import parse_schedules
 from ..sheet import contact_sheet, layer_sweep
+from ..videoio import read_audio
 
 REPLACE_HINT = "add --overwrite to replace"
 WRITABLE_PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -207,16 +209,24 @@ def zoom(
     fps: float = 8.0,
     overwrite: bool = False,
     schedules: str = "",
+    reaction: Reaction = NO_REACTION,
+    audio: Path | None = None,
 ) -> int:
     """The infinite zoom: dream, move (`motion`: frames, zoom, angle, shift_x, shift_y), dream again; written as
     an animated WEBP, or as PNG frames into a folder (a name without a suffix). `schedules`: settings that change
-    over the frames (`schedule.parse_schedules`), checked before any work."""
+    over the frames (`schedule.parse_schedules`); `reaction`: settings that follow the loudness of the sound file
+    `audio`, frame i hearing it from i/fps s. All checked before any work."""
     for opt in ZOOM_OPTIONS:
         problem = opt.problem(motion[opt.name])
         if problem:
             raise DreamError(f"{opt.flag}: {problem}.")
     timeline = parse_schedules(schedules, zoom_schedulable())
     check_fps(fps)
+    if bool(reaction.texts) != (audio is not None):
+        raise DreamError("--react needs --audio FILE on a zoom, and --audio is read for --react only: give both.")
+    if audio is not None:
+        reactions = react_schedules(reaction, read_audio(audio), int(motion["frames"]), fps, zoom_schedulable())
+        timeline = merged(timeline, reactions)
     if output.suffix and output.suffix.lower() != ".webp":
         raise DreamError(
             f"{output.name}: the zoom is written as an animated .webp, or as PNG frames into a folder (a name "
