@@ -104,19 +104,26 @@ def zoom_schedulable() -> tuple[Option, ...]:
 
 
 def _scheduled(
-    settings: DreamSettings, motion: dict[str, float], schedules: Sequence[Schedule], index: int
+    settings: DreamSettings, motion: dict[str, float], schedules: Sequence[Schedule], index: int, period: int
 ) -> tuple[DreamSettings, dict[str, float]]:
-    """Frame `index`'s dream settings (its seed included) and motion, with the schedules' values in place."""
-    values = {schedule.name: schedule.at(index) for schedule in schedules}
+    """Frame `index`'s dream settings (its seed included) and motion, with the schedules' values at `index` modulo
+    `period` in place."""
+    values = {schedule.name: schedule.at(index % period) for schedule in schedules}
     moved = {name: values.get(name, value) for name, value in motion.items()}
     dreamed = {name: value for name, value in values.items() if name not in motion}
     return _frame_seed(settings.with_options(**dreamed).validate(), index), moved
 
 
-def _zoom_frames(model, image, settings, motion, schedules, frames):
-    """Each frame's dream settings and motion, and its ascent steps (for one progress count over all)."""
-    per_frame = [_scheduled(settings, motion, schedules, index) for index in range(frames)]
+def _zoom_frames(model, image, settings, motion, schedules, count, period):
+    """Each frame's dream settings and motion (a schedule read at the frame's index modulo `period`), and its
+    ascent steps (for one progress count over all)."""
+    per_frame = [_scheduled(settings, motion, schedules, index, period) for index in range(count)]
     return per_frame, [plan(model, image.shape[-2], image.shape[-1], each).steps for each, _ in per_frame]
+
+
+def loop_overlap(frames: int) -> int:
+    """How many frames a looping zoom of `frames` dreams beyond its end and fades into its beginning."""
+    return max(2, frames // 4)
 
 
 def dream_zoom(
@@ -136,6 +143,7 @@ def dream_zoom(
     on_progress: ProgressCallback | None = None,
     frames_device: torch.device | str | None = None,
     schedules: Sequence[Schedule] = (),
+    loop: bool = False,
 ) -> torch.Tensor:
     """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
 
@@ -144,12 +152,17 @@ def dream_zoom(
     arguments give the same animation. The transform is per frame (degrees and
     pixels per frame). A batch is dreamed together; the output is image-major: all
     frames of the first image, then those of the next. `on_frame(k, frame)` gets
-    each finished frame; `on_progress(step, total, current)` counts over all frames;
+    each dreamed frame; `on_progress(step, total, current)` counts over all frames;
     `should_stop`, `mask` and the objective (its guide and regions: fixed on the
     screen, not zoomed) go to every dream. Finished frames are kept on
     `frames_device` (default: the input's), so a long animation need not fill the
     GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`) frame k
     is moved and dreamed with each scheduled value at k.
+
+    `loop`: the last frame leads into the first as any frame into the next. The zoom goes on for
+    `loop_overlap(frames)` frames past its end (schedules read again from frame 0), and its first frames fade from
+    that continuation into themselves: frame i < K shows (1 - w) x frame (frames + i) + w x frame i, w rising
+    from 1/(K+1) to K/(K+1). Both streams move alike, so frame `frames - 1` -> frame 0 is one step of the zoom.
     """
     settings = (settings or DreamSettings()).validate()
     if frames < 1:
@@ -157,7 +170,8 @@ def dream_zoom(
     if image.ndim == 3:
         image = image.unsqueeze(0)
     motion = {"zoom": zoom, "angle": angle, "shift_x": shift_x, "shift_y": shift_y}
-    per_frame, steps = _zoom_frames(model, image, settings, motion, schedules, frames)
+    count = frames + (loop_overlap(frames) if loop and frames > 1 else 0)
+    per_frame, steps = _zoom_frames(model, image, settings, motion, schedules, count, frames)
     objective = Objective.of(objective).resolved(model)
     results: list[torch.Tensor] = []
     current = image
@@ -178,7 +192,17 @@ def dream_zoom(
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
             on_frame(index, current)
-    return torch.stack(results, dim=1).flatten(0, 1)
+    return torch.stack(_closed(results, frames), dim=1).flatten(0, 1)
+
+
+def _closed(chain: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
+    """The first `frames` frames of `chain`, the first ones faded from the chain's frames past `frames` (a loop)."""
+    overlap = len(chain) - frames
+    looped = list(chain[:frames])
+    for i in range(overlap):
+        weight = (i + 1) / (overlap + 1)
+        looped[i] = chain[frames + i] * (1 - weight) + chain[i] * weight
+    return looped
 
 
 class FrameCollector:

@@ -132,6 +132,7 @@ def zoom_call(values: Values) -> Call:
             overwrite=values["overwrite"],
             reaction=reaction(values),
             audio=Path(values["audio"]) if values["audio"] else None,
+            loop=values["loop"],
         ),
     )
 

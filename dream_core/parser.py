@@ -202,6 +202,12 @@ def _image_commands(flags: _Flags) -> None:
     _schedule_flag(
         flags, "any numeric dream setting, zoom, angle, shift-x/-y as their option names (step, octave_scale, shift_x)"
     )
+    flags.add(
+        "--loop",
+        action="store_true",
+        help="a perfect loop: the last frame leads into the first as any frame into the next (the zoom goes on a "
+        "quarter more and its first frames fade from that into themselves)",
+    )
     _react_flags(flags, audio_file=True)
     _dream_flags(flags)
 

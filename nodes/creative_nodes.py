@@ -172,6 +172,14 @@ class DreamZoom(io.ComfyNode):
                     tooltip="Settings that change over the frames, from Dream Schedule: frame k is moved and dreamed "
                     "with each scheduled value at k.",
                 ),
+                io.Boolean.Input(
+                    "loop",
+                    default=False,
+                    optional=True,
+                    tooltip="A perfect loop for a GIF/WEBP that plays forever: the last frame leads into the first as "
+                    "any frame into the next (the zoom goes on a quarter longer and its first frames fade from that "
+                    "into themselves).",
+                ),
             ],
             [
                 output(
@@ -196,11 +204,23 @@ class DreamZoom(io.ComfyNode):
         shift_y: float = 0.0,
         layer_weights=None,
         schedule=None,
+        loop=False,
         **inputs,
     ) -> io.NodeOutput:
         out = comfy_bridge.output_device()
         call = NodeDream.read(feature_model, layer_weights, inputs)
+        timeline = schedule or ()
         animation = run_engine(
-            dream_zoom, image, call, frames, zoom, angle, shift_x, shift_y, frames_device=out, schedules=schedule or ()
+            dream_zoom,
+            image,
+            call,
+            frames,
+            zoom,
+            angle,
+            shift_x,
+            shift_y,
+            frames_device=out,
+            schedules=timeline,
+            loop=loop,
         )  # finished frames wait off the GPU
         return io.NodeOutput(to_bhwc(animation).to(out))

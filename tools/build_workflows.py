@@ -439,6 +439,12 @@ def scheduled_zoom(info: dict) -> dict:
     return _zoom(info, values, "deepdream/scheduled_zoom", schedule)
 
 
+def looping_zoom(info: dict) -> dict:
+    """(issue 29) A zoom that loops forever without a jump: Dream Zoom's loop input on."""
+    values = {"frames": 24, "zoom": 1.05, "angle": 1.0, "step": 0.015, "octaves": 2, "iterations": 8, "loop": True}
+    return _zoom(info, values, "deepdream/looping_zoom")
+
+
 def regions(info: dict) -> dict:
     """(5.7) Two regions dreamed at once: fine strokes on the left, objects on the right."""
     g = Graph(info)
@@ -653,6 +659,7 @@ WORKFLOWS = {
     "18_channel_sheet": channel_sheet,
     "19_scheduled_zoom": scheduled_zoom,
     "20_dream_to_music": dream_to_music,
+    "21_looping_zoom": looping_zoom,
 }
 
 

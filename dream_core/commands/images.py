@@ -211,11 +211,12 @@ def zoom(
     schedules: str = "",
     reaction: Reaction = NO_REACTION,
     audio: Path | None = None,
+    loop: bool = False,
 ) -> int:
     """The infinite zoom: dream, move (`motion`: frames, zoom, angle, shift_x, shift_y), dream again; written as
     an animated WEBP, or as PNG frames into a folder (a name without a suffix). `schedules`: settings that change
     over the frames (`schedule.parse_schedules`); `reaction`: settings that follow the loudness of the sound file
-    `audio`, frame i hearing it from i/fps s. All checked before any work."""
+    `audio`, frame i hearing it from i/fps s. All checked before any work. `loop`: a perfect loop."""
     for opt in ZOOM_OPTIONS:
         problem = opt.problem(motion[opt.name])
         if problem:
@@ -252,6 +253,7 @@ def zoom(
         mask=work.mask,
         on_progress=ProgressBar(given.name),
         schedules=timeline,
+        loop=loop,
     )
     if output.suffix:
         print(f"wrote {save_animation(frames, output, fps=fps)}")
