@@ -159,10 +159,9 @@ def dream_zoom(
     GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`) frame k
     is moved and dreamed with each scheduled value at k.
 
-    `loop`: the last frame leads into the first as any frame into the next. The zoom goes on for
-    `loop_overlap(frames)` frames past its end (schedules read again from frame 0), and its first frames fade from
-    that continuation into themselves: frame i < K shows (1 - w) x frame (frames + i) + w x frame i, w rising
-    from 1/(K+1) to K/(K+1). Both streams move alike, so frame `frames - 1` -> frame 0 is one step of the zoom.
+    `loop`: the last frame leads into the first as any frame into the next: the zoom goes on for K =
+    `loop_overlap(frames)` frames (schedules read again from 0), and frame i < K shows (1 - w) x frame
+    (frames + i) + w x frame i, w rising from 1/(K+1) to K/(K+1): the last frame -> frame 0 is one zoom step.
     """
     settings = (settings or DreamSettings()).validate()
     if frames < 1:
@@ -178,17 +177,11 @@ def dream_zoom(
     for index, (frame_settings, moved) in enumerate(per_frame):
         if index:
             current = zoom_transform(current, moved["zoom"], moved["angle"], moved["shift_x"], moved["shift_y"])
-
         report = offset_progress(on_progress, sum(steps[:index]), sum(steps)) if on_progress else None
-        current = dream(
-            current,
-            model,
-            objective,
-            frame_settings,
-            mask=mask,
-            on_progress=report,
-            should_stop=should_stop,
-        ).images
+        dreamed = dream(
+            current, model, objective, frame_settings, mask=mask, on_progress=report, should_stop=should_stop
+        )
+        current = dreamed.images
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
             on_frame(index, current)

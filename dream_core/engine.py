@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from . import looks, tiling
 from .devices import compute_dtype, cudnn_benchmark, release_cached_memory
 from .errors import DreamCancelled, DreamError
 from .feature_model import FeatureModel
-from .imageops import LUMA, blur, gaussian_kernel, prepare_mask, resize, transfer_colors
+from .imageops import LUMA, blur, gaussian_kernel, make_periodic, prepare_mask, resize, transfer_colors
 from .memory import check_memory, estimate_objective_memory, plan_tile_side, step_bytes_per_pixel
 from .objectives import Objective, ReadyContext, gradient_scale, weighted_loss
 from .options import DreamSettings
@@ -195,9 +196,12 @@ class _Ascent:
     def gradient(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss per image, normalised gradient) at `image`, tile by tile if it is large."""
         j = self.settings.jitter
-        dy, dx = (self._randint(-j, j), self._randint(-j, j)) if j else (0, 0)
-        self._affine = looks.random_affine(self.rng, self.settings.scale_jitter, self.settings.rotate_jitter)
         height, width = image.shape[-2:]
+        if self.settings.seamless:  # a tile has no edges: the view's own borders go anywhere, never stay put
+            dy, dx = self._randint(0, height - 1), self._randint(0, width - 1)
+        else:
+            dy, dx = (self._randint(-j, j), self._randint(-j, j)) if j else (0, 0)
+        self._affine = looks.random_affine(self.rng, self.settings.scale_jitter, self.settings.rotate_jitter)
         while True:
             tiles = tiling.tile_grid(height, width, self.tile_size)
             shift_y, shift_x = dy, dx
@@ -225,7 +229,7 @@ class _Ascent:
         self._step_scale = None
         loss, grad = self._tiles(image, tiles, shift_y, shift_x)
         if self.blur is not None:
-            grad = blur(grad, self.blur)
+            grad = blur(grad, self.blur, periodic=self.settings.seamless)
         if self.precondition is not None:
             grad = self.precondition(grad)
         if self.settings.normalize == "mean_abs":
@@ -357,6 +361,8 @@ def dream(
         # Contiguous, so that a permuted view (ComfyUI's [B, H, W, C]) dreams exactly as
         # a plain tensor would: the memory layout picks the convolution kernels.
         original = images.detach().to(model.device, torch.float32).contiguous()
+        if settings.seamless:
+            original = make_periodic(original)
         full_mask = prepare_mask(mask, original) if mask is not None else None
         others = {id(network): network for network, _ in objective.networks()}  # each once
         _ready_networks((model, *others.values()), settings, cast)
@@ -451,13 +457,14 @@ def _octaves(
     shapes = the_plan.shapes
     iterations = the_plan.iterations if ascent is not None else 0
     total = len(shapes) * iterations
-    shrunk_original = resize(original, shapes[0])
+    sized = partial(resize, periodic=settings.seamless)  # a seamless picture wraps around at every size
+    shrunk_original = sized(original, shapes[0])
     image = shrunk_original.clone()  # stepped in place from here on
     octave_images: list[torch.Tensor] = []
     done = 0
     for index, shape in enumerate(shapes):
-        image = resize(image, shape)
-        octave_mask = resize(full_mask, shape) if full_mask is not None else None
+        image = sized(image, shape)
+        octave_mask = sized(full_mask, shape) if full_mask is not None else None
         if ascent is not None:
             ascent.start_octave(shape)
         for i in range(iterations):
@@ -474,12 +481,12 @@ def _octaves(
         if ascent is not None:
             _check_finite(image)
         if settings.reinject_detail and tuple(shrunk_original.shape[-2:]) != tuple(shape):
-            same_size_original = resize(original, shape)
-            image.add_(same_size_original).sub_(resize(shrunk_original, shape)).clamp_(0.0, 1.0)
+            same_size_original = sized(original, shape)
+            image.add_(same_size_original).sub_(sized(shrunk_original, shape)).clamp_(0.0, 1.0)
             shrunk_original = same_size_original
         last = index == len(shapes) - 1
         if settings.keep_colors == "transfer":
-            octave_image = transfer_colors(image, resize(original, shape))
+            octave_image = transfer_colors(image, sized(original, shape))
         else:  # earlier octaves are copied: the next octave may step the same tensor
             octave_image = image.detach() if last else image.detach().clone()
         octave_images.append(octave_image.to(out_device))

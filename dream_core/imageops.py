@@ -16,11 +16,50 @@ from .errors import DreamError
 log = logging.getLogger(__name__)
 
 
-def resize(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of `[B, C, H, W]` to `shape` (no antialiasing, as Keras)."""
+def resize(image: torch.Tensor, shape: tuple[int, int], periodic: bool = False) -> torch.Tensor:
+    """Bilinear resize of `[B, C, H, W]` to `shape` (no antialiasing, as Keras). `periodic`: the picture wraps
+    around (a tile), so the samples past an edge come from the other edge instead of the edge pixel."""
     if tuple(image.shape[-2:]) == tuple(shape):
         return image
+    if periodic:
+        return _wrapped_axis(_wrapped_axis(image, shape[0], -2), shape[1], -1)
     return F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
+
+
+def _wrapped_axis(image: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Linear resampling of one axis to `size` samples as `F.interpolate` places them (align_corners False),
+    reading across the edge to the other side."""
+    length = image.shape[dim]
+    if length == size:
+        return image
+    where = (torch.arange(size, dtype=torch.float64) + 0.5) * (length / size) - 0.5
+    below = torch.floor(where)
+    t = (where - below).to(image.dtype).to(image.device)
+    first = below.long().remainder(length).to(image.device)
+    second = (first + 1).remainder(length)
+    view = [1] * image.ndim
+    view[dim] = size
+    t = t.view(view)
+    return image.index_select(dim, first) * (1 - t) + image.index_select(dim, second) * t
+
+
+def make_periodic(image: torch.Tensor, band: float = 0.25) -> torch.Tensor:
+    """`[B, C, H, W]` made to wrap around: within `band` of its length from each edge, each axis is cross-faded
+    with its mirror image (column x with column W-1-x), half and half at the edge and the picture alone past the
+    band, so the last column equals the first and the picture runs on across the wrap as across a mirror; the
+    middle is left as it was."""
+    out = image
+    for dim in (-1, -2):
+        length = out.shape[dim]
+        reach = max(1.0, band * length)
+        distance = torch.minimum(torch.arange(length, dtype=torch.float64), torch.arange(length - 1, -1, -1.0))
+        ramp = (1 - distance / reach).clamp(0, 1)
+        mirrored = 0.5 * ramp * ramp * (3 - 2 * ramp)  # smoothstep: 0.5 at the edge, 0 from `reach` on
+        view = [1] * out.ndim
+        view[dim] = length
+        weight = mirrored.to(out.dtype).to(out.device).view(view)
+        out = out * (1 - weight) + out.flip(dim) * weight
+    return out
 
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -120,16 +159,17 @@ def gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of `[B, C, H, W]`, reflecting at the borders."""
+def blur(image: torch.Tensor, kernel: torch.Tensor, periodic: bool = False) -> torch.Tensor:
+    """Separable Gaussian blur of `[B, C, H, W]`, reflecting at the borders (`periodic`: wrapping around)."""
     channels, radius = image.shape[1], kernel.numel() // 2
     radius_h, radius_w = min(radius, image.shape[-2] - 1), min(radius, image.shape[-1] - 1)
     k = kernel.to(image.dtype)
-    x = F.pad(image, (0, 0, radius_h, radius_h), mode="reflect")
+    mode = "circular" if periodic else "reflect"
+    x = F.pad(image, (0, 0, radius_h, radius_h), mode=mode)
     x = F.conv2d(
         x, k[radius - radius_h : radius + radius_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels
     )
-    x = F.pad(x, (radius_w, radius_w, 0, 0), mode="reflect")
+    x = F.pad(x, (radius_w, radius_w, 0, 0), mode=mode)
     return F.conv2d(
         x, k[radius - radius_w : radius + radius_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels
     )

@@ -41,6 +41,8 @@ class Option:
     appended: bool = False
     """Added after the first release: its node widget comes after every other input, so the widget values of
     saved workflows still land where they belong."""
+    nodes: tuple[str, ...] = ()
+    """The only nodes that show it (each adds it last, itself); empty: every node that shows the table."""
 
     @property
     def kind(self) -> type:
@@ -205,6 +207,13 @@ class DreamSettings:
         maximum=45.0,
         step=0.5,
         appended=True,
+    )
+    seamless: bool = option(
+        False,
+        "A picture that tiles edge to edge without a seam, for textures and wallpapers: the input is first made "
+        "to wrap around (each edge cross-faded with the picture's middle), and the dream wraps around too (the "
+        "network's view of the picture rolled anywhere on it each step, octaves resized around the wrap).",
+        nodes=("OctaveDream",),
     )
 
     def validate(self) -> DreamSettings:
@@ -406,5 +415,7 @@ def markdown_table(overrides: dict[str, str] | None = None, options: tuple[Optio
         else:
             values = _span(opt.minimum, opt.maximum) if opt.maximum != SEED_MAX else "any whole number >= 0"
         names = f"`{opt.flag}` / `{opt.name}`" if opt.in_node else f"`{opt.flag}` (command line only)"
+        if opt.nodes:
+            names += f" ({', '.join(opt.nodes)} only)"
         lines.append(f"| {names} | {default} | {values} | {opt.help} |")
     return "\n".join(lines)

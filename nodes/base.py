@@ -108,7 +108,7 @@ def dream_option_inputs(**defaults) -> list[io.Input]:
     return [  # the table read at call time: it is the one source
         widget(opt, advanced=opt.name not in ESSENTIALS, default=defaults.get(opt.name))
         for opt in option_table.OPTIONS
-        if not opt.appended
+        if not opt.appended and not opt.nodes
     ]
 
 
@@ -120,6 +120,11 @@ def optional_inputs(*names: str, tooltips: dict[str, str] | None = None) -> list
     sockets = [OPTIONAL_INPUTS[name][0].Input(name, tooltip=tips[name], optional=True) for name in names]
     appended = [widget(opt, optional=True, advanced=True) for opt in option_table.OPTIONS if opt.appended]
     return [*sockets, *appended]
+
+
+def own_option_inputs(node_id: str) -> list[io.Input]:
+    """The widgets of the dream options that only `node_id` shows (`Option.nodes`): its last inputs."""
+    return [widget(opt, optional=True, advanced=True) for opt in option_table.OPTIONS if node_id in opt.nodes]
 
 
 def output(kind: Any, name: str, tooltip: str) -> io.Output:

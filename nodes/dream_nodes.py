@@ -18,6 +18,7 @@ from .base import (
     model_input,
     optional_inputs,
     output,
+    own_option_inputs,
     run_engine,
     to_bchw,
     to_bhwc,
@@ -48,6 +49,7 @@ class OctaveDream(io.ComfyNode):
                 model_input(),
                 *dream_option_inputs(),
                 *optional_inputs("layer_weights", "mask", "guide", "regions", "networks"),
+                *own_option_inputs("OctaveDream"),  # last: saved workflows keep their widget values
             ],
             [
                 output(io.Image, "image", "The dreamed images, same size as the input."),

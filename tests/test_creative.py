@@ -291,7 +291,7 @@ def test_creative_nodes_are_well_formed_and_reuse_octave_dream_options(creative)
             assert required[name][1]["default"] == expected.get(name, octave[name][1]["default"]), name
             assert required[name][1]["tooltip"] == octave[name][1]["tooltip"]
         for name, spec in types.get("optional", {}).items():  # layer_weights, mask, guide, regions: OctaveDream's
-            if name != "schedule":  # Dream Zoom's own
+            if name not in ("schedule", "loop"):  # Dream Zoom's own
                 assert spec == octave_dream.INPUT_TYPES()["optional"][name], f"{cls.__name__}.{name}"
     assert octave["octaves"][1]["default"] == DreamSettings().octaves  # OctaveDream's own default untouched
     default_lines = creative.LayerSweep.INPUT_TYPES()["required"]["layers"][1]["default"].splitlines()

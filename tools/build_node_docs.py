@@ -56,6 +56,7 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
                 "gallery/look_whitened.jpg",
                 "precondition whitened, same jitter: smooth patterns in the photo's colours.",
             ),
+            ("gallery/seamless_2x2.jpg", "seamless on, the tile stitched 2x2 (workflow 22): no seam where they meet."),
         ],
         "The classic recipe: `octaves` scales dreamed smallest first, `iterations` steps per octave of size "
         "`step`, the lost detail put back between octaves. Larger `step` or more `iterations` dream harder; "
@@ -63,8 +64,9 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "the picture, a `guide` image to dream toward what the network sees in it, `regions` to dream "
         "different layers in different places, and `networks` (from **Dream Network**) to dream with more "
         "networks at once. `precondition` lapnorm or whitened, with some `scale_jitter` and `rotate_jitter`, "
-        "grows larger, smoother patterns than the classic step. Long dreams show a preview in the progress bar "
-        "and stop within one step when you press Cancel.",
+        "grows larger, smoother patterns than the classic step. Turn `seamless` on for a texture that tiles "
+        "edge to edge (the picture is made to wrap around first, and the dream wraps around). Long dreams show a "
+        "preview in the progress bar and stop within one step when you press Cancel.",
     ),
     "DetailReinject": (
         [("gallery/upscaled.jpg", "Dreamed at half size, upscaled, detail re-injected, dreamed again.")],

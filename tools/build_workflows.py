@@ -547,6 +547,29 @@ def dream_video_file(info: dict) -> dict:
     return g.to_json()
 
 
+def seamless_texture(info: dict) -> dict:
+    """(issue 29) A dream that tiles: Octave Dream with seamless on, and the tile stitched 2x2 to show no seam."""
+    g = Graph(info)
+    image = g.add("LoadImage", (0, 0), {"image": SAMPLE})
+    small = g.add("ImageScaleBy", (0, 380), {"upscale_method": "area", "scale_by": 0.5}, image=(image, 0))
+    model = g.add("LoadFeatureModel", (0, 520), {"architecture": "efficientnet_lite0"})
+    tile = g.add(
+        "OctaveDream",
+        (380, 0),
+        {"step": 0.02, "iterations": 20, "seamless": True},
+        title="Octave Dream: seamless",
+        image=(small, 0),
+        feature_model=(model, 0),
+    )
+    g.add("SaveImage", (760, 0), {"filename_prefix": "deepdream/seamless_tile"}, images=(tile, 0))
+    row = g.add(
+        "ImageStitch", (760, 340), {"direction": "right", "spacing_width": 0}, image1=(tile, 0), image2=(tile, 0)
+    )
+    grid = g.add("ImageStitch", (760, 560), {"direction": "down", "spacing_width": 0}, image1=(row, 0), image2=(row, 0))
+    g.add("SaveImage", (1140, 340), {"filename_prefix": "deepdream/seamless_2x2"}, images=(grid, 0))
+    return g.to_json()
+
+
 def dream_to_music(info: dict) -> dict:
     """(issue 29) A clip dreamed to its own soundtrack: Audio Envelope hears the clip, Dream Video File follows."""
     g = Graph(info)
@@ -660,6 +683,7 @@ WORKFLOWS = {
     "19_scheduled_zoom": scheduled_zoom,
     "20_dream_to_music": dream_to_music,
     "21_looping_zoom": looping_zoom,
+    "22_seamless_texture": seamless_texture,
 }
 
 

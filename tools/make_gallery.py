@@ -42,6 +42,7 @@ PREFIXES = [
     "look_whitened",
     "networks",
     "channel_sheet",
+    "seamless_2x2",
 ]
 
 
@@ -80,6 +81,7 @@ def main() -> None:
                 frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, loop=0, quality=70)
             else:
                 width = 784 if prefix in ("sweep_sheet", "training_report", "channel_sheet") else 320
+                width = 512 if prefix == "seamless_2x2" else width
                 still = image.convert("RGB")
                 still = still.resize((width, round(still.height * width / still.width)), Image.LANCZOS)
                 target = GALLERY / f"{prefix}.jpg"

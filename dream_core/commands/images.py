@@ -20,7 +20,7 @@ from ..options import DreamSettings
 from ..outputs import check_name, check_outputs, distinct_names, frames_written_whole
 from ..progress import ProgressBar
 from ..report import describe_training
-from ..schedule import parse_schedules
+from ..schedule import Schedule, parse_schedules
 from ..sheet import contact_sheet, layer_sweep
 from ..videoio import read_audio
 
@@ -201,6 +201,15 @@ def sweep(
     return 0
 
 
+def _zoom_reactions(reaction: Reaction, audio: Path | None, frames: int, fps: float) -> tuple[Schedule, ...]:
+    """--react's schedules from the sound file `audio`, frame i hearing it from i/fps s (none without --react)."""
+    if bool(reaction.texts) != (audio is not None):
+        raise DreamError("--react needs --audio FILE on a zoom, and --audio is read for --react only: give both.")
+    if audio is None:
+        return ()
+    return react_schedules(reaction, read_audio(audio), frames, fps, zoom_schedulable())
+
+
 def zoom(
     job: Job,
     given: Path,
@@ -223,11 +232,7 @@ def zoom(
             raise DreamError(f"{opt.flag}: {problem}.")
     timeline = parse_schedules(schedules, zoom_schedulable())
     check_fps(fps)
-    if bool(reaction.texts) != (audio is not None):
-        raise DreamError("--react needs --audio FILE on a zoom, and --audio is read for --react only: give both.")
-    if audio is not None:
-        reactions = react_schedules(reaction, read_audio(audio), int(motion["frames"]), fps, zoom_schedulable())
-        timeline = merged(timeline, reactions)
+    timeline = merged(timeline, _zoom_reactions(reaction, audio, int(motion["frames"]), fps))
     if output.suffix and output.suffix.lower() != ".webp":
         raise DreamError(
             f"{output.name}: the zoom is written as an animated .webp, or as PNG frames into a folder (a name "
