@@ -21,7 +21,7 @@ from .feature_model import FeatureModel
 from .imageops import resize
 from .objectives import Objective
 from .options import OPTIONS, Option
-from .schedule import Schedule
+from .schedule import Schedule, objective_at
 
 FrameCallback = Callable[[int, torch.Tensor], None]
 """`on_frame(index, frame)`: called with each finished frame `[B, 3, H, W]` of an animation."""
@@ -108,7 +108,7 @@ def _scheduled(
 ) -> tuple[DreamSettings, dict[str, float]]:
     """Frame `index`'s dream settings (its seed included) and motion, with the schedules' values at `index` modulo
     `period` in place."""
-    values = {schedule.name: schedule.at(index % period) for schedule in schedules}
+    values = {schedule.name: schedule.at(index % period) for schedule in schedules if not schedule.weighting}
     moved = {name: values.get(name, value) for name, value in motion.items()}
     dreamed = {name: value for name, value in values.items() if name not in motion}
     return _frame_seed(settings.with_options(**dreamed).validate(), index), moved
@@ -152,12 +152,11 @@ def dream_zoom(
     arguments give the same animation. The transform is per frame (degrees and
     pixels per frame). A batch is dreamed together; the output is image-major: all
     frames of the first image, then those of the next. `on_frame(k, frame)` gets
-    each dreamed frame; `on_progress(step, total, current)` counts over all frames;
-    `should_stop`, `mask` and the objective (its guide and regions: fixed on the
-    screen, not zoomed) go to every dream. Finished frames are kept on
+    each dreamed frame; `on_progress(step, total, current)` counts over all frames; `should_stop`, `mask` and the
+    objective (its guide and regions: fixed on the screen, not zoomed) go to every dream. Finished frames are kept on
     `frames_device` (default: the input's), so a long animation need not fill the
-    GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`) frame k
-    is moved and dreamed with each scheduled value at k.
+    GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`, and layer
+    weights: `schedule.objective_at`) frame k is moved and dreamed with each scheduled value at k.
 
     `loop`: the last frame leads into the first as any frame into the next: the zoom goes on for K =
     `loop_overlap(frames)` frames (schedules read again from 0), and frame i < K shows (1 - w) x frame
@@ -178,8 +177,9 @@ def dream_zoom(
         if index:
             current = zoom_transform(current, moved["zoom"], moved["angle"], moved["shift_x"], moved["shift_y"])
         report = offset_progress(on_progress, sum(steps[:index]), sum(steps)) if on_progress else None
+        frame_objective = objective_at(objective, schedules, index % frames, model)
         dreamed = dream(
-            current, model, objective, frame_settings, mask=mask, on_progress=report, should_stop=should_stop
+            current, model, frame_objective, frame_settings, mask=mask, on_progress=report, should_stop=should_stop
         )
         current = dreamed.images
         results.append(current.to(frames_device or image.device))
@@ -275,7 +275,7 @@ def _scheduled_frames(images, model, objective, settings, every, schedules, mask
     """`dream_frames` of a sequence whose settings follow `schedules` by the batch index."""
     base = (settings or DreamSettings()).validate()
     per_image = [
-        base.with_options(**{schedule.name: schedule.at(k) for schedule in schedules}).validate()
+        base.with_options(**{s.name: s.at(k) for s in schedules if not s.weighting}).validate()
         for k in range(images.shape[0])
     ]
     steps = [plan(model, images.shape[-2], images.shape[-1], each).steps for each in per_image]
@@ -285,8 +285,9 @@ def _scheduled_frames(images, model, objective, settings, every, schedules, mask
         report = offset_progress(on_progress, sum(steps[:k]), sum(steps)) if on_progress else None
         image_mask = mask[k : k + 1] if mask is not None and mask.ndim == 3 and mask.shape[0] > 1 else mask
         collector = FrameCollector(every, forward=report, device=device or images.device)
+        weighted = objective_at(objective, schedules, k, model)
         result = dream(
-            images[k : k + 1], model, objective, each, mask=image_mask, on_progress=collector, should_stop=should_stop
+            images[k : k + 1], model, weighted, each, mask=image_mask, on_progress=collector, should_stop=should_stop
         )
         finals.append(result.images)
         frames.append(collector.frames(result.images))

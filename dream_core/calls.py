@@ -19,6 +19,7 @@ from .job import Job, NetworkSpec, RegionSpec
 from .objectives import parse_layer_weights
 from .options import ChannelSettings, Option, VideoSettings
 from .presets import default_preset, get_preset
+from .schedule import Schedules
 from .training import TrainSettings
 from .zoo import DEFAULT_MODEL, get_spec
 
@@ -128,13 +129,19 @@ def zoom_call(values: Values) -> Call:
             output=Path(values["output"]),
             motion=motion,
             fps=values["fps"],
-            schedules="\n".join(values["schedule"]),
+            schedules=schedule_text(values),
             overwrite=values["overwrite"],
             reaction=reaction(values),
             audio=Path(values["audio"]) if values["audio"] else None,
             loop=values["loop"],
         ),
     )
+
+
+def schedule_text(values: Values) -> Schedules:
+    """--schedule's texts, one per line, with --blend-to's layer weights."""
+    blend_to = parse_layer_weights(values["blend_to"]) if values["blend_to"] else None
+    return Schedules("\n".join(values["schedule"]), blend_to)
 
 
 def reaction(values: Values) -> Reaction:
@@ -154,7 +161,7 @@ def video_call(values: Values) -> Call:
             output=Path(values["output"]),
             settings=settings,
             fps=values["fps"],
-            schedules="\n".join(values["schedule"]),
+            schedules=schedule_text(values),
             reaction=reaction(values),
             overwrite=values["overwrite"],
             ray=ray,

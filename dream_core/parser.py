@@ -240,7 +240,13 @@ def _schedule_flag(flags: _Flags, settings: str) -> None:
         default=[],
         metavar="'NAME: FRAME=VALUE, ...'",
         help="a setting that changes over the frames, e.g. 'step: 0=0.005, 23=0.03' (linear between keys, held "
-        f"outside them; 'NAME~:' eases in and out); {settings}; repeat for several",
+        f"outside them; 'NAME~:' eases in and out); {settings}; a layer's weight as 'weight(mixed4): 0=1, 23=3'; "
+        "'blend: 0=0, 23=1' moves the layer weights toward --blend-to's; repeat for several",
+    )
+    flags.add(
+        "--blend-to",
+        metavar="LAYERS",
+        help="the layer weights a 'blend' schedule moves toward, e.g. 'mixed5:1' (0: the dream's own, 1: these)",
     )
 
 

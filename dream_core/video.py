@@ -27,7 +27,7 @@ from .imageops import LUMA
 from .objectives import Objective
 from .options import SEED_MAX, DreamSettings, VideoSettings
 from .outputs import written_whole
-from .schedule import Schedule
+from .schedule import Schedule, objective_at
 
 
 def _pixel_coordinates(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +289,7 @@ class _Clip:
     def frame_settings(self, index: int, new_shot: bool) -> DreamSettings:
         """Frame `index`'s dream settings: the full dream on a shot's first frame, else the later frames' few
         steps; the scheduled values at `index` on top; its own seed."""
-        values = {schedule.name: schedule.at(index) for schedule in self.schedules}
+        values = {schedule.name: schedule.at(index) for schedule in self.schedules if not schedule.weighting}
         base = self.settings if new_shot else self.later
         return base.with_options(**values, seed=frame_seed(self.settings.seed, index)).validate()
 
@@ -330,7 +330,7 @@ class _Clip:
         result: DreamResult = dream(
             start,
             self.model,
-            self.objective,
+            objective_at(self.objective, self.schedules, index, self.model),
             frame_settings,
             mask=frame_mask,
             on_progress=report,

@@ -10,7 +10,7 @@ from ..dream_core.errors import DreamError
 from ..dream_core.schedule import Schedule, parse_schedules, schedulable
 from ..dream_core.videoio import VideoSource, read_audio
 from . import comfy_bridge
-from .base import DREAM_SCHEDULE, output
+from .base import DREAM_SCHEDULE, LAYER_WEIGHTS, output
 from .comfy_io import io
 from .node import node_schema
 
@@ -31,7 +31,9 @@ class DreamSchedule(io.ComfyNode):
             "FRAME=VALUE, ...' (frames from 0). Between two keys the value moves in a straight line ('NAME~:' eases "
             "in and out); before the first key and after the last it holds. Chain several (each takes the previous "
             "ones). Every key is checked here: a wrong name, frames out of order or a value out of range stop the "
-            "run with a message naming the key. zoom, angle and shift_x/shift_y are Dream Zoom's alone.",
+            "run with a message naming the key. zoom, angle and shift_x/shift_y are Dream Zoom's alone. A layer's "
+            "weight follows 'weight(LAYER): ...' (e.g. weight(mixed4)); 'blend: 0=0, 23=1' moves all the layer "
+            "weights toward those connected to blend_to.",
             [
                 io.String.Input(
                     "schedule",
@@ -41,6 +43,12 @@ class DreamSchedule(io.ComfyNode):
                 ),
                 DREAM_SCHEDULE.Input(
                     "schedules", optional=True, tooltip="Schedules from another Dream Schedule, to add to."
+                ),
+                LAYER_WEIGHTS.Input(
+                    "blend_to",
+                    optional=True,
+                    tooltip="The layer weights a 'blend: FRAME=VALUE, ...' line moves toward (0: the dream's own "
+                    "layer weights, 1: these).",
                 ),
             ],
             [
@@ -55,8 +63,8 @@ class DreamSchedule(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, schedule: str, schedules=None) -> io.NodeOutput:
-        return io.NodeOutput(chained(schedules, parse_schedules(schedule, zoom_schedulable())))
+    def execute(cls, schedule: str, schedules=None, blend_to=None) -> io.NodeOutput:
+        return io.NodeOutput(chained(schedules, parse_schedules(schedule, zoom_schedulable(), blend_to)))
 
 
 def chained(earlier, new) -> tuple[Schedule, ...]:

@@ -203,3 +203,51 @@ def test_dream_frames_dreams_a_scheduled_batch_as_a_sequence(lite0, small_photo)
     for name in ("DreamFrames", "DreamVideo"):
         with pytest.raises(DreamError, match="cannot follow a schedule for zoom"):
             nodes[name].execute(image, lite0, octaves=1, iterations=1, schedule=zoom_only)
+
+
+def test_a_layers_weight_and_a_blend_between_two_weightings_follow_schedules(lite0, small_photo):
+    from dream_core.animation import dream_zoom, zoom_schedulable, zoom_transform
+    from dream_core.engine import dream
+    from dream_core.options import DreamSettings
+
+    settings = DreamSettings(octaves=1, iterations=2, step=0.03, seed=3, precision="fp32")
+    own, other = {"blocks.8": 1.0}, {"blocks.10": 2.0}
+    schedules = parse_schedules("blend: 0=0, 2=1\nweight(blocks.6): 0=0, 2=0.5", zoom_schedulable(), blend_to=other)
+    image = small_photo[..., :64, :64]
+    frames = dream_zoom(image, lite0, own, settings, frames=3, zoom=1.1, schedules=schedules)
+    # Frame 0: the dream's own layers (blend 0, blocks.6 weighed 0); frame 2: the target's, with blocks.6 at 0.5.
+    first = dream(image, lite0, {"blocks.8": 1.0, "blocks.10": 0.0, "blocks.6": 0.0}, settings).images
+    assert torch.allclose(frames[:1], first, atol=1e-6)
+    moved = zoom_transform(frames[1:2], 1.1, 0.0, 0.0, 0.0)
+    last = dream(moved, lite0, {"blocks.10": 2.0, "blocks.8": 0.0, "blocks.6": 0.5}, settings.with_options(seed=5))
+    assert torch.allclose(frames[2:3], last.images, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("blend: 0=0, 5=1", "--blend-to"),  # no target given
+        ("weight(blocks.8): 0=1, 5=5000", "5=5000"),
+        ("weight(mixed4[x]): 0=1", "weight(mixed4[x])"),
+    ],
+)
+def test_a_bad_weighting_schedule_is_one_message(text, named):
+    with pytest.raises(DreamError) as error:
+        parse_schedules(text, OPTIONS)
+    assert named in str(error.value)
+
+
+def test_blend_to_reaches_the_commands_and_dream_schedule(lite0):
+    from conftest import pack_module
+
+    from dream_core.parser import parse
+    from dream_core.schedule import Schedules
+
+    call = parse(["zoom", "in.png", "-o", "o.webp", "--schedule", "blend: 0=0, 9=1", "--blend-to", "mixed5:2"])
+    given = call.arguments["schedules"]
+    assert isinstance(given, Schedules) and [str(t) for t in given.blend_to] == ["mixed5"]
+    (blend,) = given.parsed(OPTIONS)
+    assert blend.target == (("mixed5", 2.0),) and blend.at(9) == 1.0
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    (made,) = nodes["DreamSchedule"].execute("blend~: 0=0, 9=1", blend_to={"blocks.10": 1.0})[0]
+    assert made.target == (("blocks.10", 1.0),) and made.smooth

@@ -135,8 +135,11 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "`zoom~: 0=1.0, 12=1.1, 23=1.0` (flies in and settles, eased). Frames count from 0; between keys the value "
         "moves in a straight line, `~` eases in and out; outside the keys it holds. Any numeric dream setting "
         "(step, iterations, octave_scale, jitter, guide_mix, ...) and the zoom's motion (zoom, angle, shift_x, "
-        "shift_y) can follow a schedule. Connect it to Dream Zoom's `schedule` input; chain several Dream "
-        "Schedule nodes to keep settings apart.",
+        "shift_y) can follow a schedule, and so can the layer weights: `weight(mixed4): 0=1, 23=3` sets one "
+        "layer's weight frame by frame, and `blend: 0=0, 23=1` moves all of them toward the layer weights "
+        "connected to `blend_to` (from one look to another). Connect it to the `schedule` input of Dream Zoom, "
+        "Dream Video, Dream Video File or Dream Frames (there the batch is the sequence); chain several Dream "
+        "Schedule nodes (or Audio Envelope) to keep settings apart.",
     ),
     "AudioEnvelope": (
         [

@@ -39,8 +39,16 @@ MAIN_OUTPUT = {  # where a workflow saves several pictures, the one that shows i
     "14_dream_a_video": "video_coherent",
     "15_dream_a_long_video": "video_streamed",
     "16_lapnorm_vs_classic": "look_lapnorm",
+    "22_seamless_texture": "seamless_2x2",
 }
-WHOLE = {"09_layer_sweep", "11_infinite_zoom", "18_channel_sheet", "19_scheduled_zoom"}  # the rest: before | after
+WHOLE = {  # the rest: before | after
+    "09_layer_sweep",
+    "11_infinite_zoom",
+    "18_channel_sheet",
+    "19_scheduled_zoom",
+    "21_looping_zoom",
+    "22_seamless_texture",
+}
 CARDS = {
     "02_keras_inception_v3": "Keras' recipe on InceptionV3\n\nNeeds torchvision's ImageNet\nweights: downloaded into\n"
     "models/deepdream on first run",

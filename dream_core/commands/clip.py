@@ -17,7 +17,7 @@ from ..options import OPTIONS, VideoSettings
 from ..outputs import check_outputs
 from ..progress import ItemProgress, after_bar
 from ..render import ClipDream, render_clip
-from ..schedule import Schedule, parse_schedules
+from ..schedule import Schedule, Schedules, read_schedules
 from ..videoio import VideoSink, VideoSource, audio_codecs, audio_fits, read_audio
 from ..workfolder import WorkFolder
 from .images import REPLACE_HINT, check_fps, loaded
@@ -29,7 +29,7 @@ def video_identity(
     """A clip render's identity: the same with and without --ray, on any device (the work folder holds the same
     frames either way). Schedules count by their keys (a render stopped and run again with another schedule starts
     afresh)."""
-    more = {"schedules": [[s.name, s.smooth, list(s.keys)] for s in schedules]} if schedules else {}
+    more = {"schedules": [[s.name, s.smooth, list(s.keys), list(s.target)] for s in schedules]} if schedules else {}
     return job.identity(
         [source.path, *source.files],
         command="video",
@@ -49,13 +49,13 @@ def video(
     fps: float | None = None,
     overwrite: bool = False,
     ray: cluster.RayRequest | None = None,
-    schedules: str = "",
+    schedules: str | Schedules = "",
     reaction: Reaction = NO_REACTION,
 ) -> int:
     """Dream a video file or a folder of frames into a video file (audio and frame times kept) or PNG frames.
     `schedules`: dream settings that change over the clip's frames (`schedule.parse_schedules`); `reaction`:
     settings that follow the loudness of the clip's own audio. Checked before any work."""
-    timeline = parse_schedules(schedules, OPTIONS)
+    timeline = read_schedules(schedules, OPTIONS)
     for text in reaction.texts:
         parse_react(text, OPTIONS)
     if fps is not None:

@@ -20,7 +20,7 @@ from ..options import DreamSettings
 from ..outputs import check_name, check_outputs, distinct_names, frames_written_whole
 from ..progress import ProgressBar
 from ..report import describe_training
-from ..schedule import Schedule, parse_schedules
+from ..schedule import Schedule, Schedules, read_schedules
 from ..sheet import contact_sheet, layer_sweep
 from ..videoio import read_audio
 
@@ -217,7 +217,7 @@ def zoom(
     motion: dict[str, float],
     fps: float = 8.0,
     overwrite: bool = False,
-    schedules: str = "",
+    schedules: str | Schedules = "",
     reaction: Reaction = NO_REACTION,
     audio: Path | None = None,
     loop: bool = False,
@@ -230,7 +230,7 @@ def zoom(
         problem = opt.problem(motion[opt.name])
         if problem:
             raise DreamError(f"{opt.flag}: {problem}.")
-    timeline = parse_schedules(schedules, zoom_schedulable())
+    timeline = read_schedules(schedules, zoom_schedulable())
     check_fps(fps)
     timeline = merged(timeline, _zoom_reactions(reaction, audio, int(motion["frames"]), fps))
     if output.suffix and output.suffix.lower() != ".webp":
