@@ -147,3 +147,39 @@ def test_the_audio_envelope_node_hears_an_audio_or_a_videos_own_soundtrack_and_c
         node.execute(**{**widgets, "high": 5.0}, audio=sound)  # above step's maximum
     with pytest.raises(DreamError, match="connect an AUDIO"):
         node.execute(**widgets)
+
+
+@pytest.mark.slow
+def test_the_video_command_dreams_to_the_clips_own_soundtrack_and_keeps_it(tmp_path):
+    import av
+
+    from dream_core.cli import main
+    from dream_core.videoio import VideoSource
+
+    clip = Path(__file__).resolve().parents[1] / "samples" / "beat.mov"  # silent for 1 s, then four hits
+    out = tmp_path / "out.mp4"
+    flags = ["--model", "efficientnet_lite0", "--layers", "blocks.8:1", "--octaves", "1", "--iterations", "3"]
+    flags += ["--next-iterations", "2", "--flow", "ilk", "--react", "step=0:0.04", "--release", "0"]
+    assert main(["video", str(clip), "-o", str(out), *flags]) == 0
+    with av.open(str(out)) as container:
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+    pairs = zip(VideoSource(clip).frames(), VideoSource(out).frames(), strict=True)
+    strength = [float((b - a).abs().mean()) for a, b in pairs]
+    assert max(strength[:10]) < 0.02 < min(strength[12], strength[15], strength[18], strength[21])
+
+
+def test_a_stopped_dream_video_file_render_resumes_only_with_the_same_schedule():
+    from conftest import pack_module
+
+    video_nodes = pack_module("nodes.video_nodes")
+    nodes = pack_module("nodes").NODE_CLASS_MAPPINGS
+    from dream_core.videoio import VideoSource
+
+    source = VideoSource(Path(__file__).resolve().parents[1] / "samples" / "beat.mov")
+    one = nodes["DreamSchedule"].execute("step: 0=0, 9=0.03")[0]
+    other = nodes["DreamSchedule"].execute("step: 0=0, 9=0.02")[0]
+    names = {
+        video_nodes.render_work(source, "model", None, inputs).path.name
+        for inputs in ({"step": 0.01}, {"step": 0.01, "schedule": one}, {"step": 0.01, "schedule": other})
+    }
+    assert len(names) == 3  # a render of other schedules is a render of its own
