@@ -269,6 +269,19 @@ def test_a_three_shot_clip_on_the_cluster_gives_the_single_machine_frames(ray_cl
         assert sum(1 for _ in container.decode(video=0)) == 12
 
 
+@pytest.mark.slow
+def test_a_scheduled_clip_on_the_cluster_gives_the_single_machine_frames(ray_cluster, tmp_path):
+    """Each worker dreams its shot with the schedule read at the clip's frame index, not the shot's."""
+    clip = _three_shot_clip(tmp_path / "clip.mp4")
+    scheduled = [*VIDEO_FAST, "--schedule", "step: 0=0, 11=0.04"]
+    with threads(1):
+        assert cli.main(["video", str(clip), "-o", str(tmp_path / "here"), *scheduled]) == 0
+    assert cli.main(["video", str(clip), "-o", str(tmp_path / "ray"), *scheduled, "--ray"]) == 0
+    here, spread = _pixels(tmp_path / "here"), _pixels(tmp_path / "ray")
+    assert len(here) == 12 and here.keys() == spread.keys()
+    assert all(np.array_equal(spread[name], here[name]) for name in here)
+
+
 def test_workers_the_cluster_has_no_room_for_are_refused_not_waited_for(ray_cluster, tmp_path, capsys):
     photo = ROOT / "samples" / "astronaut.png"
     assert (
