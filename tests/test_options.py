@@ -214,6 +214,7 @@ SETTING_FLAGS = {  # a value that must change the picture from BASE's
     "precondition": ["--precondition", "lapnorm"],
     "scale_jitter": ["--scale-jitter", "0.2"],
     "rotate_jitter": ["--rotate-jitter", "10"],
+    "seamless": ["--seamless"],
 }
 OTHER_FLAGS = {
     "layers": ["--layers", "blocks.3:1"],
@@ -308,6 +309,13 @@ def test_every_dream_flag_changes_the_written_image_or_is_refused(
         "shift_y",
         "fps",
         "schedule",  # the zoom's settings over its frames: tests/test_schedule.py
+        "blend_to",  # a blend schedule's target: tests/test_schedule.py
+        "react",  # settings that follow a sound file: tests/test_audio.py
+        "audio",
+        "band",
+        "attack",
+        "release",
+        "loop",  # tests/test_loop.py
     }
     # How the work is spread, never what it makes: tests/test_cluster.py checks the same pixels come out.
     spread = {"ray", "workers", "worker_threads"}
