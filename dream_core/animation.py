@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -159,8 +160,8 @@ def dream_zoom(
     weights: `schedule.objective_at`) frame k is moved and dreamed with each scheduled value at k.
 
     `loop`: the last frame leads into the first as any frame into the next: the zoom goes on for K =
-    `loop_overlap(frames)` frames (schedules read again from 0), and frame i < K shows (1 - w) x frame
-    (frames + i) + w x frame i, w rising from 1/(K+1) to K/(K+1): the last frame -> frame 0 is one zoom step.
+    `loop_overlap(frames)` frames (schedules read again from 0); frame i < K is (1 - w) x frame (frames + i) + w x
+    frame i, w from 1/(K+1) to K/(K+1), dreamed again lightly (`seam_settings`) so the fade is one dream.
     """
     settings = (settings or DreamSettings()).validate()
     if frames < 1:
@@ -170,32 +171,52 @@ def dream_zoom(
     motion = {"zoom": zoom, "angle": angle, "shift_x": shift_x, "shift_y": shift_y}
     count = frames + (loop_overlap(frames) if loop and frames > 1 else 0)
     per_frame, steps = _zoom_frames(model, image, settings, motion, schedules, count, frames)
-    objective = Objective.of(objective).resolved(model)
+    seams = [seam_settings(each, count) for each, _ in per_frame[: count - frames]]
+    seam_steps = [plan(model, image.shape[-2], image.shape[-1], each).steps for each in seams]
+    run = _ZoomDream(model, Objective.of(objective).resolved(model), schedules, mask, should_stop, on_progress)
+    run.total = sum(steps) + sum(seam_steps)
     results: list[torch.Tensor] = []
     current = image
     for index, (frame_settings, moved) in enumerate(per_frame):
         if index:
             current = zoom_transform(current, moved["zoom"], moved["angle"], moved["shift_x"], moved["shift_y"])
-        report = offset_progress(on_progress, sum(steps[:index]), sum(steps)) if on_progress else None
-        frame_objective = objective_at(objective, schedules, index % frames, model)
-        dreamed = dream(
-            current, model, frame_objective, frame_settings, mask=mask, on_progress=report, should_stop=should_stop
-        )
-        current = dreamed.images
+        current = run.dream(current, frame_settings, index % frames, sum(steps[:index]))
         results.append(current.to(frames_device or image.device))
         if on_frame is not None:
             on_frame(index, current)
-    return torch.stack(_closed(results, frames), dim=1).flatten(0, 1)
+    for i, each in enumerate(seams):  # the loop's seam: faded from the continuation into the start, one dream
+        weight = (i + 1) / (len(seams) + 1)
+        faded = results[frames + i] * (1 - weight) + results[i] * weight
+        results[i] = run.dream(faded, each, i, sum(steps) + sum(seam_steps[:i])).to(frames_device or image.device)
+    return torch.stack(results[:frames], dim=1).flatten(0, 1)
 
 
-def _closed(chain: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
-    """The first `frames` frames of `chain`, the first ones faded from the chain's frames past `frames` (a loop)."""
-    overlap = len(chain) - frames
-    looped = list(chain[:frames])
-    for i in range(overlap):
-        weight = (i + 1) / (overlap + 1)
-        looped[i] = chain[frames + i] * (1 - weight) + chain[i] * weight
-    return looped
+def seam_settings(settings: DreamSettings, offset: int) -> DreamSettings:
+    """How a looping zoom's faded frame (dreamed with `settings`) is dreamed again: at full size only, half its
+    steps (at least one), its seed moved on by `offset` (the zoom's dreamed frames: no seed used twice)."""
+    light = settings.with_options(octaves=1, iterations=max(1, settings.iterations // 2))
+    return _frame_seed(light, offset)
+
+
+@dataclass
+class _ZoomDream:
+    """What every dream of a zoom shares; `dream` gives one frame's dream, its progress counted over the zoom."""
+
+    model: FeatureModel
+    objective: Objective
+    schedules: Sequence[Schedule]
+    mask: torch.Tensor | None
+    should_stop: StopCallback | None
+    on_progress: ProgressCallback | None
+    total: int = 0
+
+    def dream(self, image: torch.Tensor, settings: DreamSettings, frame: int, done: int) -> torch.Tensor:
+        """`image` dreamed with `settings` and the layer weights at `frame`, after `done` of the zoom's steps."""
+        report = offset_progress(self.on_progress, done, self.total) if self.on_progress else None
+        objective = objective_at(self.objective, self.schedules, frame, self.model)
+        return dream(
+            image, self.model, objective, settings, mask=self.mask, on_progress=report, should_stop=self.should_stop
+        ).images
 
 
 class FrameCollector:

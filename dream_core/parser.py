@@ -206,7 +206,7 @@ def _image_commands(flags: _Flags) -> None:
         "--loop",
         action="store_true",
         help="a perfect loop: the last frame leads into the first as any frame into the next (the zoom goes on a "
-        "quarter more and its first frames fade from that into themselves)",
+        "quarter more and its first frames fade from that into themselves, dreamed again lightly)",
     )
     _react_flags(flags, audio_file=True)
     _dream_flags(flags)

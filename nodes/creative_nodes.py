@@ -177,8 +177,8 @@ class DreamZoom(io.ComfyNode):
                     default=False,
                     optional=True,
                     tooltip="A perfect loop for a GIF/WEBP that plays forever: the last frame leads into the first as "
-                    "any frame into the next (the zoom goes on a quarter longer and its first frames fade from that "
-                    "into themselves).",
+                    "any frame into the next (the zoom goes on a quarter longer, and its first frames fade from that "
+                    "into themselves and are dreamed again lightly).",
                 ),
             ],
             [

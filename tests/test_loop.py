@@ -26,12 +26,30 @@ def test_a_looping_zoom_fades_its_continuation_into_its_first_frames(lite0, smal
     # Past its end the zoom goes on with the schedule read again from frame 0: frames 8, 9 turn as frames 0, 1 did.
     unrolled = parse_schedules("angle: 0=0, 7=7, 8=0, 9=1", zoom_schedulable())
     chain = dream_zoom(image, lite0, LAYERS, SETTINGS, frames + overlap, 1.1, schedules=unrolled)
-    looped = dream_zoom(image, lite0, LAYERS, SETTINGS, frames, 1.1, schedules=looped_schedule, loop=True)
+    reports = []
+    looped = dream_zoom(
+        image,
+        lite0,
+        LAYERS,
+        SETTINGS,
+        frames,
+        1.1,
+        schedules=looped_schedule,
+        loop=True,
+        on_progress=lambda step, total, _image: reports.append((step, total)),
+    )
     assert overlap == 2 and looped.shape[0] == frames
+    assert reports[-1] == (10 * 3 + 2 * 1,) * 2  # ten frames of 3 steps, then the two seam frames' one each
     assert torch.equal(looped[overlap:], chain[overlap:frames])  # the middle is the plain zoom
-    for i in range(overlap):
+    from dream_core.animation import seam_settings
+    from dream_core.engine import dream
+
+    for i in range(overlap):  # faded from the continuation into the start, then dreamed lightly as one picture
         weight = (i + 1) / (overlap + 1)
-        assert torch.allclose(looped[i], chain[frames + i] * (1 - weight) + chain[i] * weight, atol=1e-6)
+        faded = chain[frames + i] * (1 - weight) + chain[i] * weight
+        light = seam_settings(SETTINGS.with_options(seed=SETTINGS.seed + i), frames + overlap)
+        assert light.octaves == 1 and light.iterations == 1 and light.seed == SETTINGS.seed + i + frames + overlap
+        assert torch.allclose(looped[i], dream(faded[None], lite0, LAYERS, light).images[0], atol=1e-6)
 
 
 def test_the_loop_closes_the_wrap_around_jump(lite0, small_photo):

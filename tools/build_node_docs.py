@@ -119,7 +119,8 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "Every frame is a whole dream, so keep `octaves` and `iterations` low (1-2 octaves, 5-10 iterations). "
         "`zoom` above 1 flies in; `angle` and the shifts turn and drift. Seeded: the same inputs give the same "
         "animation. Turn `loop` on for a WEBP or GIF that plays forever: the zoom goes on a quarter longer and its "
-        "first frames fade from that continuation into themselves, so the last frame leads into the first as any "
+        "first frames fade from that continuation into themselves (dreamed again lightly, so each is one dream), "
+        "so the last frame leads into the first as any "
         "frame into the next (`21_looping_zoom`). Connect Dream Schedule or Audio Envelope to `schedule` to change "
         "settings over the frames.",
     ),
