@@ -148,16 +148,14 @@ def dream_zoom(
 ) -> torch.Tensor:
     """The infinite zoom: `frames` dreams, each of the previous one zoomed in; `[B * frames, 3, H, W]`.
 
-    Frame 0 is `dream(image)`; frame k is `dream(zoom_transform(frame k-1, zoom,
-    angle, shift_x, shift_y))` with the seed ``settings.seed + k``, so the same
-    arguments give the same animation. The transform is per frame (degrees and
-    pixels per frame). A batch is dreamed together; the output is image-major: all
-    frames of the first image, then those of the next. `on_frame(k, frame)` gets
-    each dreamed frame; `on_progress(step, total, current)` counts over all frames; `should_stop`, `mask` and the
-    objective (its guide and regions: fixed on the screen, not zoomed) go to every dream. Finished frames are kept on
-    `frames_device` (default: the input's), so a long animation need not fill the
-    GPU; the dreaming itself stays on the model's device. With `schedules` (over `zoom_schedulable()`, and layer
-    weights: `schedule.objective_at`) frame k is moved and dreamed with each scheduled value at k.
+    Frame 0 is `dream(image)`; frame k is `dream(zoom_transform(frame k-1, zoom, angle, shift_x, shift_y))` with
+    the seed ``settings.seed + k``, so the same arguments give the same animation. The transform is per frame
+    (degrees and pixels per frame). A batch is dreamed together; the output is image-major: all frames of the first
+    image, then those of the next. `on_frame(k, frame)` gets each dreamed frame; `on_progress(step, total, current)`
+    counts over all frames; `should_stop`, `mask` and the objective (its guide and regions: fixed on the screen, not
+    zoomed) go to every dream. Finished frames are kept on `frames_device` (default: the input's), so a long
+    animation need not fill the GPU. With `schedules` (over `zoom_schedulable()`, and layer weights:
+    `schedule.objective_at`) frame k is moved and dreamed with each scheduled value at k.
 
     `loop`: the last frame leads into the first as any frame into the next: the zoom goes on for K =
     `loop_overlap(frames)` frames (schedules read again from 0); frame i < K is (1 - w) x frame (frames + i) + w x
