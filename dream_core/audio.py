@@ -70,7 +70,7 @@ def envelope(
         raise DreamError(f"band {band!r}: one of {', '.join(BANDS)}.")
     if frames < 1 or not (math.isfinite(fps) and fps > 0) or rate <= 0:
         raise DreamError(f"An envelope needs at least one frame at a positive rate; got {frames} at {fps} fps.")
-    mono = samples.detach().to("cpu", torch.float64)
+    mono = torch.nan_to_num(samples.detach().to("cpu", torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
     mono = mono.mean(0) if mono.ndim == 2 else mono.reshape(-1)
     mono = _band(mono, rate, *BANDS[band])
     levels = []

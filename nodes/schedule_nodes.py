@@ -184,7 +184,12 @@ def _heard(audio, video, fps: float, frames: int) -> tuple[torch.Tensor, int, fl
         if audio is None:
             samples, rate = read_audio(source.path)
     if audio is not None:
-        samples, rate = audio["waveform"][0], int(audio["sample_rate"])
+        waveform = audio.get("waveform") if isinstance(audio, dict) else None
+        if not isinstance(waveform, torch.Tensor) or waveform.ndim != 3 or 0 in waveform.shape:
+            raise DreamError("The AUDIO holds no samples: check the file Load Audio read, or connect another.")
+        samples, rate = waveform[0], int(audio.get("sample_rate") or 0)
+    if rate <= 0:
+        raise DreamError(f"The audio's sample rate is {rate} Hz: it needs a positive rate; check the audio node.")
     if not frames:
         frames = max(1, round(samples.shape[-1] / rate * fps))
     return samples, rate, fps, frames

@@ -147,6 +147,15 @@ def test_the_audio_envelope_node_hears_an_audio_or_a_videos_own_soundtrack_and_c
         node.execute(**{**widgets, "high": 5.0}, audio=sound)  # above step's maximum
     with pytest.raises(DreamError, match="connect an AUDIO"):
         node.execute(**widgets)
+    for broken in ({"waveform": torch.zeros(0, 1, 10), "sample_rate": RATE}, {"sample_rate": RATE}, "noise"):
+        with pytest.raises(DreamError, match="no samples"):
+            node.execute(**widgets, audio=broken)
+    with pytest.raises(DreamError, match="positive rate"):
+        node.execute(**widgets, audio={**sound, "sample_rate": 0})
+    noisy = {**sound, "waveform": sound["waveform"].clone().index_fill_(2, torch.tensor([5, 9000]), float("nan"))}
+    assert node.execute(**widgets, audio=noisy)[0][0].values(4) == pytest.approx([0, 0, 0.04, 0.04])
+    with pytest.raises(DreamError, match="attack"):
+        Reaction(("step=0:0.02",), attack=-1).check()
 
 
 @pytest.mark.slow

@@ -115,7 +115,10 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "kept off the GPU while the dream runs.",
     ),
     "DreamZoom": (
-        [("gallery/zoom.webp", "The infinite zoom, 24 frames.")],
+        [
+            ("gallery/zoom.webp", "The infinite zoom, 24 frames."),
+            ("gallery/looping_zoom.webp", "loop on (workflow 21): it plays forever without a jump."),
+        ],
         "Every frame is a whole dream, so keep `octaves` and `iterations` low (1-2 octaves, 5-10 iterations). "
         "`zoom` above 1 flies in; `angle` and the shifts turn and drift. Seeded: the same inputs give the same "
         "animation. Turn `loop` on for a WEBP or GIF that plays forever: the zoom goes on a quarter longer and its "

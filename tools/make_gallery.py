@@ -31,6 +31,7 @@ PREFIXES = [
     "octaves",
     "forming",
     "zoom",
+    "looping_zoom",
     "trained_dots",
     "trained_stripes",
     "video_coherent",
