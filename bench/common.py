@@ -96,3 +96,20 @@ def naive_step_factory(model_name: str, layers: dict[str, float], size: int, dev
 def print_ratio(label: str, numerator: float, denominator: float, target: str = "") -> None:
     """One result line: the two figures and their ratio."""
     print(f"{label:58s} {numerator:9.4f} / {denominator:9.4f} = {numerator / denominator:6.2f}x  {target}")
+
+
+def zoom_bench(description: str, frames: int = 24, size: int = 160):
+    """The arguments (--frames, --size) of a benchmark of animations, EfficientNet-Lite0 with its ImageNet weights
+    (offline) and the sample photo at --size px: `(args, model, photo)`."""
+    import argparse
+
+    from dream_core import load_feature_model
+    from dream_core.imageio import load_image
+    from dream_core.imageops import resize
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=frames)
+    parser.add_argument("--size", type=int, default=size)
+    args = parser.parse_args()
+    model = load_feature_model("efficientnet_lite0", "imagenet")
+    return args, model, resize(load_image(ROOT / "samples" / "astronaut.png"), (args.size, args.size))

@@ -9,16 +9,12 @@ the wrap-around jump (last frame -> first) and its ratio to the median jump (mus
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import common  # noqa: F401  (threads, import path)
 import torch
 
-from dream_core import load_feature_model
 from dream_core.animation import dream_zoom, loop_overlap
-from dream_core.imageio import load_image
-from dream_core.imageops import resize
 from dream_core.options import DreamSettings
 
 ROOT = common.ROOT
@@ -31,12 +27,7 @@ def jumps(frames: torch.Tensor) -> tuple[list[float], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--size", type=int, default=160)
-    args = parser.parse_args()
-    model = load_feature_model("efficientnet_lite0", "imagenet")
-    image = resize(load_image(ROOT / "samples" / "astronaut.png"), (args.size, args.size))
+    args, model, image = common.zoom_bench(__doc__)
     settings = DreamSettings(octaves=2, iterations=8, step=0.015)
     print(
         f"zoom of {args.frames} frames, {args.size} px, zoom 1.05 and 1 degree a frame; loop overlap "

@@ -11,12 +11,9 @@ dreamed as `deepdream video` dreams it: carried along the flow, steady): each fr
 
 from __future__ import annotations
 
-import argparse
-
 import common  # noqa: F401  (threads, import path)
 import torch
 
-from dream_core import load_feature_model
 from dream_core.animation import dream_zoom, zoom_schedulable, zoom_transform
 from dream_core.imageio import load_image
 from dream_core.imageops import resize
@@ -48,12 +45,7 @@ def strengths(image: torch.Tensor, frames: torch.Tensor, zoom: float) -> list[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--size", type=int, default=160)
-    args = parser.parse_args()
-    model = load_feature_model("efficientnet_lite0", "imagenet")
-    image = resize(load_image(ROOT / "samples" / "astronaut.png"), (args.size, args.size))
+    args, model, image = common.zoom_bench(__doc__)
     settings = DreamSettings(octaves=1, iterations=6, step=0.02)
     text = f"step: 0=0, {args.frames - 1}=0.04"
     schedules = parse_schedules(text, zoom_schedulable())

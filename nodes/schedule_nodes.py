@@ -84,21 +84,12 @@ def _envelope_inputs() -> list[io.Input]:
     names = sorted(schedulable(zoom_schedulable()))
     return [
         io.Combo.Input("setting", options=names, default="step", tooltip="The setting that follows the audio."),
-        io.Float.Input(
-            "low",
-            default=0.002,
-            min=-1024.0,
-            max=1024.0,
-            step=0.001,
-            tooltip="The setting's value in silence (checked against its range).",
-        ),
-        io.Float.Input(
-            "high",
-            default=0.03,
-            min=-1024.0,
-            max=1024.0,
-            step=0.001,
-            tooltip="The setting's value on the loudest frame.",
+        *(
+            io.Float.Input(name, default=default, min=-1024.0, max=1024.0, step=0.001, tooltip=tooltip)
+            for name, default, tooltip in (
+                ("low", 0.002, "The setting's value in silence (checked against its range)."),
+                ("high", 0.03, "The setting's value on the loudest frame (checked against its range)."),
+            )
         ),
         io.Combo.Input(
             "band",
