@@ -18,12 +18,12 @@ from .weights import find_or_download, folders_of, load_checkpoint, read_state_d
 from .zoo import (
     DEFAULT_MODEL,
     IMAGENET_CLASS_COUNT,
-    ZOO,
     ModelSpec,
     get_spec,
     imagenet_class_names,
     imagenet_weights_file,
     is_imagenet_head,
+    is_model,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _from_checkpoint(spec: ModelSpec, path: Path) -> tuple[nn.Module, list[str] 
             "train it again."
         )
     trained_as = meta.get("architecture")
-    if isinstance(trained_as, str) and trained_as in ZOO and trained_as != spec.name:
+    if isinstance(trained_as, str) and is_model(trained_as) and trained_as != spec.name:
         raise WeightsMismatchError(
             f"{path.name} was trained as {trained_as}, not {spec.name}; choose the architecture {trained_as}."
         )

@@ -308,12 +308,33 @@ LOGITS = CLASS_LAYER
 """The pseudo-layer of the classifier's output, for class objectives (``class:NAME``)."""
 
 
+DERIVERS: list[Callable[[str], ModelSpec | None]] = []
+"""Makers of a spec for a name the zoo has no entry of its own for (None: not theirs); `torchvision_zoo` adds
+one for every torchvision classification network."""
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The zoo entry for `name` (case-insensitive; '-' and '_' alike)."""
+    """The zoo entry for `name` (case-insensitive; '-' and '_' alike), else a derived one (`DERIVERS`)."""
     key = name.strip().lower().replace("-", "_")
-    if key not in ZOO:
-        raise UnknownModelError(f"Unknown model {name!r}. Available models: {', '.join(ZOO)}.")
-    return ZOO[key]
+    if key in ZOO:
+        return ZOO[key]
+    for derive in DERIVERS:
+        spec = derive(key)
+        if spec is not None:
+            return spec
+    raise UnknownModelError(
+        f"Unknown model {name!r}. Available models: {', '.join(ZOO)}, and every torchvision classification "
+        "network by name (deepdream models lists them)."
+    )
+
+
+def is_model(name: str) -> bool:
+    """Whether `get_spec` knows `name`."""
+    try:
+        get_spec(name)
+    except UnknownModelError:
+        return False
+    return True
 
 
 class StopForward(Exception):

@@ -18,6 +18,7 @@ from ..presets import PRESETS
 from ..progress import ProgressBar, after_bar
 from ..report import per_class_text
 from ..sheet import contact_sheet
+from ..torchvision_zoo import torchvision_families
 from ..training import TrainSettings, train_classifier
 from ..zoo import LOGITS, ZOO, get_spec, layer_catalogue
 from .images import REPLACE_HINT, check_picture_output
@@ -139,6 +140,10 @@ def train(
 def models() -> int:
     for spec in ZOO.values():
         print(f"{spec.name:20s} {spec.description}")
+    print("\nand every torchvision classification network by name, its layers derived from its structure")
+    print("(ImageNet weights downloaded on first use; --weights random works offline):")
+    for family, names in torchvision_families().items():
+        print(f"  {family:18s} {', '.join(names)}")
     return 0
 
 

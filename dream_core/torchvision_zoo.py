@@ -1,0 +1,221 @@
+"""Every torchvision classification network by name (toward issue 30): a `ModelSpec` derived from the network's
+own structure, not written by hand.
+
+`derived_spec("convnext_tiny")` builds the network once on the meta device (no weights, no memory) and reads:
+
+* its **layers**: the trunk (the chain of modules the picture runs through, found by descending while a single
+  child holds the whole feature map: `features` in ConvNeXt, DenseNet, MobileNet, EfficientNet; the root in
+  ResNet; `trunk_output` in RegNet), each trunk module that yields a feature map, and the blocks inside each
+  stage (a trunk module made of several blocks), named by their module paths (`layer3.1`, `features.5.2`);
+* its **default layer**: the deepest trunk module at stride 16 (ResNet's `layer3`, ConvNeXt's `features.5`),
+  where the classic dreams' eyes and animal parts live;
+* its **smallest side**: the least of 32, 48, 64, ... px its forward pass takes;
+* from torchvision's weights entry: the **preprocessing** (mean and std of its transforms), the **ImageNet
+  weights** file (found or downloaded into the weights folder as for the six hand-written entries), and the
+  **classifier head** (the last `Linear`).
+
+The six hand-written entries of `zoo.ZOO` keep their names, aliases and defaults; a name they have is never
+derived. Vision transformers (ViT, Swin, MaxViT) read their tokens differently and are not derived here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from .errors import UnknownModelError
+from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, ZOO, ModelSpec
+
+TRANSFORMERS = ("vit_", "swin_", "maxvit_")
+"""torchvision families whose layers are token maps, not feature maps: not derived here."""
+SKIPPED = (nn.BatchNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d)
+POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)
+"""A trunk's closing pooling: a layer, but never what the trunk is."""
+"""Trunk modules that are no layer of their own (they only rescale or pass on the one before)."""
+PROBE = 224
+
+
+def derivable() -> tuple[str, ...]:
+    """The torchvision classification networks a spec can be derived for, by name."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    return tuple(name for name in names if not name.startswith(TRANSFORMERS))
+
+
+def torchvision_families() -> dict[str, list[str]]:
+    """The derivable networks by family (`convnext`: convnext_tiny, ...), the zoo's own names left out."""
+    families: dict[str, list[str]] = {}
+    for name in derivable():
+        if name in ZOO:
+            continue
+        family = re.match(r"(wide_)?[a-z]+", name)
+        families.setdefault(family.group(0) if family else name, []).append(name)
+    return families
+
+
+def _builder(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        try:
+            return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        except NotImplementedError:
+            if torch.empty(0).device.type != "meta":
+                raise
+        # A builder that works out its widths with tensors (RegNet) cannot run on the meta device: built on the
+        # CPU, then moved there.
+        with torch.device("cpu"):
+            return torchvision.models.get_model(name, weights=None, num_classes=num_classes).to("meta")
+
+    return build
+
+
+def _maps(net: nn.Module, side: int) -> tuple[list[str], dict[str, torch.Size], dict[str, torch.Tensor]]:
+    """Every module's 4D output, in the order their forward passes finish, on the meta device: (paths, shapes,
+    the output tensors themselves, to tell a container's output from its last child's)."""
+    order: list[str] = []
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for path, module in net.named_modules():
+
+        def hook(_module, _inputs, output, path=path) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and path not in outputs:
+                outputs[path] = output
+                order.append(path)
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, 3, side, side, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order, {path: out.shape for path, out in outputs.items()}, outputs
+
+
+def _spatial(shapes: dict[str, torch.Size], path: str) -> bool:
+    return path in shapes and min(shapes[path][-2:]) > 1
+
+
+def _children(net: nn.Module, path: str) -> list[tuple[str, nn.Module]]:
+    module = net.get_submodule(path) if path else net
+    return [(f"{path}.{name}" if path else name, child) for name, child in module.named_children()]
+
+
+def _trunk(net: nn.Module, shapes: dict[str, torch.Size]) -> list[str]:
+    """The trunk modules' paths: descend while one child alone (a closing pooling aside) yields the feature maps."""
+    path = ""
+    while True:
+        mapped = [(p, m) for p, m in _children(net, path) if _spatial(shapes, p) and not isinstance(m, SKIPPED)]
+        body = [(p, m) for p, m in mapped if not isinstance(m, POOLS)]
+        if len(body) == 1 and list(body[0][1].children()):
+            path = body[0][0]
+            continue
+        return [p for p, _ in mapped]
+
+
+def _layer_paths(net: nn.Module) -> tuple[list[str], dict[str, torch.Size], dict[str, str]]:
+    """The dreamable layers' paths in forward order, the shapes, and {a stage's last block: the stage} (the same
+    output, named once)."""
+    order, shapes, outputs = _maps(net, PROBE)
+    chosen: set[str] = set()
+    same: dict[str, str] = {}
+    for path in _trunk(net, shapes):
+        chosen.add(path)
+        blocks = [p for p, m in _children(net, path) if _spatial(shapes, p) and list(m.children())]
+        if len(blocks) > 1:  # a stage of blocks: each block is a layer too
+            chosen.update(blocks)
+            if outputs[blocks[-1]] is outputs[path]:
+                same[blocks[-1]] = path
+    return [p for p in order if p in chosen and p not in same], shapes, same
+
+
+def derived_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, module path, aliases) of a torchvision network's dreamable layers, in forward order; a stage whose
+    output is its last block's answers to that block's name too."""
+    paths, _, same = _layer_paths(net)
+    aliases = {stage: (block,) for block, stage in same.items()}
+    return [(path, path, aliases.get(path, ())) for path in paths]
+
+
+def _stride(shapes: dict[str, torch.Size], path: str) -> int:
+    return 2 ** round(math.log2(PROBE / shapes[path][-1]))
+
+
+def _default_layer(net: nn.Module) -> str:
+    """The deepest layer at stride 16 (else the middle one)."""
+    paths, shapes, _ = _layer_paths(net)
+    at_16 = [p for p in paths if _stride(shapes, p) == 16]
+    return at_16[-1] if at_16 else paths[len(paths) // 2]
+
+
+def _min_size(net: nn.Module) -> int:
+    for side in (32, 48, 64, 96, 128, 160, 224):
+        try:
+            with torch.no_grad():
+                net(torch.empty(1, 3, side, side, device="meta"))
+            return side
+        except (RuntimeError, ValueError):
+            continue
+    return PROBE
+
+
+def _head(net: nn.Module) -> str:
+    """The classifier head's module path: the last Linear (SqueezeNet's last Conv2d)."""
+    linear = [p for p, m in net.named_modules() if isinstance(m, nn.Linear)]
+    conv = [p for p, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    return (linear or conv)[-1]
+
+
+def _weights(name: str) -> tuple[str | None, tuple[float, ...], tuple[float, ...]]:
+    """(weights entry as 'Enum.ENTRY', mean, std) from torchvision's metadata (ImageNet's if it has none)."""
+    try:
+        enum = torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError):
+        return None, IMAGENET_MEAN, IMAGENET_STD
+    entry = enum.DEFAULT
+    transforms = entry.transforms()
+    mean = tuple(getattr(transforms, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(transforms, "std", IMAGENET_STD))
+    return f"{enum.__name__}.{entry.name}", mean, std
+
+
+@functools.cache
+def derived_spec(name: str) -> ModelSpec:
+    """The spec of torchvision's classification network `name` (see the module's text)."""
+    if name.startswith(TRANSFORMERS):
+        raise UnknownModelError(
+            f"{name} is a vision transformer: its layers are token maps, which this version does not dream yet. "
+            "Use a convolutional network (e.g. convnext_tiny, resnet50)."
+        )
+    if name not in derivable():
+        raise UnknownModelError(f"Unknown model {name!r}.")
+    build = _builder(name)
+    with torch.device("meta"):
+        net = build(IMAGENET_CLASS_COUNT).eval()
+    entry, mean, std = _weights(name)
+    return ModelSpec(
+        name=name,
+        description=f"{name} (torchvision; layers derived from its structure)",
+        build=build,
+        mean=(mean[0], mean[1], mean[2]),
+        std=(std[0], std[1], std[2]),
+        layers=derived_layers,
+        default_layers={_default_layer(net): 1.0},
+        classifier_prefix=_head(net),
+        imagenet_weights=entry,
+        min_size=_min_size(net),
+    )
+
+
+def _derive(name: str) -> ModelSpec | None:
+    """`derived_spec` for torchvision's names (a transformer's: a clear refusal), None for any other."""
+    if name.startswith(TRANSFORMERS) and name in torchvision.models.list_models(module=torchvision.models):
+        return derived_spec(name)  # raises, saying why
+    return derived_spec(name) if name in derivable() else None
+
+
+DERIVERS.append(_derive)

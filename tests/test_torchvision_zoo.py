@@ -1,0 +1,92 @@
+"""Every torchvision classification network by name (issue 30, first part): specs derived from the network's
+structure, dreamed with random weights (no download here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dream_core import ZOO, dream, get_spec, layer_catalogue, load_feature_model
+from dream_core.errors import UnknownModelError, WeightsMismatchError
+from dream_core.options import DreamSettings
+from dream_core.torchvision_zoo import derivable, torchvision_families
+from dream_core.zoo import imagenet_weights_file
+
+FAST = DreamSettings(octaves=1, iterations=2, step=0.05, seed=1, precision="fp32")
+QUICK = ("resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5", "regnet_y_400mf")
+MORE = ("convnext_tiny", "densenet121", "efficientnet_b0", "mnasnet0_5", "alexnet", "vgg11_bn", "wide_resnet50_2")
+
+
+def test_the_six_keep_their_entries_and_every_other_torchvision_network_is_derived():
+    for name, spec in ZOO.items():
+        assert get_spec(name) is spec  # hand-written names, aliases and defaults untouched
+    families = torchvision_families()
+    assert {"convnext", "densenet", "mobilenet", "regnet", "efficientnet", "resnet", "shufflenet"} <= set(families)
+    assert sum(len(names) for names in families.values()) >= 60 and not set(ZOO) & set(sum(families.values(), []))
+    assert not any(name.startswith(("vit_", "swin_")) for name in derivable())
+    with pytest.raises(UnknownModelError, match="vision transformer"):
+        get_spec("vit_b_16")
+    with pytest.raises(UnknownModelError, match="every torchvision classification network"):
+        get_spec("resnet5000")
+
+
+@pytest.mark.parametrize("name", (*QUICK, *MORE))
+def test_a_derived_catalogue_has_stages_blocks_and_a_default_at_stride_16(name):
+    spec = get_spec(name)
+    catalogue = layer_catalogue(name)
+    by_name = {info.name: info for info in catalogue}
+    (default,) = spec.default_layers
+    assert default in by_name and by_name[default].stride == 16
+    assert len(catalogue) >= 5 and all(info.channels > 0 for info in catalogue)
+    strides = [info.stride for info in catalogue if info.stride]
+    assert strides == sorted(strides)  # forward order: the picture only gets coarser
+    file_name, url = imagenet_weights_file(spec)  # found or downloaded as the six's are
+    assert url.startswith("https://download.pytorch.org/models/") and file_name.endswith(".pth")
+
+
+def _random(name: str):
+    """`name` with random weights, its BatchNorms (if any) on each picture's own statistics."""
+    with torch.device("meta"):
+        has_norms = any(isinstance(m, torch.nn.BatchNorm2d) for m in get_spec(name).build(1000).modules())
+    return load_feature_model(name, "random", learning_phase="training" if has_norms else "inference")
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_a_derived_network_dreams_with_its_default_layers_and_a_channel_list(name, small_photo):
+    # Random weights under eval-mode BatchNorm fade out through mobile networks (MobileNetV3's features.8 fires
+    # at 4e-12): each picture's own statistics keep them alive, as a trained network's would.
+    model = _random(name)
+    image = small_photo[..., :72, :104]  # not square, not a multiple of 32
+    plain = dream(image, model, dict(get_spec(name).default_layers), FAST).images
+    (layer,) = get_spec(name).default_layers
+    channels = dream(image, model, {f"{layer}[0-3]": 1.0}, FAST).images
+    assert plain.shape == channels.shape == image.shape
+    assert (plain - image).abs().mean() > 1e-3 and (channels - plain).abs().mean() > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MORE)
+def test_more_derived_networks_dream(name, small_photo):
+    model = _random(name)
+    image = small_photo[..., :72, :104]
+    out = dream(image, model, dict(get_spec(name).default_layers), FAST).images
+    assert out.shape == image.shape and (out - image).abs().mean() > 1e-3
+
+
+def test_a_torchvision_state_dict_is_a_checkpoint_of_its_architecture_and_a_mismatch_says_so(tmp_path: Path):
+    from dream_core import objective_value
+
+    torch.manual_seed(0)  # as load_feature_model(..., "random", seed=0) builds it
+    net = get_spec("resnet18").build(1000)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "resnet18.safetensors"))
+    from_file = load_feature_model("resnet18", tmp_path / "resnet18.safetensors")
+    same = load_feature_model("resnet18", "random", seed=0)
+    probe = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(
+        objective_value(from_file, probe, {"layer3": 1.0}), objective_value(same, probe, {"layer3": 1.0})
+    )
+    with pytest.raises(WeightsMismatchError, match="mobilenet_v3_small"):
+        load_feature_model("mobilenet_v3_small", tmp_path / "resnet18.safetensors")
