@@ -15,7 +15,8 @@ own structure, not written by hand.
   **classifier head** (the last `Linear`).
 
 The six hand-written entries of `zoo.ZOO` keep their names, aliases and defaults; a name they have is never
-derived. Vision transformers (ViT, Swin, MaxViT) read their tokens differently and are not derived here.
+derived. ViT and Swin are wrapped by `token_maps` (their blocks' tokens read as feature maps, ViT at any size);
+MaxViT is refused.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ import torchvision
 from torch import nn
 
 from .errors import UnknownModelError
+from .token_maps import DreamSwin, DreamViT, transformer_layers, wrapped
 from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, ZOO, ModelSpec
 
-TRANSFORMERS = ("vit_", "swin_", "maxvit_")
-"""torchvision families whose layers are token maps, not feature maps: not derived here."""
+TRANSFORMERS = ("vit_", "swin_")
+"""torchvision families whose layers are token maps: wrapped by `token_maps` so they read as feature maps."""
+REFUSED = ("maxvit_",)
+"""torchvision families not dreamed yet."""
 SKIPPED = (nn.BatchNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d)
 POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)
 """A trunk's closing pooling: a layer, but never what the trunk is."""
@@ -44,7 +48,7 @@ PROBE = 224
 def derivable() -> tuple[str, ...]:
     """The torchvision classification networks a spec can be derived for, by name."""
     names = torchvision.models.list_models(module=torchvision.models)
-    return tuple(name for name in names if not name.startswith(TRANSFORMERS))
+    return tuple(name for name in names if not name.startswith(REFUSED))
 
 
 def torchvision_families() -> dict[str, list[str]]:
@@ -59,16 +63,18 @@ def torchvision_families() -> dict[str, list[str]]:
 
 
 def _builder(name: str) -> Callable[[int], nn.Module]:
+    finish = wrapped if name.startswith(TRANSFORMERS) else (lambda net: net)
+
     def build(num_classes: int) -> nn.Module:
         try:
-            return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+            return finish(torchvision.models.get_model(name, weights=None, num_classes=num_classes))
         except NotImplementedError:
             if torch.empty(0).device.type != "meta":
                 raise
         # A builder that works out its widths with tensors (RegNet) cannot run on the meta device: built on the
         # CPU, then moved there.
         with torch.device("cpu"):
-            return torchvision.models.get_model(name, weights=None, num_classes=num_classes).to("meta")
+            return finish(torchvision.models.get_model(name, weights=None, num_classes=num_classes).to("meta"))
 
     return build
 
@@ -146,7 +152,14 @@ def _stride(shapes: dict[str, torch.Size], path: str) -> int:
 
 
 def _default_layer(net: nn.Module) -> str:
-    """The deepest layer at stride 16 (else the middle one)."""
+    """The deepest layer at stride 16 (else the middle one); a ViT's (all at 16): the block two thirds in."""
+    if isinstance(net, DreamViT):
+        return f"blocks.{len(net.maps) * 2 // 3 - 1}"
+    if isinstance(net, DreamSwin):
+        _, shapes, _ = _maps(net, PROBE)
+        layers = transformer_layers(net)
+        at_16 = [name for name, path, _ in layers if _stride(shapes, path) == 16]
+        return at_16[-1]
     paths, shapes, _ = _layer_paths(net)
     at_16 = [p for p in paths if _stride(shapes, p) == 16]
     return at_16[-1] if at_16 else paths[len(paths) // 2]
@@ -186,10 +199,10 @@ def _weights(name: str) -> tuple[str | None, tuple[float, ...], tuple[float, ...
 @functools.cache
 def derived_spec(name: str) -> ModelSpec:
     """The spec of torchvision's classification network `name` (see the module's text)."""
-    if name.startswith(TRANSFORMERS):
+    if name.startswith(REFUSED):
         raise UnknownModelError(
-            f"{name} is a vision transformer: its layers are token maps, which this version does not dream yet. "
-            "Use a convolutional network (e.g. convnext_tiny, resnet50)."
+            f"{name} mixes convolutions and attention in a way this version does not dream yet. Use a "
+            "convolutional network (e.g. convnext_tiny) or a ViT or Swin (vit_b_16, swin_t)."
         )
     if name not in derivable():
         raise UnknownModelError(f"Unknown model {name!r}.")
@@ -203,7 +216,7 @@ def derived_spec(name: str) -> ModelSpec:
         build=build,
         mean=(mean[0], mean[1], mean[2]),
         std=(std[0], std[1], std[2]),
-        layers=derived_layers,
+        layers=transformer_layers if name.startswith(TRANSFORMERS) else derived_layers,
         default_layers={_default_layer(net): 1.0},
         classifier_prefix=_head(net),
         imagenet_weights=entry,
@@ -213,7 +226,7 @@ def derived_spec(name: str) -> ModelSpec:
 
 def _derive(name: str) -> ModelSpec | None:
     """`derived_spec` for torchvision's names (a transformer's: a clear refusal), None for any other."""
-    if name.startswith(TRANSFORMERS) and name in torchvision.models.list_models(module=torchvision.models):
+    if name.startswith(REFUSED) and name in torchvision.models.list_models(module=torchvision.models):
         return derived_spec(name)  # raises, saying why
     return derived_spec(name) if name in derivable() else None
 

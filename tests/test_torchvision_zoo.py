@@ -24,11 +24,21 @@ def test_the_six_keep_their_entries_and_every_other_torchvision_network_is_deriv
     for name, spec in ZOO.items():
         assert get_spec(name) is spec  # hand-written names, aliases and defaults untouched
     families = torchvision_families()
-    assert {"convnext", "densenet", "mobilenet", "regnet", "efficientnet", "resnet", "shufflenet"} <= set(families)
+    assert {
+        "convnext",
+        "densenet",
+        "mobilenet",
+        "regnet",
+        "efficientnet",
+        "resnet",
+        "shufflenet",
+        "vit",
+        "swin",
+    } <= set(families)
     assert sum(len(names) for names in families.values()) >= 60 and not set(ZOO) & set(sum(families.values(), []))
-    assert not any(name.startswith(("vit_", "swin_")) for name in derivable())
-    with pytest.raises(UnknownModelError, match="vision transformer"):
-        get_spec("vit_b_16")
+    assert {"vit_b_16", "swin_t", "swin_v2_t"} <= set(derivable()) and "maxvit_t" not in derivable()
+    with pytest.raises(UnknownModelError, match="ViT or Swin"):
+        get_spec("maxvit_t")
     with pytest.raises(UnknownModelError, match="every torchvision classification network"):
         get_spec("resnet5000")
 
@@ -90,3 +100,36 @@ def test_a_torchvision_state_dict_is_a_checkpoint_of_its_architecture_and_a_mism
     )
     with pytest.raises(WeightsMismatchError, match="mobilenet_v3_small"):
         load_feature_model("mobilenet_v3_small", tmp_path / "resnet18.safetensors")
+
+
+@pytest.mark.parametrize("name", ("vit_b_16", "swin_t"))
+def test_a_wrapped_transformer_is_torchvisions_network_with_its_tokens_as_feature_maps(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    original = torchvision.models.get_model(name, weights=None).eval()
+    torch.manual_seed(0)
+    wrapped = get_spec(name).build(1000).eval()
+    assert type(wrapped).__name__.startswith("Dream") and wrapped.state_dict().keys() == original.state_dict().keys()
+    probe = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(wrapped(probe), original(probe), atol=1e-5)  # the training size: the same logits
+    catalogue = layer_catalogue(name)
+    assert all(info.channels >= 96 for info in catalogue if info.stride)
+    if name == "vit_b_16":
+        assert [info.name for info in catalogue[:2]] == ["blocks.0", "blocks.1"] and catalogue[0].stride == 16
+        assert dict(get_spec(name).default_layers) == {"blocks.7": 1.0}
+    else:
+        assert {info.stride for info in catalogue if info.stride} == {4, 8, 16, 32}
+        assert layer_catalogue(name)[-2].name == "features.7"  # the last stage, before the class scores
+
+
+@pytest.mark.parametrize("name", ("vit_b_16", "swin_t"))
+def test_a_transformer_dreams_at_any_size_with_its_default_layers_and_a_channel_list(name, small_photo):
+    model = load_feature_model(name, "random")
+    for image in (small_photo[..., :72, :104], small_photo[..., :50, :61]):  # not multiples of a patch or window
+        plain = dream(image, model, dict(get_spec(name).default_layers), FAST).images
+        assert plain.shape == image.shape and (plain - image).abs().mean() > 1e-3
+    (layer,) = get_spec(name).default_layers
+    channels = dream(image, model, {f"{layer}[0-3]": 1.0}, FAST).images
+    assert (channels - plain).abs().mean() > 1e-4
