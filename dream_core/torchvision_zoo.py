@@ -25,6 +25,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
@@ -232,3 +233,20 @@ def _derive(name: str) -> ModelSpec | None:
 
 
 DERIVERS.append(_derive)
+
+
+def with_weights_in(files: list[str]) -> list[str]:
+    """The derivable networks whose ImageNet weights file is among `files` (names in a weights folder)."""
+    present = {Path(file).name for file in files}
+    found = []
+    for name in derivable():
+        if name in ZOO:
+            continue
+        entry, _, _ = _weights(name)
+        if entry is None:
+            continue
+        enum_name, member = entry.split(".")
+        url = getattr(getattr(torchvision.models, enum_name), member).url
+        if url.rsplit("/", 1)[-1] in present:
+            found.append(name)
+    return found

@@ -6,12 +6,14 @@ import os
 
 from ..dream_core import DEFAULT_MODEL, ZOO, load_feature_model, parse_layer_weights
 from ..dream_core.feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES
+from ..dream_core.torchvision_zoo import with_weights_in
 from . import comfy_bridge
 from .base import FEATURE_MODEL, LAYER_WEIGHTS, output
 from .comfy_io import folded, io
 from .node import node_schema
 
 IMAGENET = "imagenet"
+RANDOM = "random"
 
 
 def _layers_text(layers: dict[str, float]) -> str:
@@ -33,17 +35,20 @@ class LoadFeatureModel(io.ComfyNode):
             [
                 io.Combo.Input(
                     "architecture",
-                    options=list(ZOO),
+                    options=[*ZOO, *with_weights_in(comfy_bridge.model_files())],
                     default=DEFAULT_MODEL,
                     tooltip="The network. efficientnet_lite0 works offline; inception_v3 is Keras' DeepDream network "
-                    "(layers mixed0..mixed10); googlenet is Google's original.",
+                    "(layers mixed0..mixed10); googlenet is Google's original. Other torchvision networks appear "
+                    "here once their ImageNet weights are in models/deepdream; any of them by name in "
+                    "'other_architecture'.",
                 ),
                 io.Combo.Input(
                     "weights",
-                    options=[IMAGENET, *comfy_bridge.model_files()],
+                    options=[IMAGENET, *comfy_bridge.model_files(), RANDOM],
                     default=IMAGENET,
-                    tooltip="'imagenet' for the standard pretrained weights, or a checkpoint file from "
-                    "models/deepdream trained as this architecture (any number of classes).",
+                    tooltip="'imagenet' for the standard pretrained weights, a checkpoint file from models/deepdream "
+                    "trained as this architecture (any number of classes), or 'random' (no download: for trying a "
+                    "network's layers; set learning_phase to training on networks with BatchNorm).",
                 ),
                 # Optional, so that workflows saved before it existed still load and run unchanged.
                 io.Combo.Input(
@@ -54,6 +59,15 @@ class LoadFeatureModel(io.ComfyNode):
                     optional=True,
                     **folded(True),
                 ),
+                io.String.Input(  # last: saved workflows keep their widget values
+                    "other_architecture",
+                    default="",
+                    optional=True,
+                    tooltip="Any torchvision classification network by name (convnext_tiny, densenet121, "
+                    "mobilenet_v3_large, regnet_y_800mf, vit_b_16, swin_t, ...: 'deepdream models' lists them); "
+                    "used instead of 'architecture' when filled in.",
+                    **folded(True),
+                ),
             ],
             [output(FEATURE_MODEL, "feature_model", "The frozen network, ready for OctaveDream.")],
             aliases=("deep dream model", "classifier", "inception", "googlenet", "cnn"),
@@ -62,7 +76,7 @@ class LoadFeatureModel(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, architecture: str, weights: str, **_inputs):
         # A checkpoint replaced under the same name must be loaded again.
-        if weights == IMAGENET:
+        if weights in (IMAGENET, RANDOM):
             return weights
         try:
             return os.path.getmtime(comfy_bridge.model_file_path(weights))
@@ -70,9 +84,14 @@ class LoadFeatureModel(io.ComfyNode):
             return float("nan")  # never equal to itself: ComfyUI re-runs and reports the error
 
     @classmethod
-    def execute(cls, architecture: str, weights: str, learning_phase: str = "inference") -> io.NodeOutput:
+    def execute(
+        cls, architecture: str, weights: str, learning_phase: str = "inference", other_architecture: str = ""
+    ) -> io.NodeOutput:
         comfy_bridge.raise_if_interrupted()  # a Cancel pressed while queued: do not start loading
-        if weights == IMAGENET:
+        architecture = other_architecture.strip() or architecture
+        if weights == RANDOM:
+            model = load_feature_model(architecture, RANDOM, learning_phase=learning_phase)
+        elif weights == IMAGENET:
             folders = comfy_bridge.model_folders() or None
             model = load_feature_model(architecture, IMAGENET, weights_dir=folders, learning_phase=learning_phase)
         else:

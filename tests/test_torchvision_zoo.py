@@ -133,3 +133,20 @@ def test_a_transformer_dreams_at_any_size_with_its_default_layers_and_a_channel_
     (layer,) = get_spec(name).default_layers
     channels = dream(image, model, {f"{layer}[0-3]": 1.0}, FAST).images
     assert (channels - plain).abs().mean() > 1e-4
+
+
+def test_load_feature_model_takes_any_network_by_name_with_random_weights_and_lists_those_with_weights():
+    from conftest import pack_module
+
+    from dream_core.torchvision_zoo import with_weights_in
+
+    node = pack_module("nodes").NODE_CLASS_MAPPINGS["LoadFeatureModel"]
+    inputs = node.GET_SCHEMA().inputs
+    assert inputs[-1].id == "other_architecture" and "random" in inputs[1].options
+    (model,) = node.execute("efficientnet_lite0", "random", other_architecture=" regnet_y_400mf ")
+    assert model.name == "regnet_y_400mf" and model.weights == "random"
+    (plain,) = node.execute("efficientnet_lite0", "random")
+    assert plain.name == "efficientnet_lite0"
+    assert with_weights_in(["resnet18-f37072fd.pth", "other.safetensors"]) == ["resnet18"]
+    with pytest.raises(UnknownModelError, match="every torchvision"):
+        node.execute("efficientnet_lite0", "random", other_architecture="lenet5")
