@@ -198,6 +198,32 @@ def _weights(name: str) -> tuple[str | None, tuple[float, ...], tuple[float, ...
 
 
 @functools.cache
+def _stage_paths(name: str) -> tuple[str, ...]:
+    """The trunk's module paths of torchvision's `name` (measured once on the meta device)."""
+    with torch.device("meta"):
+        net = _builder(name)(IMAGENET_CLASS_COUNT).eval()
+    if isinstance(net, DreamViT):
+        return tuple(f"encoder.layers.{child}" for child, _ in net.encoder.layers.named_children())
+    if isinstance(net, DreamSwin):
+        return tuple(f"features.{i}" for i in range(len(net.features)))
+    _, shapes, _ = _maps(net, PROBE)
+    return tuple(_trunk(net, shapes))
+
+
+def _trainable(name: str, head_path: str) -> Callable[[nn.Module], tuple[nn.Linear, list[nn.Module]]]:
+    """Fine-tuning's view of `name`: its Linear head, and its trunk's stages that may be unfrozen, last first."""
+
+    def trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
+        head = net.get_submodule(head_path)
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"{name}'s head {head_path} is not a linear layer")
+        stages = [net.get_submodule(path) for path in reversed(_stage_paths(name))]
+        return head, [stage for stage in stages if any(True for _ in stage.parameters())]
+
+    return trainable
+
+
+@functools.cache
 def derived_spec(name: str) -> ModelSpec:
     """The spec of torchvision's classification network `name` (see the module's text)."""
     if name.startswith(REFUSED):
@@ -211,6 +237,7 @@ def derived_spec(name: str) -> ModelSpec:
     with torch.device("meta"):
         net = build(IMAGENET_CLASS_COUNT).eval()
     entry, mean, std = _weights(name)
+    head = _head(net)
     return ModelSpec(
         name=name,
         description=f"{name} (torchvision; layers derived from its structure)",
@@ -219,9 +246,10 @@ def derived_spec(name: str) -> ModelSpec:
         std=(std[0], std[1], std[2]),
         layers=transformer_layers if name.startswith(TRANSFORMERS) else derived_layers,
         default_layers={_default_layer(net): 1.0},
-        classifier_prefix=_head(net),
+        classifier_prefix=head,
         imagenet_weights=entry,
         min_size=_min_size(net),
+        trainable=_trainable(name, head) if isinstance(net.get_submodule(head), nn.Linear) else None,
     )
 
 

@@ -202,7 +202,10 @@ def train_classifier(
     settings = settings or TrainSettings()
     architecture = get_spec(architecture).name
     if get_spec(architecture).trainable is None:
-        raise DreamError(f"Training supports {', '.join(trainable_models())}; {architecture} is not one of them.")
+        raise DreamError(
+            f"Training supports {', '.join(trainable_models())} and the torchvision networks with a linear "
+            f"classifier head; {architecture} is not one of them."
+        )
     settings.validate()
     data = read_folder(folder)
     size = training_size(architecture, settings, data.images)

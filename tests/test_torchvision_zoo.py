@@ -150,3 +150,20 @@ def test_load_feature_model_takes_any_network_by_name_with_random_weights_and_li
     assert with_weights_in(["resnet18-f37072fd.pth", "other.safetensors"]) == ["resnet18"]
     with pytest.raises(UnknownModelError, match="every torchvision"):
         node.execute("efficientnet_lite0", "random", other_architecture="lenet5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ("resnet18", "vit_b_32"))
+def test_a_derived_network_fine_tunes_and_its_file_loads_as_that_network(name, tmp_path):
+    from dream_core.training import TrainSettings, train_classifier
+
+    folder = Path(__file__).resolve().parents[1] / "samples" / "shapes"
+    settings = TrainSettings(epochs=1, seed=0, unfreeze_blocks=1, batch_size=8)
+    result = train_classifier(folder, name, "random", settings, tmp_path / f"{name}.safetensors")
+    path = result.path
+    assert path is not None and result.train_count > 0
+    model = load_feature_model(name, path)
+    assert model.name == name and model.class_names and len(model.class_names) == 3
+    assert get_spec("squeezenet1_1").trainable is None  # its head is a convolution
+    with pytest.raises(WeightsMismatchError):
+        load_feature_model("resnet34", path) if name == "resnet18" else load_feature_model("vit_b_16", path)
