@@ -42,8 +42,24 @@ def child(case: str, scale: float) -> None:
     from dream_core.objectives import Objective
     from dream_core.options import ChannelSettings
 
-    model = load_feature_model("efficientnet_lite0", "random", device="cpu")
     kind, _, shape = case.partition("_")
+    if kind == "dream":  # dream_NETWORK@SIZE: a torchvision network by name (issue 30), its default layer
+        name, _, side = shape.partition("@")
+        model = load_feature_model(name, "random", device="cpu")
+        size = int(int(side) * scale)
+        objective = Objective.of(dict(model.spec.default_layers)).resolved(model)
+        settings = DreamSettings(octaves=1, iterations=2, precision="fp32")
+        estimate = estimate_objective_memory(model, objective, settings, (1, 3, size, size))
+
+        def work():
+            dream(torch.rand(1, 3, size, size), model, objective, settings)
+
+        before = _resident()
+        work()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"case": case, "estimate": estimate.total - estimate.weights, "measured": peak - before}))
+        return
+    model = load_feature_model("efficientnet_lite0", "random", device="cpu")
     if kind == "channels":
         count, size = (int(v) for v in shape.split("x"))
         size = int(size * scale)
@@ -80,13 +96,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="scale every case's size (0.5: a quick run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cases", nargs="+", default=CASES, help="which cases; dream_NAME@SIZE dreams a network by name (fp32)"
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child, args.scale)
         return
     print(f"{'case':18s} {'estimate MB':>12s} {'measured MB':>12s} {'ratio':>6s}")
     worst = 1.0
-    for case in CASES:
+    for case in args.cases:
         out = subprocess.run(
             [sys.executable, __file__, "--child", case, "--scale", str(args.scale)],
             capture_output=True,
