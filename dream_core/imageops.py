@@ -154,6 +154,8 @@ def reinject_detail_bytes(batch: int, shape: tuple[int, int]) -> int:
 def gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
     """A normalised 1-D Gaussian `[K]` for a separable blur (made once per dream)."""
     radius = max(1, math.ceil(3 * sigma))
+    if sigma < 1e-3:  # a plain copy (its neighbours' weight exp(-500000) is 0 in float32), never 0 / 0 (2e-184)
+        return torch.tensor([0.0, 1.0, 0.0], device=device)
     x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     return kernel / kernel.sum()

@@ -64,3 +64,11 @@ def test_seamless_is_a_dream_flag_and_octave_dreams_own_last_input():
     assert inputs[-1].id == "seamless" and inputs[-1].optional
     for name in ("DreamFrames", "DreamZoom", "DreamVideo", "LayerSweep"):
         assert "seamless" not in {i.id for i in nodes[name].GET_SCHEMA().inputs}
+
+
+def test_a_vanishing_blur_is_a_copy_not_nan():
+    # Found by the property test of any options: grad_blur 2e-184 made a 0/0 kernel and a NaN dream.
+    for sigma in (2e-184, 1e-9, 0.3):
+        kernel = gaussian_kernel(sigma, "cpu")
+        assert bool(torch.isfinite(kernel).all()) and abs(float(kernel.sum()) - 1) < 1e-6
+    assert torch.equal(gaussian_kernel(1e-300, "cpu"), torch.tensor([0.0, 1.0, 0.0]))
