@@ -33,7 +33,7 @@ from common import ROOT, naive_step_factory, race
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dream_core import DreamSettings, dream, load_feature_model
+from dream_core import DreamSettings, dream, get_spec, load_feature_model
 from dream_core.devices import PRECISIONS
 from dream_core.engine import STEP_SCALE, _Ascent
 from dream_core.objectives import Objective
@@ -156,6 +156,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--comfyui-deepdream", metavar="FOLDER", help="the ComfyUI-DeepDream pack's folder")
     parser.add_argument("--small", action="store_true", help="the CPU form CI runs: 96 px, one round")
+    parser.add_argument(
+        "--networks", nargs="+", default=list(NETWORKS), help="networks by name (others: their default layers)"
+    )
     args = parser.parse_args()
     if args.small:
         args.sizes, args.rounds = [96], 1
@@ -167,7 +170,8 @@ def main() -> None:
     rates = {p: matmul_rate(device, p, 256 if args.small else 4096) for p in precisions}
     print("matmul GFLOP/s: " + ", ".join(f"{p} {rate:.0f}" for p, rate in rates.items()))
 
-    for model_name, layers in NETWORKS.items():
+    for model_name in args.networks:
+        layers = NETWORKS.get(model_name) or dict(get_spec(model_name).default_layers)
         models, casts = {}, contextlib.ExitStack()
         for precision in precisions:  # one model per precision, cast once, as a dream casts once
             models[precision] = load_feature_model(model_name, "random", device=device)
