@@ -18,7 +18,7 @@ import torch
 
 from .errors import DreamError
 from .options import Option
-from .schedule import Schedule, schedulable
+from .schedule import Schedule, joined, schedulable
 
 BANDS: dict[str, tuple[float, float | None]] = {
     "full": (0.0, None),
@@ -150,9 +150,4 @@ def react_schedules(
 
 def merged(schedules: Sequence[Schedule], reactions: Sequence[Schedule]) -> tuple[Schedule, ...]:
     """Keyframed schedules and audio-driven ones together; a setting in both is an error naming it."""
-    both = {s.name for s in schedules} & {s.name for s in reactions}
-    if both:
-        raise DreamError(
-            f"{', '.join(sorted(both))} has a --schedule and follows the audio (--react): give it one of the two."
-        )
-    return (*schedules, *reactions)
+    return joined(schedules, reactions, "has a --schedule and follows the audio (--react): give it one of the two.")

@@ -96,6 +96,14 @@ def read_schedules(given: str | Schedules, options: Iterable[Option]) -> tuple[S
     return (given if isinstance(given, Schedules) else Schedules(given)).parsed(options)
 
 
+def joined(first: Sequence[Schedule], second: Sequence[Schedule], clash: str) -> tuple[Schedule, ...]:
+    """Two sets of schedules as one; a setting in both is a DreamError: its names, then `clash`."""
+    both = {s.name for s in first} & {s.name for s in second}
+    if both:
+        raise DreamError(f"{', '.join(sorted(both))} {clash}")
+    return (*first, *second)
+
+
 def schedulable(options: Iterable[Option]) -> dict[str, Option]:
     """The options a schedule may name: the numeric ones (not choices, not switches)."""
     return {opt.name: opt for opt in options if opt.kind in (int, float) and not opt.choices}

@@ -33,7 +33,7 @@ from torch import nn
 
 from .errors import UnknownModelError
 from .token_maps import DreamSwin, DreamViT, transformer_layers, wrapped
-from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, ZOO, ModelSpec
+from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, ZOO, ModelSpec, weights_entry_file
 
 TRANSFORMERS = ("vit_", "swin_")
 """torchvision families whose layers are token maps: wrapped by `token_maps` so they read as feature maps."""
@@ -271,10 +271,6 @@ def with_weights_in(files: list[str]) -> list[str]:
         if name in ZOO:
             continue
         entry, _, _ = _weights(name)
-        if entry is None:
-            continue
-        enum_name, member = entry.split(".")
-        url = getattr(getattr(torchvision.models, enum_name), member).url
-        if url.rsplit("/", 1)[-1] in present:
+        if entry is not None and weights_entry_file(entry)[0] in present:
             found.append(name)
     return found

@@ -443,6 +443,11 @@ def imagenet_weights_file(spec: ModelSpec) -> tuple[str, str]:
     """(file name, download URL) of a torchvision model's ImageNet weights."""
     if spec.imagenet_weights is None:
         raise ValueError(f"{spec.name} has no ImageNet weights in torchvision")
-    enum_name, entry = spec.imagenet_weights.split(".")
-    url = getattr(getattr(torchvision.models, enum_name), entry).url
+    return weights_entry_file(spec.imagenet_weights)
+
+
+def weights_entry_file(entry: str) -> tuple[str, str]:
+    """(file name, download URL) of torchvision's weights entry 'Enum.ENTRY'."""
+    enum_name, member = entry.split(".")
+    url = getattr(getattr(torchvision.models, enum_name), member).url
     return url.rsplit("/", 1)[-1], url

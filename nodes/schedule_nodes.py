@@ -7,7 +7,7 @@ import torch
 from ..dream_core.animation import zoom_schedulable
 from ..dream_core.audio import BANDS, envelope, react
 from ..dream_core.errors import DreamError
-from ..dream_core.schedule import Schedule, parse_schedules, schedulable
+from ..dream_core.schedule import Schedule, joined, parse_schedules, schedulable
 from ..dream_core.videoio import VideoSource, read_audio
 from . import comfy_bridge
 from .base import DREAM_SCHEDULE, LAYER_WEIGHTS, output
@@ -69,11 +69,7 @@ class DreamSchedule(io.ComfyNode):
 
 def chained(earlier, new) -> tuple[Schedule, ...]:
     """The chained node's schedules and this node's; a setting in both is an error naming it."""
-    earlier = tuple(earlier or ())
-    twice = {s.name for s in earlier} & {s.name for s in new}
-    if twice:
-        raise DreamError(f"{', '.join(sorted(twice))} already has a schedule from the chained node.")
-    return (*earlier, *new)
+    return joined(tuple(earlier or ()), new, "already has a schedule from the chained node.")
 
 
 def _seconds(name: str, default: float, tooltip: str) -> io.Input:
