@@ -7,6 +7,11 @@ resident memory (ru_maxrss) taken; measured = peak - resident before. Cases: cha
 512 px, and 1 at 1024 px), a dream with a second network (1024 px), and topN's channel means of a 3072 px photo.
 Prints, per case, the estimate `memory.check_memory` compares with the device, the measured peak and their
 ratio (the issue asks for 1/1.3 .. 1.3). Random weights: memory does not depend on them.
+
+`dream_NAME@SIZE[:PRECISION]` (issue 30): one dream of 3 octaves x 2 steps of the network `NAME` with its default
+layer (fp32 unless `:bf16`). Beside the resident memory it prints the peak of the tensors the dream made
+(`memory.LiveTensorBytes` around it): what a GPU's allocator reports as its peak, without the CPU allocator's own
+caches, which grow with the process rather than with the dream. The estimate is asked to be 1.0-1.3x that peak.
 """
 
 from __future__ import annotations
@@ -38,26 +43,27 @@ def child(case: str, scale: float) -> None:
 
     from dream_core import DreamSettings, dream, load_feature_model
     from dream_core.channels import channel_pictures, dream_settings, top_channels
-    from dream_core.memory import channel_means_memory, estimate_objective_memory
+    from dream_core.memory import LiveTensorBytes, channel_means_memory, estimate_objective_memory, model_bytes
     from dream_core.objectives import Objective
     from dream_core.options import ChannelSettings
 
     kind, _, shape = case.partition("_")
-    if kind == "dream":  # dream_NETWORK@SIZE: a torchvision network by name (issue 30), its default layer
+    if kind == "dream":  # dream_NETWORK@SIZE[:PRECISION]: a network by name (issue 30), its default layer
         name, _, side = shape.partition("@")
+        side, _, precision = side.partition(":")
         model = load_feature_model(name, "random", device="cpu")
         size = int(int(side) * scale)
         objective = Objective.of(dict(model.spec.default_layers)).resolved(model)
-        settings = DreamSettings(octaves=1, iterations=2, precision="fp32")
+        settings = DreamSettings(octaves=3, iterations=2, precision=precision or "fp32")
         estimate = estimate_objective_memory(model, objective, settings, (1, 3, size, size))
-
-        def work():
-            dream(torch.rand(1, 3, size, size), model, objective, settings)
-
+        tracker = LiveTensorBytes("cpu")
         before = _resident()
-        work()
+        with tracker:
+            dream(torch.rand(1, 3, size, size), model, objective, settings)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(json.dumps({"case": case, "estimate": estimate.total - estimate.weights, "measured": peak - before}))
+        # the weights' cast copy (reduced precisions) is made during the dream: counted in the estimate's weights
+        estimate_bytes = estimate.total - model_bytes(model)
+        print(json.dumps({"case": case, "estimate": estimate_bytes, "measured": peak - before, "tensors": tracker.peak}))
         return
     model = load_feature_model("efficientnet_lite0", "random", device="cpu")
     if kind == "channels":
@@ -103,7 +109,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.scale)
         return
-    print(f"{'case':18s} {'estimate MB':>12s} {'measured MB':>12s} {'ratio':>6s}")
+    print(f"{'case':26s} {'estimate MB':>12s} {'measured MB':>12s} {'ratio':>6s} {'tensors MB':>11s} {'ratio':>6s}")
     worst = 1.0
     for case in args.cases:
         out = subprocess.run(
@@ -114,8 +120,12 @@ def main() -> None:
         )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = row["estimate"] / max(row["measured"], 1)
+        line = f"{case:26s} {row['estimate'] / 2**20:12.0f} {row['measured'] / 2**20:12.0f} {ratio:6.2f}"
+        if "tensors" in row:  # a network's dream: judged on its tensors' peak (module text)
+            ratio = row["estimate"] / max(row["tensors"], 1)
+            line += f" {row['tensors'] / 2**20:11.0f} {ratio:6.2f}"
         worst = max(worst, ratio, 1 / ratio)
-        print(f"{case:18s} {row['estimate'] / 2**20:12.0f} {row['measured'] / 2**20:12.0f} {ratio:6.2f}")
+        print(line)
     print(f"furthest from the measured peak: {worst:.2f}x (asked: within 1.3x)")
 
 

@@ -12,8 +12,10 @@ the estimate and the dream agree.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,10 +32,13 @@ from .options import DreamSettings
 from .zoo import activation_bytes_per_pixel, get_spec, layer_catalogue
 
 IMAGE_COPIES = 5
-"""Full-size float32 images a dream holds at its peak besides a step's own tensors: the
+"""Full-size float32 images a dream of several octaves holds at its peak besides a step's own tensors: the
 input on the device, the original, the dream, its gradient and the octaves' shrunk
 originals and results (measured with `LiveTensorBytes`: 4.0 with one octave to 5.3 with
 three octaves and a mask, the input counted)."""
+ONE_OCTAVE_IMAGE_COPIES = 4
+"""The same for a dream of one octave (no shrunk originals): with 5, small networks' whole-dream estimates were
+1.33-1.36x their tracked peak (AlexNet, RegNetX-400MF in bf16, 1024 px); with 4, 1.11-1.26x (bench/memory_check.py)."""
 
 STEP_MARGIN = 1.1
 """Added to a step's measured bytes: padding costs a little more per pixel at small sizes (1.5% for
@@ -112,7 +117,7 @@ def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: 
     model = FeatureModel(spec, net, "meta")
     size = spec.probe_size
     term = Term(deepest_layer)
-    with torch.set_grad_enabled(backward), model.computing_in(dtype), model.tap([term]) as tap:
+    with torch.set_grad_enabled(backward), model.computing_in(dtype), model.tap([term]) as tap, _fused_attention_on_meta():
         tracker = LiveTensorBytes("meta")
         with tracker:
             tile = torch.zeros(1, 3, size, size, device="meta", requires_grad=backward)
@@ -120,6 +125,37 @@ def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: 
             if backward:
                 torch.autograd.grad(loss, tile)
     return STEP_MARGIN * tracker.peak / (size * size)
+
+
+_MEASURING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fused_attention_on_meta():
+    """Attention on the meta device as a real device computes it, while a step is measured.
+
+    `scaled_dot_product_attention` runs a fused kernel on CPUs and GPUs (flash or memory-efficient: it keeps a
+    row's log-sum-exp for the backward pass, not the tokens x tokens weights), but on the meta device it falls back
+    to the plain formula, which keeps the whole weights matrix: ViT-B/16's step measured 1.46x its real peak at
+    224 px and its whole dream 1.50x at 1024 px. Meanwhile torch's `scaled_dot_product_attention` (which
+    `multi_head_attention_forward` calls by that name) runs the CPU's fused kernel for meta tensors, whose meta
+    form allocates what the real one does; any other tensor goes to torch's own function, unchanged.
+    """
+    functional = torch.nn.functional
+    original = functional.scaled_dot_product_attention
+
+    def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if query.device.type != "meta" or enable_gqa:
+            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+        fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        return fused(query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
+
+    with _MEASURING:
+        functional.scaled_dot_product_attention = attention
+        try:
+            yield
+        finally:
+            functional.scaled_dot_product_attention = original
 
 
 @functools.cache
@@ -218,7 +254,8 @@ def estimate_dream_memory(
             side = plan_tile_side(per_pixel, batch, device, model.spec.min_size, tile_cap, planning=True)
         side = max(side, model.spec.min_size)
         activations = int(per_pixel * batch * min(height, side) * min(width, side))
-    images = IMAGE_COPIES * batch * 3 * height * width * 4
+    copies = IMAGE_COPIES if settings.octaves > 1 else ONE_OCTAVE_IMAGE_COPIES
+    images = copies * batch * 3 * height * width * 4
     return MemoryEstimate(weights=weights, activations=activations, images=images, tile_size=side)
 
 
