@@ -63,7 +63,8 @@ def child(case: str, scale: float) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         # the weights' cast copy (reduced precisions) is made during the dream: counted in the estimate's weights
         estimate_bytes = estimate.total - model_bytes(model)
-        print(json.dumps({"case": case, "estimate": estimate_bytes, "measured": peak - before, "tensors": tracker.peak}))
+        row = {"case": case, "estimate": estimate_bytes, "measured": peak - before, "tensors": tracker.peak}
+        print(json.dumps(row))
         return
     model = load_feature_model("efficientnet_lite0", "random", device="cpu")
     if kind == "channels":

@@ -7,7 +7,10 @@ Typical use::
     result = dream(image, model, {"blocks.6": 1.0, "blocks.8": 1.5}, DreamSettings())
 """
 
-from . import torchvision_zoo  # noqa: F401,E402  (adds every torchvision network to get_spec)
+from . import (
+    timm_zoo,  # noqa: F401,E402  (adds timm:NAME to get_spec where timm is installed)
+    torchvision_zoo,  # noqa: F401,E402  (adds every torchvision network to get_spec)
+)
 from .engine import DreamResult, DreamSettings, dream, objective_value, octave_shapes
 from .errors import (
     DreamCancelled,

@@ -117,7 +117,12 @@ def _measure_step(spec, deepest_layer: str, dtype: torch.dtype, learning_phase: 
     model = FeatureModel(spec, net, "meta")
     size = spec.probe_size
     term = Term(deepest_layer)
-    with torch.set_grad_enabled(backward), model.computing_in(dtype), model.tap([term]) as tap, _fused_attention_on_meta():
+    with (
+        _fused_attention_on_meta(),
+        torch.set_grad_enabled(backward),
+        model.computing_in(dtype),
+        model.tap([term]) as tap,
+    ):
         tracker = LiveTensorBytes("meta")
         with tracker:
             tile = torch.zeros(1, 3, size, size, device="meta", requires_grad=backward)

@@ -57,12 +57,10 @@ def fold_batchnorms(net: nn.Module) -> int:
         names = list(module._modules)
         for first, second in zip(names, names[1:], strict=False):
             conv, bn = module._modules[first], module._modules[second]
-            if not (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(bn, nn.BatchNorm2d)
-                and bn.num_features == conv.out_channels
-                and bn.running_mean is not None
-            ):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            rest = _after_folding(bn)
+            if rest is None or bn.num_features != conv.out_channels or bn.running_mean is None:
                 continue
             assert bn.running_var is not None  # tracked along with running_mean
             scale = torch.rsqrt(bn.running_var + bn.eps)
@@ -72,9 +70,20 @@ def fold_batchnorms(net: nn.Module) -> int:
             bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0.0)
             conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
             conv.bias = nn.Parameter(bias, requires_grad=False)
-            module._modules[second] = nn.Identity()
+            module._modules[second] = rest
             folded += 1
     return folded
+
+
+def _after_folding(bn: nn.BatchNorm2d) -> nn.Module | None:
+    """What a BatchNorm leaves behind once folded: nothing (an Identity); timm's BatchNormAct2d its dropout and
+    activation; None for anything else, which is not folded (a subclass may do more than normalise)."""
+    if type(bn) is nn.BatchNorm2d:
+        return nn.Identity()
+    act, drop = getattr(bn, "act", None), getattr(bn, "drop", None)
+    if type(bn).__name__ == "BatchNormAct2d" and isinstance(act, nn.Module):
+        return nn.Sequential(drop if isinstance(drop, nn.Module) else nn.Identity(), act)
+    return None
 
 
 @dataclass(frozen=True)
@@ -324,7 +333,7 @@ def get_spec(name: str) -> ModelSpec:
             return spec
     raise UnknownModelError(
         f"Unknown model {name!r}. Available models: {', '.join(ZOO)}, and every torchvision classification "
-        "network by name (deepdream models lists them)."
+        "network by name (deepdream models lists them), and any timm network as timm:NAME where timm is installed."
     )
 
 

@@ -6,6 +6,7 @@ import os
 
 from ..dream_core import DEFAULT_MODEL, ZOO, load_feature_model, parse_layer_weights
 from ..dream_core.feature_model import LEARNING_PHASE_HELP, LEARNING_PHASES
+from ..dream_core.timm_zoo import cached_timm_models, timm_installed
 from ..dream_core.torchvision_zoo import with_weights_in
 from . import comfy_bridge
 from .base import FEATURE_MODEL, LAYER_WEIGHTS, output
@@ -35,12 +36,16 @@ class LoadFeatureModel(io.ComfyNode):
             [
                 io.Combo.Input(
                     "architecture",
-                    options=[*ZOO, *with_weights_in(comfy_bridge.model_files())],
+                    options=[
+                        *ZOO,
+                        *with_weights_in(comfy_bridge.model_files()),
+                        *(cached_timm_models() if timm_installed() else []),
+                    ],
                     default=DEFAULT_MODEL,
                     tooltip="The network. efficientnet_lite0 works offline; inception_v3 is Keras' DeepDream network "
                     "(layers mixed0..mixed10); googlenet is Google's original. Other torchvision networks appear "
-                    "here once their ImageNet weights are in models/deepdream; any of them by name in "
-                    "'other_architecture'.",
+                    "here once their ImageNet weights are in models/deepdream, timm networks (timm:NAME) once their "
+                    "weights are in the Hugging Face cache; any of them by name in 'other_architecture'.",
                 ),
                 io.Combo.Input(
                     "weights",
@@ -64,8 +69,9 @@ class LoadFeatureModel(io.ComfyNode):
                     default="",
                     optional=True,
                     tooltip="Any torchvision classification network by name (convnext_tiny, densenet121, "
-                    "mobilenet_v3_large, regnet_y_800mf, vit_b_16, swin_t, ...: 'deepdream models' lists them); "
-                    "used instead of 'architecture' when filled in.",
+                    "mobilenet_v3_large, regnet_y_800mf, vit_b_16, swin_t, ...: 'deepdream models' lists them), or "
+                    "where timm is installed any timm network as timm:NAME (timm:convnext_tiny, "
+                    "timm:vit_small_patch16_224); used instead of 'architecture' when filled in.",
                     **folded(True),
                 ),
             ],
