@@ -88,7 +88,7 @@ def zoom_transform(
     scale = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
     linear = inverse_rotation * scale.view(1, 2) / scale.view(2, 1) / zoom  # D^-1 R^-1 D / zoom
     offset = -(inverse_rotation @ torch.tensor([shift_x, shift_y], dtype=torch.float64)) / scale / zoom
-    theta = torch.cat([linear, offset.view(2, 1)], dim=1).to(image.device, torch.float32)
+    theta = torch.cat([linear, offset.view(2, 1)], dim=1).float().to(image.device)  # float64 stays on the host
     theta = theta.unsqueeze(0).expand(image.shape[0], 2, 3)
     source = image if image.is_floating_point() else image.float()
     grid = F.affine_grid(theta, list(source.shape), align_corners=False)

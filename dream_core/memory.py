@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .devices import compute_dtype, free_memory, total_memory
+from .devices import GPU_TYPES, compute_dtype, free_memory, total_memory
 from .errors import DreamError
 from .feature_model import FeatureModel
 from .objectives import Term, parse_term, weighted_loss
@@ -178,7 +178,7 @@ def tile_budget(device: torch.device, planning: bool = False) -> float:
     (`planning`: before the host made room, the card's share alone). CPU: half of what
     is free.
     """
-    if device.type == "cuda":
+    if device.type in GPU_TYPES:
         share = GPU_TILE_SHARE * total_memory(device)
         return share if planning else min(share, GPU_FREE_SHARE * free_memory(device))
     return CPU_FREE_SHARE * free_memory(device)
@@ -198,7 +198,7 @@ def plan_tile_side(
     4096 px on a GPU). The engine and the memory estimate both size tiles here.
     """
     side = int(math.sqrt(tile_budget(device, planning) / max(per_pixel * batch, 1.0)))
-    cap = tile_cap or (GPU_TILE_CAP if device.type == "cuda" else CPU_TILE_CAP)
+    cap = tile_cap or (GPU_TILE_CAP if device.type in GPU_TYPES else CPU_TILE_CAP)
     return max(min(side, cap) // 32 * 32, minimum)
 
 
@@ -335,6 +335,6 @@ def check_memory(estimate: MemoryEstimate, device: torch.device | str, what: str
         gb = 1 << 30
         raise DreamError(
             f"{what} needs about {estimate.total / gb:.1f} GB on {device} ({estimate.describe()}); "
-            f"{'it has' if device.type == 'cuda' else 'there is'} {have / gb:.1f} GB"
-            f"{'' if device.type == 'cuda' else ' available'}. {fix}"
+            f"{'it has' if device.type in GPU_TYPES else 'there is'} {have / gb:.1f} GB"
+            f"{'' if device.type in GPU_TYPES else ' available'}. {fix}"
         )

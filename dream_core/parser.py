@@ -75,7 +75,7 @@ class _Flags:
             default=None,
             help="folder for torchvision's ImageNet weights (default: torchvision's, $TORCH_HOME/hub/checkpoints)",
         )
-        self.add("--device", help="torch device (default: cuda if available, else cpu)")
+        self.add("--device", help="torch device: cuda, mps (Apple GPUs) or cpu (default: cuda, else mps, else cpu)")
         self.add("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 

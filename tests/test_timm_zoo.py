@@ -136,3 +136,17 @@ def test_a_timm_step_is_measured_for_the_memory_model():
 
     per_pixel = step_bytes_per_pixel("timm:resnet18", "layer3")
     assert 0.2e3 < per_pixel < 2e3  # a ResNet-18 through layer3: about 0.3 kB a pixel (torchvision's: 0.29 kB)
+
+
+@pytest.mark.slow
+def test_a_timm_network_fine_tunes_and_its_file_loads_as_that_network(tmp_path):
+    from dream_core.training import TrainSettings, train_classifier
+
+    folder = Path(__file__).resolve().parents[1] / "samples" / "shapes"
+    settings = TrainSettings(epochs=1, seed=0, unfreeze_blocks=1, batch_size=8)
+    result = train_classifier(folder, "timm:resnet18", "random", settings, tmp_path / "shapes.safetensors")
+    assert result.path is not None and result.train_count > 0
+    model = load_feature_model("timm:resnet18", result.path)
+    assert model.name == "timm:resnet18" and model.class_names and len(model.class_names) == 3
+    with pytest.raises(WeightsMismatchError, match="trained as timm:resnet18"):
+        load_feature_model("resnet18", result.path)  # torchvision's: the file says which it was
