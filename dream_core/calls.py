@@ -212,8 +212,8 @@ def train_call(values: Values) -> Call:
     )
 
 
-def models_call(_values: Values) -> Call:
-    return Call(commands.models)
+def models_call(values: Values) -> Call:
+    return Call(commands.models, {"weights_dir": values["weights_dir"]})
 
 
 def layers_call(values: Values) -> Call:

@@ -288,7 +288,13 @@ def _other_commands(flags: _Flags) -> None:
     flags.network(default_model=DEFAULT_MODEL)
     flags.options(option_table.CHANNEL_OPTIONS)
     _ray_flags(flags)
-    flags.start("models", "list the model zoo", calls.models_call)
+    flags.start("models", "list the networks: parameters, default layers, weights on disk", calls.models_call)
+    flags.add(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="folder to look for ImageNet weights in (default: torchvision's, $TORCH_HOME/hub/checkpoints)",
+    )
     flags.start(
         "layers",
         "list a model's layers, aliases and channels",

@@ -231,6 +231,17 @@ def cached_timm_models() -> list[str]:
     return sorted(PREFIX + path.name[len(prefix) :] for path in folder.glob(prefix + "*"))
 
 
+def timm_line() -> str:
+    """What `deepdream models` says of timm: installed or not, how many networks, whose weights are cached."""
+    if not timm_installed():
+        return "timm: not installed (pip install timm adds its networks as timm:NAME)."
+    cached = cached_timm_models()
+    return (
+        f"timm {_timm().__version__}: {len(_timm().list_models())} networks, any as timm:NAME (deepdream layers "
+        f"timm:NAME lists its layers); weights in the Hugging Face cache: {', '.join(cached) or 'none'}."
+    )
+
+
 def _derive(name: str) -> ModelSpec | None:
     return timm_spec(name) if name.startswith(PREFIX) else None
 

@@ -21,10 +21,12 @@ MaxViT is refused.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -33,7 +35,17 @@ from torch import nn
 
 from .errors import UnknownModelError
 from .token_maps import DreamSwin, DreamViT, transformer_layers, wrapped
-from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, ZOO, ModelSpec, weights_entry_file
+from .zoo import (
+    DERIVERS,
+    IMAGENET_CLASS_COUNT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ZOO,
+    ModelSpec,
+    fold_batchnorms,
+    get_spec,
+    weights_entry_file,
+)
 
 TRANSFORMERS = ("vit_", "swin_")
 """torchvision families whose layers are token maps: wrapped by `token_maps` so they read as feature maps."""
@@ -63,21 +75,49 @@ def torchvision_families() -> dict[str, list[str]]:
     return families
 
 
+@functools.cache
+def network_parameters(name: str) -> int:
+    """How many parameters the network `name` has (any the zoo knows; torchvision's own figure where it has one,
+    else counted on the meta device)."""
+    try:
+        return int(torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"])
+    except (ValueError, KeyError, AttributeError):
+        with torch.device("meta"):
+            net = get_spec(name).build(IMAGENET_CLASS_COUNT)
+        return sum(parameter.numel() for parameter in net.parameters())
+
+
 def _builder(name: str) -> Callable[[int], nn.Module]:
     finish = wrapped if name.startswith(TRANSFORMERS) else (lambda net: net)
 
     def build(num_classes: int) -> nn.Module:
-        try:
+        with _widths_on_cpu():
             return finish(torchvision.models.get_model(name, weights=None, num_classes=num_classes))
-        except NotImplementedError:
-            if torch.empty(0).device.type != "meta":
-                raise
-        # A builder that works out its widths with tensors (RegNet) cannot run on the meta device: built on the
-        # CPU, then moved there.
-        with torch.device("cpu"):
-            return finish(torchvision.models.get_model(name, weights=None, num_classes=num_classes).to("meta"))
 
     return build
+
+
+_PATCHING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _widths_on_cpu() -> Iterator[None]:
+    """RegNet works out its stages' widths with tensors and reads them back (`BlockParams.from_init_params`), which
+    cannot be done on the meta device: meanwhile that one computation runs on the CPU (a few numbers), so a RegNet is
+    built on the meta device like any other network (RegNetY-128GF's 644 M parameters never allocated)."""
+    params = torchvision.models.regnet.BlockParams
+    original = params.__dict__["from_init_params"]
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return original.__func__(cls, *args, **kwargs)
+
+    with _PATCHING:
+        params.from_init_params = classmethod(on_cpu)
+        try:
+            yield
+        finally:
+            params.from_init_params = original
 
 
 def _maps(net: nn.Module, side: int) -> tuple[list[str], dict[str, torch.Size], dict[str, torch.Tensor]]:
@@ -236,6 +276,7 @@ def derived_spec(name: str) -> ModelSpec:
     build = _builder(name)
     with torch.device("meta"):
         net = build(IMAGENET_CLASS_COUNT).eval()
+    fold_batchnorms(net)  # the same maps, and the probes below twice as fast (BatchNorm on meta is decomposed)
     entry, mean, std = _weights(name)
     head = _head(net)
     return ModelSpec(

@@ -41,11 +41,24 @@ def test_layers_lists_keras_names_with_torchvision_names(capsys):
     assert rows["Mixed_7c"][2] == "2048"
 
 
-def test_models_lists_the_zoo(capsys):
-    assert main(["models"]) == 0
-    out = capsys.readouterr().out
-    for name in ("efficientnet_lite0", "inception_v3", "googlenet", "vgg16", "vgg19", "resnet50"):
-        assert name in out
+def test_models_lists_each_network_and_family_with_parameters_default_layers_and_weights_on_disk(
+    capsys, monkeypatch, tmp_path
+):
+    from dream_core.commands import tools
+
+    families = {"resnet": ["resnet34", "resnet18"], "mobilenet": ["mobilenet_v2", "mobilenet_v3_small"]}
+    monkeypatch.setattr(tools, "torchvision_families", lambda: families)  # two families: the whole list takes 15 s
+    (tmp_path / "resnet18-f37072fd.pth").touch()  # resnet18's ImageNet weights file, as torchvision names it
+    assert main(["models", "--weights-dir", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert lines["efficientnet_lite0"].split()[1:5] == ["4.7M", "blocks.6,", "blocks.8:1.5,", "blocks.10"]
+    assert "installed (works offline)" in lines["efficientnet_lite0"]
+    assert "mixed7:2.5" in lines["inception_v3"] and "downloaded on first use" in lines["inception_v3"]
+    for name in ("googlenet", "vgg16", "vgg19", "resnet50"):
+        assert name in lines
+    assert lines["resnet"].split()[1:] == ["11.7-21.8M", "layer3", "resnet18", "resnet18,", "resnet34"]
+    assert "(each network's)" in lines["mobilenet"] and "mobilenet_v3_small (features.8)" in lines["mobilenet"]
+    assert lines["mobilenet"].split()[4] == "-"  # no weights on disk
 
 
 def test_dream_writes_images_for_a_folder(tmp_path, small_photo, capsys):

@@ -150,3 +150,11 @@ def test_a_timm_network_fine_tunes_and_its_file_loads_as_that_network(tmp_path):
     assert model.name == "timm:resnet18" and model.class_names and len(model.class_names) == 3
     with pytest.raises(WeightsMismatchError, match="trained as timm:resnet18"):
         load_feature_model("resnet18", result.path)  # torchvision's: the file says which it was
+
+
+def test_deepdream_models_says_what_timm_adds_or_how_to_install_it(monkeypatch):
+    from dream_core import timm_zoo
+
+    assert timm_zoo.timm_line().startswith(f"timm {timm.__version__}: ") and "any as timm:NAME" in timm_zoo.timm_line()
+    monkeypatch.setattr(timm_zoo, "timm_installed", lambda: False)
+    assert "not installed (pip install timm" in timm_zoo.timm_line()

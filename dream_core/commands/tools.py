@@ -18,9 +18,11 @@ from ..presets import PRESETS
 from ..progress import ProgressBar, after_bar
 from ..report import per_class_text
 from ..sheet import contact_sheet
-from ..torchvision_zoo import torchvision_families
+from ..timm_zoo import timm_line
+from ..torchvision_zoo import network_parameters, torchvision_families
 from ..training import TrainSettings, train_classifier
-from ..zoo import LOGITS, ZOO, get_spec, layer_catalogue
+from ..weights import folders_of
+from ..zoo import LOGITS, ZOO, get_spec, imagenet_weights_file, layer_catalogue
 from .images import REPLACE_HINT, check_picture_output
 
 
@@ -137,14 +139,47 @@ def train(
     return 0
 
 
-def models() -> int:
+def models(weights_dir: Path | None = None) -> int:
+    """The networks, a line each: the six by name, torchvision's others by family, timm's where it is installed."""
+    on_disk = {path.name for folder in folders_of(weights_dir) if folder.is_dir() for path in folder.iterdir()}
+    print(f"{'network':20s} {'params':>8s}  {'default layers':42s} ImageNet weights")
     for spec in ZOO.values():
-        print(f"{spec.name:20s} {spec.description}")
-    print("\nand every torchvision classification network by name, its layers derived from its structure")
-    print("(ImageNet weights downloaded on first use; --weights random works offline):")
+        size = network_parameters(spec.name) / 1e6
+        print(f"{spec.name:20s} {size:7.1f}M  {_defaults(spec):42s} {_weights(spec, on_disk)}")
+    print(
+        "\nEvery other torchvision classification network by name, its layers derived from its structure (ImageNet "
+        "weights downloaded on first use; --weights random works offline), a family a line, smallest first:"
+    )
+    print(f"  {'family':12s} {'params':>12s}  {'default layer':20s} {'weights on disk':16s} networks")
     for family, names in torchvision_families().items():
-        print(f"  {family:18s} {', '.join(names)}")
+        print(f"  {family:12s} {_family_line(names, on_disk)}", flush=True)  # each family as soon as it is known
+    print(f"\n{timm_line()}")
     return 0
+
+
+def _family_line(names: list[str], on_disk: set[str]) -> str:
+    """A family's parameters, default layer (each network's, where they differ), weights on disk and networks."""
+    names = sorted(names, key=network_parameters)
+    sizes = [network_parameters(name) / 1e6 for name in names]
+    defaults = {name: _defaults(get_spec(name)) for name in names}
+    one = len(set(defaults.values())) == 1
+    layer = defaults[names[0]] if one else "(each network's)"
+    present = ", ".join(n for n in names if _weights(get_spec(n), on_disk) == "on disk") or "-"
+    span = f"{sizes[0]:.1f}-{sizes[-1]:.1f}M" if len(sizes) > 1 else f"{sizes[0]:.1f}M"
+    listed = ", ".join(name if one else f"{name} ({defaults[name]})" for name in names)
+    return f"{span:>12s}  {layer:20s} {present:16s} {listed}"
+
+
+def _defaults(spec) -> str:
+    return ", ".join(layer if weight == 1 else f"{layer}:{weight:g}" for layer, weight in spec.default_layers.items())
+
+
+def _weights(spec, on_disk: set[str]) -> str:
+    if spec.packaged_weights is not None:
+        return "installed (works offline)"
+    if spec.imagenet_weights is None:
+        return "none (random or a checkpoint)"
+    return "on disk" if imagenet_weights_file(spec)[0] in on_disk else "downloaded on first use"
 
 
 def layers(model: str) -> int:
