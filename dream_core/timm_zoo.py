@@ -3,10 +3,10 @@
 timm is never a dependency of the pack: this module imports it only when a `timm:` name is asked for, and says how
 to install it when it is missing. Every timm network of the kinds DeepDream needs has `forward_intermediates`, which
 returns its stages' (a convolutional network's) or its blocks' (a transformer's) outputs as `[B, C, H, W]` maps, the
-class token apart. `DreamTimm` is the network's own class with a forward pass that hands each of those maps to a
-parameter-free `Tap` (the layer a hook reads) before the classifier: the same modules and state-dict keys, so timm's
-weights and saved state dicts load as they are. Vision transformers are made with `dynamic_img_size`, so they take
-any size (timm resizes the position embeddings).
+class token apart (a layer of its own, `blocks.7.cls`). `dream_net` gives the network a subclass of its own class
+whose forward pass hands each of those maps to a parameter-free `Tap` (the layer a hook reads) before the
+classifier: the same modules and state-dict keys, so timm's weights and saved state dicts load as they are. Vision
+transformers are made with `dynamic_img_size`, so they take any size (timm resizes the position embeddings).
 
 From timm's own description of the network (`feature_info`, `pretrained_cfg`): the layers (named by their module
 paths, `layer3`, `stages.2`, `blocks.7`), the default layer (the deepest at stride 16; a transformer's, all at one
@@ -60,19 +60,25 @@ class Tap(nn.Module):
 
 
 class Taps(nn.ModuleList):
-    """A `Tap` for each intermediate map, and the multiple of pixels the network's input sides must be."""
+    """A `Tap` for each intermediate map (and, on a transformer with a class token, one for each block's class token
+    as a `[B, C, 1, 1]` map), and the multiple of pixels the network's input sides must be."""
 
-    def __init__(self, count: int, pad_to: int) -> None:
-        super().__init__(Tap() for _ in range(count))
+    def __init__(self, count: int, pad_to: int, class_token: bool) -> None:
+        super().__init__(Tap() for _ in range(count * (2 if class_token else 1)))
         self.pad_to = pad_to
+        self.class_token = class_token
 
 
 def _dream_forward(self, x: torch.Tensor) -> torch.Tensor:
-    multiple = self.taps.pad_to
-    if multiple > 1 and (x.shape[-2] % multiple or x.shape[-1] % multiple):  # a transformer's whole patches
-        x = torch.nn.functional.pad(x, (0, -x.shape[-1] % multiple, 0, -x.shape[-2] % multiple), mode="replicate")
-    final, maps = self.forward_intermediates(x, output_fmt="NCHW")
-    for tap, feature_map in zip(self.taps, maps, strict=True):
+    taps = self.taps
+    if taps.pad_to > 1 and (x.shape[-2] % taps.pad_to or x.shape[-1] % taps.pad_to):  # a transformer's patches
+        x = torch.nn.functional.pad(x, (0, -x.shape[-1] % taps.pad_to, 0, -x.shape[-2] % taps.pad_to), mode="replicate")
+    if taps.class_token:
+        final, pairs = self.forward_intermediates(x, output_fmt="NCHW", return_prefix_tokens=True)
+        maps = [m for spatial, prefix in pairs for m in (spatial, prefix[:, 0, :, None, None])]
+    else:
+        final, maps = self.forward_intermediates(x, output_fmt="NCHW")
+    for tap, feature_map in zip(taps, maps, strict=True):
         tap(feature_map)
     return self.forward_head(final)
 
@@ -90,7 +96,8 @@ def dream_net(net: nn.Module) -> nn.Module:
     cls = type(net)
     net.__class__ = _DREAM_CLASSES.setdefault(cls, type(f"Dream{cls.__name__}", (cls,), {"forward": _dream_forward}))
     patched = hasattr(net, "patch_embed") and features
-    net.taps = Taps(len(features), max(feature["reduction"] for feature in features) if patched else 1)
+    class_token = getattr(net, "cls_token", None) is not None and getattr(net, "num_prefix_tokens", 0) >= 1
+    net.taps = Taps(len(features), max(f["reduction"] for f in features) if patched else 1, class_token)
     return net
 
 
@@ -117,8 +124,13 @@ def _features(net: nn.Module) -> list[dict]:
 
 
 def _layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(name, module path of its `Tap`, aliases) of a timm network's layers, in forward order."""
-    return [(feature["module"], f"taps.{index}", ()) for index, feature in enumerate(_features(net))]
+    """(name, module path of its `Tap`, aliases) of a timm network's layers, in forward order (a block's class
+    token, `blocks.7.cls`, after the block)."""
+    names = [feature["module"] for feature in _features(net)]
+    taps = getattr(net, "taps", None)
+    if isinstance(taps, Taps) and taps.class_token:
+        names = [name for module in names for name in (module, f"{module}.cls")]
+    return [(name, f"taps.{index}", ()) for index, name in enumerate(names)]
 
 
 def _default_layer(net: nn.Module) -> str:

@@ -4,7 +4,8 @@ torchvision's ViT and Swin keep their activations as token sequences (`[B, 1 + h
 channels-last maps (`[B, H, W, C]`); the engine reads every layer as `[B, C, H, W]`. `DreamViT` and `DreamSwin` are
 torchvision's own classes (the same modules and state-dict keys, so ImageNet weights and saved state dicts load
 as they are) with a forward pass that also hands each block's output, as a `[B, C, H, W]` map, to a parameter-free
-`TokenMap` module: the layer a hook reads. The class token is left out of the map.
+`TokenMap` module: the layer a hook reads. The class token is left out of the map; a ViT block's class token is a
+layer of its own (`blocks.7.cls`, a `[B, C, 1, 1]` map).
 
 ViT dreams at any size: the picture is cut into as many patches as fit, and the position embeddings (learnt for
 the training grid, 14 x 14 for ViT-B/16 at 224 px) are resized to the picture's grid by bicubic interpolation.
@@ -30,6 +31,17 @@ class TokenMap(nn.Module):
         return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
 
+class ClassToken(nn.Module):
+    """No parameters: a ViT block's class token as a `[B, C, 1, 1]` map, the layer a hook reads.
+
+    The class token is what the classifier reads: dreaming its channels (`blocks.11.cls[3]`) asks the whole picture
+    for one of the features the network sums it up by, as `class:NAME` asks for a class.
+    """
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens[:, 0, :, None, None]
+
+
 def resized_positions(positions: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """ViT's position embeddings `[1, 1 + g*g, D]` for a `grid` of patches (the class token's kept as it is)."""
     side = round((positions.shape[1] - 1) ** 0.5)
@@ -45,10 +57,13 @@ class DreamViT(VisionTransformer):
 
     maps: nn.ModuleList
 
+    class_maps: nn.ModuleList
+
     @classmethod
     def of(cls, net: VisionTransformer) -> DreamViT:
         net.__class__ = cls
         net.maps = nn.ModuleList(TokenMap() for _ in net.encoder.layers)
+        net.class_maps = nn.ModuleList(ClassToken() for _ in net.encoder.layers)
         return net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,9 +72,10 @@ class DreamViT(VisionTransformer):
         tokens = patches.flatten(2).transpose(1, 2)
         tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
         tokens = self.encoder.dropout(tokens + resized_positions(self.encoder.pos_embedding, grid))
-        for block, token_map in zip(self.encoder.layers, self.maps, strict=True):
+        for block, token_map, class_map in zip(self.encoder.layers, self.maps, self.class_maps, strict=True):
             tokens = block(tokens)
             token_map(tokens, grid)
+            class_map(tokens)
         return self.heads(self.encoder.ln(tokens)[:, 0])
 
 
@@ -99,8 +115,15 @@ def _swin_parts(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def transformer_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
     """(name, module path of its `TokenMap`, aliases) of a wrapped transformer's layers, in forward order."""
-    if isinstance(net, DreamViT):
-        return [(f"blocks.{i}", f"maps.{i}", (f"encoder_layer_{i}",)) for i in range(len(net.maps))]
+    if isinstance(net, DreamViT):  # each block's patches, then its class token
+        return [
+            layer
+            for i in range(len(net.maps))
+            for layer in (
+                (f"blocks.{i}", f"maps.{i}", (f"encoder_layer_{i}",)),
+                (f"blocks.{i}.cls", f"class_maps.{i}", ()),
+            )
+        ]
     if isinstance(net, DreamSwin):
         return [(name, f"maps.{name.replace('.', '_')}", ()) for name, _ in _swin_parts(net)]
     raise TypeError(f"{type(net).__name__} is no wrapped transformer")

@@ -28,7 +28,7 @@ def _original(name: str, **kwargs) -> torch.nn.Module:
     ("name", "layers", "default"),
     (
         ("resnet18", ["act1", "layer1", "layer2", "layer3", "layer4"], "layer3"),
-        ("vit_tiny_patch16_224", [f"blocks.{i}" for i in range(12)], "blocks.7"),
+        ("vit_tiny_patch16_224", [n for i in range(12) for n in (f"blocks.{i}", f"blocks.{i}.cls")], "blocks.7"),
     ),
 )
 def test_a_timm_network_is_its_own_class_with_its_feature_maps_as_layers(name, layers, default):
@@ -42,10 +42,19 @@ def test_a_timm_network_is_its_own_class_with_its_feature_maps_as_layers(name, l
         assert torch.allclose(wrapped(probe), original(probe), atol=1e-5)  # the same logits
     catalogue = [info for info in layer_catalogue(spec.name) if info.stride]
     assert [info.name for info in catalogue] == layers
-    assert [info.channels for info in catalogue] == [f["num_chs"] for f in original.feature_info]
+    maps = [info for info in catalogue if not info.name.endswith(".cls")]  # a block's class token: [B, C, 1, 1]
+    assert [info.channels for info in maps] == [f["num_chs"] for f in original.feature_info]
     assert dict(spec.default_layers) == {default: 1.0}
     assert spec.mean == tuple(original.pretrained_cfg["mean"]) and spec.std == tuple(original.pretrained_cfg["std"])
     assert spec.classifier_prefix == original.pretrained_cfg["classifier"]  # resnet18's fc, the ViT's head
+
+
+def test_a_timm_vit_block_s_class_token_is_a_layer_that_dreams(small_photo):
+    model = load_feature_model("timm:vit_tiny_patch16_224", "random")
+    image = small_photo[..., :50, :61]
+    for objective in ({"blocks.11.cls": 1.0}, {"blocks.4.cls[3,5]": 1.0}):
+        out = dream(image, model, objective, FAST).images
+        assert out.shape == image.shape and (out - image).abs().mean() > 1e-3
 
 
 @pytest.mark.parametrize("name", ("timm:resnet18", "timm:vit_tiny_patch16_224", "timm:convnext_atto"))

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from dream_core import ZOO, dream, get_spec, layer_catalogue, load_feature_model
 from dream_core.errors import UnknownModelError, WeightsMismatchError
+from dream_core.objectives import Term
 from dream_core.options import DreamSettings
 from dream_core.torchvision_zoo import derivable, torchvision_families
 from dream_core.zoo import imagenet_weights_file
@@ -117,8 +118,16 @@ def test_a_wrapped_transformer_is_torchvisions_network_with_its_tokens_as_featur
     catalogue = layer_catalogue(name)
     assert all(info.channels >= 96 for info in catalogue if info.stride)
     if name == "vit_b_16":
-        assert [info.name for info in catalogue[:2]] == ["blocks.0", "blocks.1"] and catalogue[0].stride == 16
-        assert dict(get_spec(name).default_layers) == {"blocks.7": 1.0}
+        assert [info.name for info in catalogue[:3]] == ["blocks.0", "blocks.0.cls", "blocks.1"]
+        assert catalogue[0].stride == 16 and dict(get_spec(name).default_layers) == {"blocks.7": 1.0}
+        model = load_feature_model(name, "random")  # a block's class token: what the classifier reads after it
+        with model.tap([Term("blocks.11.cls")]) as tap:
+            token = next(iter(tap(probe).values()))
+        assert token.shape == (1, 768, 1, 1)
+        with torch.no_grad():
+            logits = model.net.heads(model.net.encoder.ln(token.flatten(1)))
+            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.spec.mean, model.spec.std))
+            assert torch.allclose(logits, model.net((probe - mean) / std), atol=1e-4)
     else:
         assert {info.stride for info in catalogue if info.stride} == {4, 8, 16, 32}
         assert layer_catalogue(name)[-2].name == "features.7"  # the last stage, before the class scores
