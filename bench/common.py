@@ -113,3 +113,28 @@ def zoom_bench(description: str, frames: int = 24, size: int = 160):
     args = parser.parse_args()
     model = load_feature_model("efficientnet_lite0", "imagenet")
     return args, model, resize(load_image(ROOT / "samples" / "astronaut.png"), (args.size, args.size))
+
+
+def pack_with_progress(device: torch.device) -> tuple[str, object]:
+    """The pack's package name as ComfyUI imports it, and its `comfy_bridge` given a stand-in for ComfyUI's
+    ProgressBar (less the websocket: previews are made as for the real one) and `device` to compute on."""
+    import importlib
+    import types
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_workflows
+
+    pack = build_workflows.load_pack().__name__
+    bridge = importlib.import_module(f"{pack}.nodes.comfy_bridge")
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            if preview is not None:
+                preview[1].tobytes()
+
+    bridge.comfy_utils = types.SimpleNamespace(ProgressBar=ProgressBar)
+    bridge.compute_device = lambda: device
+    return pack, bridge

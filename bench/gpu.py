@@ -26,9 +26,8 @@ import argparse
 import contextlib
 import importlib
 import sys
-import types
 
-from common import ROOT, naive_step_factory, race
+from common import ROOT, naive_step_factory, pack_with_progress, race
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -120,21 +119,8 @@ def their_step_factory(folder: str, model, layers, size, device):
 
 def node_against_engine(model, layers, size, device, rounds: int) -> tuple[float, float]:
     """Seconds of the whole OctaveDream node call and of the bare `dream()` it wraps (same settings)."""
-    import build_workflows
-
-    bridge = importlib.import_module(f"{build_workflows.load_pack().__name__}.nodes.comfy_bridge")
-    nodes = importlib.import_module(f"{build_workflows.load_pack().__name__}.nodes.dream_nodes")
-
-    class ProgressBar:  # ComfyUI's, less the websocket: previews are made as for the real one
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, value, total=None, preview=None):
-            if preview is not None:
-                preview[1].tobytes()
-
-    bridge.comfy_utils = types.SimpleNamespace(ProgressBar=ProgressBar)
-    bridge.compute_device = lambda: device
+    pack, bridge = pack_with_progress(device)
+    nodes = importlib.import_module(f"{pack}.nodes.dream_nodes")
     settings = {"octaves": 1, "iterations": 10, "precision": "auto"}
     image = torch.rand(1, size, size, 3)
 

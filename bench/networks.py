@@ -22,10 +22,8 @@ import argparse
 import contextlib
 import importlib
 import io
-import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import common  # noqa: F401  (threads, import path)
@@ -63,23 +61,8 @@ def _quiet(*argv: str) -> str:
 
 
 def _nodes():
-    """The pack's node modules as ComfyUI imports them, with a ProgressBar that makes the previews as ComfyUI's."""
-    sys.path.insert(0, str(common.ROOT / "tools"))
-    import build_workflows
-
-    pack = build_workflows.load_pack().__name__
-    bridge = importlib.import_module(f"{pack}.nodes.comfy_bridge")
-
-    class ProgressBar:
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, value, total=None, preview=None):
-            if preview is not None:
-                preview[1].tobytes()
-
-    bridge.comfy_utils = types.SimpleNamespace(ProgressBar=ProgressBar)
-    bridge.compute_device = lambda: torch.device("cpu")
+    """The pack's node modules as ComfyUI imports them (ComfyUI's progress bar stood in for)."""
+    pack, _bridge = common.pack_with_progress(torch.device("cpu"))
     return importlib.import_module(f"{pack}.nodes.model_nodes"), importlib.import_module(f"{pack}.nodes.dream_nodes")
 
 

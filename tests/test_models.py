@@ -181,7 +181,10 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickle_that_would_run_code_is_refused_and_the_code_does_not_run(tmp_path):
+@pytest.mark.parametrize("architecture", ("efficientnet_lite0", "resnet18", "vit_b_16", "timm:resnet18"))
+def test_a_pickle_that_would_run_code_is_refused_and_the_code_does_not_run(tmp_path, architecture):
+    if architecture.startswith("timm:"):
+        pytest.importorskip("timm")
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
@@ -189,7 +192,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_the_code_does_not_run(tmp_p
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _RunsCode(marker)}, tmp_path / "evil2.pt")
     for bad in (path, tmp_path / "evil2.pt"):
         with pytest.raises(UnsafeCheckpointError, match="safetensors"):
-            load_feature_model("efficientnet_lite0", bad)
+            load_feature_model(architecture, bad)
     assert not marker.exists()
 
 
