@@ -1,0 +1,166 @@
+"""Channel pictures side by side with lucent and torch-dreams (issue 31): one evaluator for every tool.
+
+    python bench/channels_versus.py [--layer blocks.8] [--channels 0-7] [--tools ours lucent torch-dreams]
+                                    [--steps 256 512] [--out FOLDER]
+
+The network is EfficientNet-Lite0 with its ImageNet weights (the pack's default, offline). Every tool grows one
+224 px picture per channel at its own defaults but for the step count (`--steps`): ours `deepdream channels`
+(`channel_pictures`, default settings); lucent's `render_vis` (a decorrelated Fourier image, its standard
+transforms, Adam at 0.05); torch-dreams' `Dreamer.render` (its Fourier image and transforms). lucent and
+torch-dreams are optional benchmark dependencies (`pip install torch-lucent torch-dreams`), never the pack's; a tool
+that is not installed is left out. Both are handed the same network, its input normalised as Lite0 expects.
+
+Per tool and step count, over the channels:
+- activation: each channel's mean activation on its own picture (averaged over the channels);
+- own-strongest: for how many channels their own picture is the one they fire most on;
+- colourfulness: Hasler and Suesstrunk's M (sigma + 0.3 mu of the opponent channels rg and yb, 0..255 scale);
+- clipped: the share of colour values at 0 or 255 once saved as 8 bits;
+- CPU-s / picture: process CPU seconds of the run over the number of pictures.
+With `--out`, each tool's labelled sheet is written there (`ours_256.png`, `lucent_512.png`, ...).
+"""
+
+# ruff: noqa: I001  (common must be imported first: it sets thread settings before torch starts)
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+import common  # noqa: F401
+
+import torch
+
+from dream_core import load_feature_model
+from dream_core.channels import channel_means, channel_pictures, parse_channels
+from dream_core.imageio import save_image
+from dream_core.options import ChannelSettings
+from dream_core.sheet import contact_sheet
+
+SIZE = 224
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class Pixels(torch.nn.Module):
+    """The dream network fed pictures in 0..1 (`expects`: 'pixels'), or ImageNet-normalised ones ('imagenet',
+    what torch-dreams hands a model): normalised here as the network expects."""
+
+    def __init__(self, model, expects: str) -> None:
+        super().__init__()
+        self.net = model.net
+        self.expects = expects
+        self.register_buffer("mean", torch.tensor(model.spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(model.spec.std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.expects == "imagenet":
+            x = x * IMAGENET_STD + IMAGENET_MEAN
+        return self.net((x - self.mean) / self.std)
+
+
+def ours(model, layer: str, channels, steps: int) -> torch.Tensor:
+    return channel_pictures(model, layer, channels, ChannelSettings(size=SIZE, steps=steps)).images
+
+
+def lucent(model, layer: str, channels, steps: int) -> torch.Tensor:
+    from lucent.optvis import param, render
+
+    wrapped = Pixels(model, "pixels").eval()
+    name = "net_" + model.resolve_layer(layer).module_path.replace(".", "_")
+    pictures = []
+    for channel in channels:
+        torch.manual_seed(channel)
+        images = render.render_vis(
+            wrapped,
+            f"{name}:{channel}",
+            param_f=lambda: param.image(SIZE, fft=True, decorrelate=True),
+            thresholds=(steps,),
+            preprocess=False,  # Pixels normalises as Lite0 expects
+            progress=False,
+            show_image=False,
+        )
+        pictures.append(torch.from_numpy(images[-1][0]).permute(2, 0, 1))
+    return torch.stack(pictures).float()
+
+
+def torch_dreams(model, layer: str, channels, steps: int) -> torch.Tensor:
+    from torch_dreams import Dreamer
+
+    wrapped = Pixels(model, "imagenet").eval()
+    dreamer = Dreamer(wrapped, quiet=True, device="cpu")
+    module = wrapped.net.get_submodule(model.resolve_layer(layer).module_path)
+    pictures = []
+    for channel in channels:
+        torch.manual_seed(channel)
+
+        def loss(outputs, channel=channel):
+            return -outputs[0][:, channel].mean()
+
+        image = dreamer.render(layers=[module], width=SIZE, height=SIZE, iters=steps, custom_func=loss)
+        pictures.append(image.to_chw_tensor(device="cpu"))
+    return torch.stack(pictures).float().clamp(0, 1)
+
+
+TOOLS = {"ours": (ours, None), "lucent": (lucent, "lucent"), "torch-dreams": (torch_dreams, "torch_dreams")}
+
+
+def colourfulness(pictures: torch.Tensor) -> float:
+    """Hasler and Suesstrunk's colourfulness M of each picture (0..255 scale), averaged."""
+    r, g, b = (pictures * 255).unbind(1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    sigma = (rg.flatten(1).var(1, unbiased=False) + yb.flatten(1).var(1, unbiased=False)).sqrt()
+    mu = (rg.flatten(1).mean(1).square() + yb.flatten(1).mean(1).square()).sqrt()
+    return float((sigma + 0.3 * mu).mean())
+
+
+def clipped(pictures: torch.Tensor) -> float:
+    """Share of colour values at 0 or 255 once saved as 8 bits."""
+    levels = (pictures.clamp(0, 1) * 255).round()
+    return float(((levels == 0) | (levels == 255)).float().mean())
+
+
+def evaluate(model, layer: str, channels, pictures: torch.Tensor) -> tuple[float, int]:
+    """(mean activation of each channel on its own picture, how many fire most on their own picture)."""
+    means = channel_means(model, layer, pictures.clamp(0, 1))[:, list(channels)]  # [picture, channel]
+    own = means.diagonal()
+    strongest = int((means.argmax(dim=0) == torch.arange(len(channels))).sum())
+    return float(own.mean()), strongest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layer", default="blocks.8")
+    parser.add_argument("--channels", default="0-7")
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
+    parser.add_argument("--steps", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--out", type=Path, help="write each tool's labelled sheet into this folder")
+    args = parser.parse_args()
+    model = load_feature_model("efficientnet_lite0", "imagenet")
+    layer = model.resolve_layer(args.layer).name
+    channels, _ = parse_channels(args.channels)
+    print(f"{len(channels)} channels of {layer} ({model.name}, ImageNet weights), {SIZE} px, {common.THREADS} threads")
+    print("| tool | steps | activation | own-strongest | colourfulness | clipped | CPU-s / picture |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for tool in args.tools:
+        grow, package = TOOLS[tool]
+        if package and importlib.util.find_spec(package) is None:
+            print(f"| {tool} | not installed (pip install {tool.replace('lucent', 'torch-lucent')}) | | | | | |")
+            continue
+        for steps in args.steps:
+            began = time.process_time()
+            pictures = grow(model, layer, channels, steps)
+            seconds = (time.process_time() - began) / len(channels)
+            activation, strongest = evaluate(model, layer, channels, pictures)
+            print(
+                f"| {tool} | {steps} | {activation:.1f} | {strongest}/{len(channels)} | {colourfulness(pictures):.1f} "
+                f"| {clipped(pictures):.1%} | {seconds:.1f} |",
+                flush=True,
+            )
+            if args.out:
+                labels = [f"{layer}[{c}]" for c in channels]
+                save_image(contact_sheet(pictures.clamp(0, 1), labels)[0], args.out / f"{tool}_{steps}.png")
+
+
+if __name__ == "__main__":
+    main()
