@@ -90,8 +90,10 @@ def network_parameters(name: str) -> int:
 def _builder(name: str) -> Callable[[int], nn.Module]:
     finish = wrapped if name.startswith(TRANSFORMERS) else (lambda net: net)
 
+    widths = _widths_on_cpu if name.startswith("regnet_") else contextlib.nullcontext
+
     def build(num_classes: int) -> nn.Module:
-        with _widths_on_cpu():
+        with widths():
             return finish(torchvision.models.get_model(name, weights=None, num_classes=num_classes))
 
     return build
