@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import UnknownModelError, WeightsNotFoundError
-from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, ModelSpec
+from .zoo import DERIVERS, IMAGENET_CLASS_COUNT, ModelSpec, linear_head_trainable
 
 PREFIX = "timm:"
 PROBE = 224
@@ -162,17 +162,6 @@ def _stages(net: nn.Module) -> list[str]:
     return [feature["module"] for feature in _features(net)]
 
 
-def _trainable(timm_name: str, head_path: str, stage_paths: list[str]):
-    def trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
-        head = net.get_submodule(head_path)
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"{timm_name}'s head {head_path} is not a linear layer")
-        stages = [net.get_submodule(path) for path in reversed(stage_paths)]
-        return head, [stage for stage in stages if any(True for _ in stage.parameters())]
-
-    return trainable
-
-
 def _hub_weights(timm_name: str, hub_id: str | None) -> Callable[[], str]:
     """Where timm's ImageNet weights of `timm_name` are: its Hugging Face hub file, fetched into the hub's cache."""
 
@@ -212,6 +201,7 @@ def timm_spec(name: str) -> ModelSpec:
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
     head = cfg.get("classifier") or "head"
     is_linear = isinstance(net.get_submodule(head), nn.Linear)
+    stages = _stages(net)  # read now: the meta network is not kept
     side = int(cfg.get("input_size", (3, PROBE, PROBE))[-1])
     return ModelSpec(
         name=name,
@@ -226,7 +216,7 @@ def timm_spec(name: str) -> ModelSpec:
         min_size=32,
         probe_size=side,
         train_size=side,
-        trainable=_trainable(timm_name, head, _stages(net)) if is_linear else None,
+        trainable=linear_head_trainable(timm_name, head, lambda: stages) if is_linear else None,
     )
 
 

@@ -44,6 +44,7 @@ from .zoo import (
     ModelSpec,
     fold_batchnorms,
     get_spec,
+    linear_head_trainable,
     weights_entry_file,
 )
 
@@ -252,19 +253,6 @@ def _stage_paths(name: str) -> tuple[str, ...]:
     return tuple(_trunk(net, shapes))
 
 
-def _trainable(name: str, head_path: str) -> Callable[[nn.Module], tuple[nn.Linear, list[nn.Module]]]:
-    """Fine-tuning's view of `name`: its Linear head, and its trunk's stages that may be unfrozen, last first."""
-
-    def trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
-        head = net.get_submodule(head_path)
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"{name}'s head {head_path} is not a linear layer")
-        stages = [net.get_submodule(path) for path in reversed(_stage_paths(name))]
-        return head, [stage for stage in stages if any(True for _ in stage.parameters())]
-
-    return trainable
-
-
 @functools.cache
 def derived_spec(name: str) -> ModelSpec:
     """The spec of torchvision's classification network `name` (see the module's text)."""
@@ -292,7 +280,9 @@ def derived_spec(name: str) -> ModelSpec:
         classifier_prefix=head,
         imagenet_weights=entry,
         min_size=_min_size(net),
-        trainable=_trainable(name, head) if isinstance(net.get_submodule(head), nn.Linear) else None,
+        trainable=linear_head_trainable(name, head, lambda: _stage_paths(name))
+        if isinstance(net.get_submodule(head), nn.Linear)
+        else None,
     )
 
 

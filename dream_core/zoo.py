@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -186,6 +186,23 @@ def _lite_layers(net: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
     ]
     out.append(("head", "_head_act", ()))
     return out
+
+
+def linear_head_trainable(
+    name: str, head_path: str, stage_paths: Callable[[], Sequence[str]]
+) -> Callable[[nn.Module], tuple[nn.Linear, list[nn.Module]]]:
+    """Fine-tuning's view of a derived network (torchvision's, timm's): its Linear head at `head_path`, and the
+    stages at `stage_paths()` (in forward order; asked for when fine-tuning starts) that may be unfrozen, last
+    first, those without parameters left out."""
+
+    def trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
+        head = net.get_submodule(head_path)
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"{name}'s head {head_path} is not a linear layer")
+        stages = [net.get_submodule(path) for path in reversed(stage_paths())]
+        return head, [stage for stage in stages if any(True for _ in stage.parameters())]
+
+    return trainable
 
 
 def _lite_trainable(net: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
