@@ -19,7 +19,8 @@ import common  # noqa: F401
 import torch
 
 from dream_core import load_feature_model
-from dream_core.channels import channel_means, channel_pictures, parse_channels
+from dream_core.channels import channel_means, channel_pictures
+from dream_core.goals import parse_goals
 from dream_core.imageio import save_image
 from dream_core.options import ChannelSettings
 from dream_core.sheet import contact_sheet
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the labelled sheet here")
     args = parser.parse_args()
     model = load_feature_model("efficientnet_lite0", "imagenet")
-    chosen, _ = parse_channels(args.channels)
+    chosen = tuple(goal.mix[0][0] for goal in parse_goals(args.channels)[0])
     began = time.perf_counter()
     result = channel_pictures(model, args.layer, chosen, ChannelSettings(size=args.size, steps=args.steps))
     seconds = time.perf_counter() - began

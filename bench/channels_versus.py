@@ -1,6 +1,6 @@
 """Channel pictures side by side with lucent and torch-dreams (issue 31): one evaluator for every tool.
 
-    python bench/channels_versus.py [--layer blocks.8] [--channels 0-7] [--tools ours lucent torch-dreams]
+    python bench/channels_versus.py [--layers blocks.8 ...] [--channels 0-7] [--tools ours lucent torch-dreams]
                                     [--steps 256 512] [--out FOLDER]
 
 The network is EfficientNet-Lite0 with its ImageNet weights (the pack's default, offline). Every tool grows one
@@ -32,7 +32,8 @@ import common  # noqa: F401
 import torch
 
 from dream_core import load_feature_model
-from dream_core.channels import channel_means, channel_pictures, parse_channels
+from dream_core.channels import channel_means, channel_pictures
+from dream_core.goals import parse_goals
 from dream_core.imageio import save_image
 from dream_core.options import ChannelSettings
 from dream_core.sheet import contact_sheet
@@ -128,38 +129,68 @@ def evaluate(model, layer: str, channels, pictures: torch.Tensor) -> tuple[float
     return float(own.mean()), strongest
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layer", default="blocks.8")
-    parser.add_argument("--channels", default="0-7")
-    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
-    parser.add_argument("--steps", nargs="+", type=int, default=[256, 512])
-    parser.add_argument("--out", type=Path, help="write each tool's labelled sheet into this folder")
-    args = parser.parse_args()
-    model = load_feature_model("efficientnet_lite0", "imagenet")
-    layer = model.resolve_layer(args.layer).name
-    channels, _ = parse_channels(args.channels)
-    print(f"{len(channels)} channels of {layer} ({model.name}, ImageNet weights), {SIZE} px, {common.THREADS} threads")
+def table(model, layer: str, channels, tools, step_counts, out: Path | None, prefix: str = "") -> None:
+    """A table row per tool and step count for `channels` of `layer`; sheets into `out`."""
+    print(f"\n{len(channels)} channels of {layer} ({model.name}, {model.weights} weights), {SIZE} px")
     print("| tool | steps | activation | own-strongest | colourfulness | clipped | CPU-s / picture |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for tool in args.tools:
+    for tool in tools:
         grow, package = TOOLS[tool]
         if package and importlib.util.find_spec(package) is None:
             print(f"| {tool} | not installed (pip install {tool.replace('lucent', 'torch-lucent')}) | | | | | |")
             continue
-        for steps in args.steps:
+        for steps in step_counts:
             began = time.process_time()
             pictures = grow(model, layer, channels, steps)
             seconds = (time.process_time() - began) / len(channels)
             activation, strongest = evaluate(model, layer, channels, pictures)
             print(
-                f"| {tool} | {steps} | {activation:.1f} | {strongest}/{len(channels)} | {colourfulness(pictures):.1f} "
+                f"| {tool} | {steps} | {activation:.3g} | {strongest}/{len(channels)} | {colourfulness(pictures):.1f} "
                 f"| {clipped(pictures):.1%} | {seconds:.1f} |",
                 flush=True,
             )
-            if args.out:
+            if out:
                 labels = [f"{layer}[{c}]" for c in channels]
-                save_image(contact_sheet(pictures.clamp(0, 1), labels)[0], args.out / f"{tool}_{steps}.png")
+                name = f"{prefix}{layer}_{tool}_{steps}.png"
+                save_image(contact_sheet(pictures.clamp(0, 1), labels)[0], out / name)
+
+
+def diversity(model, layer: str, channel: int, out: Path | None) -> None:
+    """A diverse batch of 4 pictures of `channel` against 4 grown apart only by their noise, and the single one."""
+    print(f"\nDiversity: 4 pictures of {layer}[{channel}], {SIZE} px, default settings")
+    print("| batch | each / single picture's activation | largest pairwise pixel correlation |")
+    print("| --- | --- | --- |")
+    settings = ChannelSettings(size=SIZE)
+    single = channel_pictures(model, layer, [channel], settings).end[0]
+    for name, text in (("4 seeds, no diversity term", ",".join([str(channel)] * 4)), ("diverse (NxK)", f"{channel}x4")):
+        grown = channel_pictures(model, layer, parse_goals(text)[0], settings)
+        flat = grown.images.flatten(1)
+        correlation = torch.corrcoef(flat)[~torch.eye(4, dtype=torch.bool)].max()
+        ratios = ", ".join(f"{float(v / single):.2f}" for v in grown.end)
+        print(f"| {name} | {ratios} | {float(correlation):.2f} |", flush=True)
+        if out:
+            save_image(contact_sheet(grown.images, grown.labels)[0], out / f"diversity_{text.count('x')}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", nargs="+", default=["blocks.8"])
+    parser.add_argument("--channels", default="0-7")
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
+    parser.add_argument("--steps", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--googlenet", action="store_true", help="also ours on GoogLeNet's inception4c, random weights")
+    parser.add_argument("--diversity", type=int, metavar="CHANNEL", help="also a diverse batch of this channel")
+    parser.add_argument("--out", type=Path, help="write each tool's labelled sheet into this folder")
+    args = parser.parse_args()
+    print(f"{common.THREADS} threads")
+    model = load_feature_model("efficientnet_lite0", "imagenet")
+    channels = tuple(goal.mix[0][0] for goal in parse_goals(args.channels)[0])
+    for layer in args.layers:
+        table(model, model.resolve_layer(layer).name, channels, args.tools, args.steps, args.out)
+    if args.googlenet:
+        table(load_feature_model("googlenet", "random"), "inception4c", channels, ["ours"], [256], args.out, "random_")
+    if args.diversity is not None:
+        diversity(model, "blocks.8", args.diversity, args.out)
 
 
 if __name__ == "__main__":

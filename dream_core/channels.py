@@ -1,16 +1,18 @@
 """What one channel sees: a picture grown from noise so that one channel of a layer fires (feature visualisation,
 as in lucid / lucent), and a labelled sheet of a layer's channels.
 
-Each picture of the batch climbs its own channel's mean activation (`EachChannel`, an objective part), through
-the same ascent as a dream: the gradient shaped by a preconditioning (decorrelated colours and a 1/frequency
-spectrum by default), and taken under a random roll, scale and rotation, so that what grows is a pattern the
-channel answers to at any small shift, size and angle, not adversarial noise.
+Each picture of the batch climbs its own goal (a channel's mean activation, or a negative channel, a neuron, a
+direction, a class, a diverse batch: `goals`), through the same ascent as a dream, grown as lucid grows them
+(`dream(..., grow=True)`): the picture is the sigmoid of a latent picture that the steps move, so it never clips;
+the gradient is shaped by a preconditioning (decorrelated colours and a 1/frequency spectrum by default) and
+taken under a random roll, scale and rotation, so that what grows is a pattern the channel answers to at any
+small shift, size and angle, not adversarial noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,44 +21,15 @@ from . import tiling
 from .engine import ProgressCallback, StopCallback, check_room, dream
 from .errors import DreamError
 from .feature_model import FeatureModel
+from .goals import MAX_PICTURES, Diversity, Goal, goal_parts
 from .imageops import resize
 from .memory import MEANS_TILE, channel_means_memory, check_memory
-from .objectives import Objective, Part, ReadyContext, Term, parse_term
+from .objectives import Objective, ReadyContext
 from .options import ChannelSettings, DreamSettings
 
-START_CONTRAST = 0.1
-"""The starting noise: grey with uniform noise of this amplitude either way."""
-MAX_PICTURES = 256
-"""At most this many channel pictures in one batch."""
-
-
-@dataclass(frozen=True)
-class EachChannel(Part):
-    """Picture i of the batch climbs channel `channels[i]` of `layer`: its mean over the positions."""
-
-    layer: str
-    channels: tuple[int, ...]
-    index: torch.Tensor | None = None
-    """`[B, 1, 1, 1]` on the dream's device (see `readied`)."""
-
-    def terms(self):
-        return {Term(self.layer, channels=tuple(sorted(set(self.channels)))): 1.0}
-
-    def resolved(self, resolve_weights):
-        (term,) = resolve_weights(self.terms())  # checks the layer and the channels against the network
-        return replace(self, layer=term.layer)
-
-    def readied(self, context: ReadyContext) -> Part:
-        if context.images.shape[0] != len(self.channels):
-            raise DreamError(f"{len(self.channels)} channels for {context.images.shape[0]} pictures: give one each.")
-        index = torch.tensor(self.channels, device=context.images.device).view(-1, 1, 1, 1)
-        return replace(self, index=index)
-
-    def value(self, features, image, whole):
-        activation = features[self.layer]
-        assert self.index is not None, "EachChannel.readied makes the index"
-        own = activation.gather(1, self.index.expand(-1, 1, *activation.shape[-2:]))
-        return own.float().flatten(1).mean(1)
+START_CONTRAST = 0.01
+"""The starting noise: grey with uniform noise of this amplitude either way (just enough to tell pictures apart:
+the whitened step never smooths noise away, so more stays in the picture as grain)."""
 
 
 def default_layer(model: FeatureModel) -> str:
@@ -71,17 +44,6 @@ def starting_noise(count: int, size: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     # 0.5 + contrast * (2 * r - 1), computed in place: one picture-sized tensor, not four.
     return torch.rand(count, 3, size, size, generator=generator).mul_(2).sub_(1).mul_(START_CONTRAST).add_(0.5)
-
-
-def parse_channels(text: str) -> tuple[tuple[int, ...], int]:
-    """(channels, top) of a channel list: '0-7' / '3,17,40-47' (those channels) or 'top8' (the 8 most active on an
-    image)."""
-    term = parse_term(f"layer[{text.strip()}]")
-    if term.top < 0:
-        raise DreamError(f"channels {text!r}: 'bottom' channels are the least active ones; ask for 'topN' or a list.")
-    if len(term.channels) > MAX_PICTURES or term.top > MAX_PICTURES:
-        raise DreamError(f"channels {text!r}: at most {MAX_PICTURES} channel pictures at once.")
-    return term.channels, term.top
 
 
 def top_channels(model: FeatureModel, layer: str, image: torch.Tensor, count: int) -> tuple[int, ...]:
@@ -126,24 +88,24 @@ def channel_means(model: FeatureModel, layer: str, images: torch.Tensor) -> torc
 
 @dataclass
 class ChannelPictures:
-    """The pictures (`[N, 3, size, size]`, 0..1), the channels they show, and each one's activation before and
-    after (`start[i]`, `end[i]`: the mean of its own channel on the noise it grew from and on the picture)."""
+    """The pictures (`[N, 3, size, size]`, 0..1), the goal each one climbed, and each goal's value before and
+    after (`start[i]`, `end[i]`: on the noise it grew from and on the picture; a channel's is its mean activation)."""
 
     images: torch.Tensor
     layer: str
-    channels: tuple[int, ...]
+    goals: tuple[Goal, ...]
     start: torch.Tensor
     end: torch.Tensor
 
     @property
     def labels(self) -> list[str]:
-        return [f"{self.layer}[{channel}]" for channel in self.channels]
+        return [goal.label(self.layer) for goal in self.goals]
 
 
 def channel_pictures(
     model: FeatureModel,
     layer: str,
-    channels: Sequence[int],
+    goals: Sequence[int | Goal],
     settings: ChannelSettings | None = None,
     *,
     on_progress: ProgressCallback | None = None,
@@ -151,40 +113,66 @@ def channel_pictures(
     device: Any = None,
     first: int = 0,
 ) -> ChannelPictures:
-    """A picture per channel of `layer`, each grown from seeded noise to excite its channel (see the module).
+    """A picture per goal (a channel number is that channel's goal) on `layer`, each grown from seeded noise (see
+    the module).
 
     `first`: these pictures are pictures `first`.. of a larger set (a cluster's worker grows a part of it): each
     grows from the noise it has in the whole set, so the parts put together are the set grown at once."""
     settings = (settings or ChannelSettings()).validate()
-    channels = tuple(int(c) for c in channels)
-    if not channels:
+    goals = tuple(goal if isinstance(goal, Goal) else Goal(((int(goal), 1.0),)) for goal in goals)
+    if not goals:
         raise DreamError("No channels given: list some, e.g. '0-7', or ask for the top N of an image.")
-    if len(channels) > MAX_PICTURES:
-        raise DreamError(f"{len(channels)} channels: at most {MAX_PICTURES} channel pictures at once.")
-    objective = Objective((EachChannel(layer, channels),)).resolved(model)
-    part = objective.parts[0]
-    assert isinstance(part, EachChannel)
-    layer = part.layer
+    if len(goals) > MAX_PICTURES:
+        raise DreamError(f"{len(goals)} channel pictures: at most {MAX_PICTURES} at once.")
+    layer = model.resolve_layer(layer).name
+    objective = Objective(goal_parts(layer, goals)).resolved(model)
+    dreaming = dream_settings(settings, neurons=any(goal.at is not None for goal in goals))
     # Before the noise is made: 256 pictures of 2048 px are 13 GB of noise alone.
     check_room(
         model,
         objective,
-        dream_settings(settings),
-        (len(channels), 3, settings.size, settings.size),
-        f"{len(channels)} channel pictures of {settings.size} px",
+        dreaming,
+        (len(goals), 3, settings.size, settings.size),
+        f"{len(goals)} channel pictures of {settings.size} px",
         "Ask for fewer channels or a smaller size.",
     )
-    noise = starting_noise(first + len(channels), settings.size, settings.seed)[first:]
+    noise = starting_noise(first + len(goals), settings.size, settings.seed)[first:]
     noise = noise.to(device or model.device)
-    result = dream(noise, model, objective, dream_settings(settings), on_progress=on_progress, should_stop=should_stop)
-    index = torch.arange(len(channels))
-    start = channel_means(model, layer, noise)[index, list(channels)]
-    end = channel_means(model, layer, result.images)[index, list(channels)]
-    return ChannelPictures(result.images, layer, channels, start, end)
+    result = dream(noise, model, objective, dreaming, on_progress=on_progress, should_stop=should_stop, grow=True)
+    start, end = (goal_values(model, layer, goals, images) for images in (noise, result.images))
+    return ChannelPictures(result.images, layer, goals, start, end)
 
 
-def dream_settings(settings: ChannelSettings) -> DreamSettings:
-    """The dream that grows channel pictures: one octave of `steps` steps from noise, nothing re-injected."""
+GOAL_CHUNK = 8
+"""Pictures read at once by `goal_values`."""
+
+
+def goal_values(model: FeatureModel, layer: str, goals: Sequence[Goal], images: torch.Tensor) -> torch.Tensor:
+    """Each picture's goal value `[B]` on `images` (float32, on the CPU): a channel's mean activation, a negative
+    channel's minus that, a neuron's value at its position, a direction's, a class's score (diversity left out)."""
+    name = model.resolve_layer(layer).name
+    values = []
+    with torch.inference_mode(False), torch.no_grad():
+        model.make_autograd_safe()
+        for begin in range(0, len(goals), GOAL_CHUNK):
+            chunk = images[begin : begin + GOAL_CHUNK].to(model.device, torch.float32)
+            check_memory(
+                channel_means_memory(model, name, chunk.shape),
+                model.device,
+                f"Reading {name} on {chunk.shape[0]} picture(s) of {chunk.shape[-1]} px",
+                "Ask for a smaller size.",
+            )
+            parts = goal_parts(name, goals[begin : begin + GOAL_CHUNK])
+            parts = tuple(part for part in parts if not isinstance(part, Diversity))
+            objective = Objective(parts).resolved(model).readied(ReadyContext(chunk, None, None, None))
+            with model.tap(dict.fromkeys(term.layer for term in objective.terms())) as tap:
+                values.append(objective(tap(chunk), chunk)[0].float().cpu())
+    return torch.cat(values)
+
+
+def dream_settings(settings: ChannelSettings, neurons: bool = False) -> DreamSettings:
+    """The dream that grows channel pictures: one octave of `steps` steps from noise, nothing re-injected; with
+    `neurons`, in one tile (a neuron's position is on the whole picture's grid)."""
     return DreamSettings(
         octaves=1,
         iterations=settings.steps,
@@ -196,4 +184,5 @@ def dream_settings(settings: ChannelSettings) -> DreamSettings:
         scale_jitter=settings.scale_jitter,
         rotate_jitter=settings.rotate_jitter,
         precision=settings.precision,
+        tile_size=settings.size if neurons else 0,
     ).validate()

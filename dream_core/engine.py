@@ -38,6 +38,7 @@ from .imageops import LUMA, blur, gaussian_kernel, make_periodic, prepare_mask, 
 from .memory import check_memory, estimate_objective_memory, plan_tile_side, step_bytes_per_pixel
 from .objectives import Objective, ReadyContext, gradient_scale, weighted_loss
 from .options import DreamSettings
+from .relus import redirected_relus
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,15 @@ class _Ascent:
         settings: DreamSettings,
         original: torch.Tensor,
         should_stop: StopCallback | None = None,
+        grow: bool = False,
     ) -> None:
         self.model = model
         self.settings = settings
         self.should_stop = should_stop
+        self.grow = grow
+        # Keras' floor under the gradient's size keeps a dream from amplifying a vanishing gradient; a picture
+        # grown from noise through a random network has only tiny ones (1e-10 at a GoogLeNet's inception4c).
+        self.floor = 1e-30 if grow else 1e-7
         terms = objective.terms()
         # No tap when only other networks' parts climb.
         self.tap = model.tap(dict.fromkeys(term.layer for term in terms)) if terms else None
@@ -228,6 +234,9 @@ class _Ascent:
         # The network runs in its compute dtype; the gradient arrives in the image's float32.
         self._step_scale = None
         loss, grad = self._tiles(image, tiles, shift_y, shift_x)
+        if self.grow:
+            grad = self._unblocked(grad, image, tiles, shift_y, shift_x)
+            grad.mul_(image * (1 - image))  # the gradient with respect to the latent picture `image` is the sigmoid of
         if self.blur is not None:
             grad = blur(grad, self.blur, periodic=self.settings.seamless)
         if self.precondition is not None:
@@ -235,10 +244,22 @@ class _Ascent:
         if self.settings.normalize == "mean_abs":
             # vector_norm reduces without a full-size temporary (which matters at 8K).
             scale = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3)) / grad[0].numel()
-            grad.div_(scale.clamp_min(1e-7).view(-1, 1, 1, 1))
+            grad.div_(scale.clamp_min(self.floor).view(-1, 1, 1, 1))
         else:
             grad.div_(grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
         return loss, grad
+
+    def _unblocked(
+        self, grad: torch.Tensor, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
+    ) -> torch.Tensor:
+        """`grad`, with each picture's all-zero gradient (its channel shut everywhere behind a ReLU) taken again
+        through redirected ReLUs (`relus`): one check a step, the second gradient only when one is shut."""
+        shut = grad.flatten(1).abs().amax(1) == 0
+        if not bool(shut.any()):
+            return grad
+        with redirected_relus():
+            _, redirected = self._tiles(image, tiles, shift_y, shift_x)
+        return torch.where(shut.view(-1, 1, 1, 1), redirected, grad)
 
     def _tiles(
         self, image: torch.Tensor, tiles: list[tiling.Tile], shift_y: int, shift_x: int
@@ -329,6 +350,7 @@ def dream(
     mask: torch.Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
+    grow: bool = False,
 ) -> DreamResult:
     """Dream a batch of images `[B, 3, H, W]` (or one `[3, H, W]`) in 0..1.
 
@@ -344,13 +366,16 @@ def dream(
     any size) scales every step per pixel: 0 leaves a pixel as it was, 1 dreams it
     fully. `on_progress(step, total, current)` is called after every step;
     `should_stop()` before every step, and a true answer raises `DreamCancelled`.
+    `grow`: grow pictures from noise (feature visualisation, as lucid): each step moves a latent picture that the
+    image is the sigmoid of, so no pixel is ever clipped; the gradient's size has no floor; a picture whose whole
+    gradient ReLUs block takes the redirected gradient (`relus`).
     """
     settings = (settings or DreamSettings()).validate()
     images = _sanitised(images)
     objective = Objective.of(objective).resolved(model)
     the_plan = plan(model, images.shape[-2], images.shape[-1], settings)
     if the_plan.size != tuple(images.shape[-2:]):
-        return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop)
+        return _dream_enlarged(images, the_plan.size, model, objective, settings, mask, on_progress, should_stop, grow)
     check_room(model, objective, settings, (images.shape[0], 3, *the_plan.size))
     _warn(the_plan, model, objective, settings)
     # ComfyUI calls nodes under inference mode; the ascent needs autograd and
@@ -367,7 +392,7 @@ def dream(
         others = {id(network): network for network, _ in objective.networks()}  # each once
         _ready_networks((model, *others.values()), settings, cast)
         climbing = objective.climbs and settings.iterations > 0
-        ascent = _Ascent(model, objective, settings, original, should_stop) if climbing else None
+        ascent = _Ascent(model, objective, settings, original, should_stop, grow) if climbing else None
         try:
             octave_images, done = _octaves(
                 original, the_plan, ascent, settings, full_mask, on_progress, should_stop, images.device
@@ -467,11 +492,12 @@ def _octaves(
         octave_mask = sized(full_mask, shape) if full_mask is not None else None
         if ascent is not None:
             ascent.start_octave(shape)
+        latent = _latent(image) if ascent is not None and ascent.grow else None
         for i in range(iterations):
             if should_stop is not None and should_stop():
                 raise DreamCancelled("The dream was cancelled.")
             assert ascent is not None  # iterations are 0 without an ascent
-            _step(image, ascent, settings, octave_mask)
+            _step(image, ascent, settings, octave_mask, latent)
             octave_over = settings.max_loss > 0 and ascent.octave_over()  # every image past max_loss
             done += iterations - i if octave_over else 1
             if on_progress is not None:
@@ -502,8 +528,26 @@ def _check_finite(image: torch.Tensor) -> None:
         )
 
 
-def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: torch.Tensor | None) -> None:
-    """One ascent step on `image`, in place; images past max_loss (checked before stepping, as Keras) stay."""
+LATENT_MARGIN = 1e-3
+"""A grown picture's latent starts from the image kept this far inside 0..1 (a pixel at 0 has no finite latent)."""
+
+
+def _latent(image: torch.Tensor) -> torch.Tensor:
+    """The latent picture whose sigmoid is `image` (made once an octave); the image is then its sigmoid."""
+    latent = torch.logit(image.clamp(LATENT_MARGIN, 1 - LATENT_MARGIN))
+    torch.sigmoid(latent, out=image)
+    return latent
+
+
+def _step(
+    image: torch.Tensor,
+    ascent: _Ascent,
+    settings: DreamSettings,
+    mask: torch.Tensor | None,
+    latent: torch.Tensor | None = None,
+) -> None:
+    """One ascent step on `image`, in place (with `latent`, on the latent picture, and `image` becomes its
+    sigmoid); images past max_loss (checked before stepping, as Keras) stay."""
     loss, grad = ascent.gradient(image)
     # In place: at 8K every full-size temporary costs most of a gigabyte.
     grad.mul_(settings.step * STEP_SCALE)
@@ -514,13 +558,16 @@ def _step(image: torch.Tensor, ascent: _Ascent, settings: DreamSettings, mask: t
     if settings.keep_colors == "luminance":
         # The same change on R, G and B moves the brightness only.
         grad.copy_((grad * ascent.luma).sum(dim=1, keepdim=True).expand_as(grad))
-    image.add_(grad).clamp_(0.0, 1.0)
+    if latent is None:
+        image.add_(grad).clamp_(0.0, 1.0)
+    else:
+        torch.sigmoid(latent.add_(grad), out=image)
 
 
 MAX_ENLARGED_SIDE = 16384
 
 
-def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress, should_stop):
+def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress, should_stop, grow=False):
     """Dream an image smaller than the network accepts at `shape`, the least size it takes, then shrink back."""
     height, width = images.shape[-2:]
     if max(shape) > MAX_ENLARGED_SIDE:
@@ -538,7 +585,9 @@ def _dream_enlarged(images, shape, model, objective, settings, mask, on_progress
         shape[0],
     )
     enlarged = F.interpolate(images.float(), size=shape, mode="bilinear", align_corners=False)
-    result = dream(enlarged, model, objective, settings, mask=mask, on_progress=on_progress, should_stop=should_stop)
+    result = dream(
+        enlarged, model, objective, settings, mask=mask, on_progress=on_progress, should_stop=should_stop, grow=grow
+    )
     back = (height, width)
 
     def shrink(image: torch.Tensor) -> torch.Tensor:

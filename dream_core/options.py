@@ -364,8 +364,9 @@ class ChannelSettings:
     size: int = option(224, "Side of each picture (px).", minimum=64, maximum=2048, step=8)
     steps: int = option(256, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
     step: float = option(
-        0.01,
-        "Step size on Keras' [-1, 1] pixel scale, as a dream's; larger steps push the pictures to black and white.",
+        0.08,
+        "Step size of the latent picture the picture is the sigmoid of (a pixel at mid-grey moves a quarter of "
+        "it on Keras' [-1, 1] scale): larger steps give brighter, more saturated colours, smaller ones paler.",
         minimum=0.0,
         maximum=1.0,
         step=0.005,

@@ -280,7 +280,10 @@ def _other_commands(flags: _Flags) -> None:
     flags.add(
         "--channels",
         default="0-7",
-        help="channels, e.g. '0-7' or '3,17,40-47', or 'top8': the 8 most active on --image (default 0-7)",
+        help="what each picture shows, comma-separated: channels '0-7' / '3,17'; a negative channel '-5' (what "
+        "turns it off); a neuron '5@centre' / '5@3:4' (row 3, column 4 of the layer's grid); a diverse batch '5x4' "
+        "(4 different pictures of channel 5); a direction '3+0.5*17-40'; a class 'class:jellyfish'; or 'top8' alone: "
+        "the 8 most active on --image (default 0-7)",
     )
     flags.add("--image", help="picture whose most active channels 'topN' picks")
     flags.add("--pictures", help="also write each picture into this folder (LAYER_CHANNEL.png)")

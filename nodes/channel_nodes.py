@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..dream_core import options as option_table
-from ..dream_core.channels import channel_pictures, default_layer, dream_settings, parse_channels, top_channels
+from ..dream_core.channels import channel_pictures, default_layer, dream_settings, top_channels
 from ..dream_core.errors import DreamError
-from ..dream_core.objectives import Objective, Term
+from ..dream_core.goals import channel_goals, goal_parts, parse_goals
+from ..dream_core.objectives import Objective
 from ..dream_core.options import ChannelSettings
 from ..dream_core.sheet import contact_sheet
 from . import comfy_bridge
@@ -37,8 +38,11 @@ class ChannelPictures(io.ComfyNode):
                 io.String.Input(
                     "channels",
                     default="0-7",
-                    tooltip="Which channels: '0-7', '3,17,40-47', or 'top8' for the 8 most active on the connected "
-                    "image.",
+                    tooltip="What each picture shows, comma-separated: channels '0-7' / '3,17'; a negative channel "
+                    "'-5' (what turns 5 off); a neuron '5@centre' or '5@3:4' (channel 5 at row 3, column 4 of the "
+                    "layer's grid); a diverse batch '5x4' (4 different pictures of channel 5); a direction "
+                    "'3+0.5*17-40' (a mix of channels); a class 'class:jellyfish'; or 'top8' alone for the 8 "
+                    "channels most active on the connected image.",
                 ),
                 io.Int.Input("columns", default=0, min=0, max=64, tooltip="Columns of the sheet; 0 = about square."),
                 *widgets(option_table.CHANNEL_OPTIONS, essentials=("size", "steps")),
@@ -49,8 +53,8 @@ class ChannelPictures(io.ComfyNode):
                 ),
             ],
             [
-                output(io.Image, "pictures", "The pictures as a batch, one per channel, in the order of 'channels'."),
-                output(io.Image, "sheet", "The pictures on one labelled sheet (layer[channel] under each)."),
+                output(io.Image, "pictures", "The pictures as a batch, in the order of 'channels'."),
+                output(io.Image, "sheet", "The pictures on one labelled sheet, each labelled with what it shows."),
             ],
             aliases=(
                 "feature visualization",
@@ -64,17 +68,17 @@ class ChannelPictures(io.ComfyNode):
     @classmethod
     def execute(cls, feature_model, layer, channels, columns, image=None, **options) -> io.NodeOutput:
         settings = ChannelSettings(**options).validate()
-        chosen, top = parse_channels(channels)
+        chosen, top = parse_goals(channels)
         if top and image is None:
             raise DreamError(f"channels 'top{top}' picks the channels most active on a picture: connect an image.")
         layer = feature_model.resolve_layer(layer).name if layer.strip() else default_layer(feature_model)
         count = top or len(chosen)
         shape = (count, 3, settings.size, settings.size)
-        term = Term(layer, channels=chosen) if chosen else Term(layer)
-        call = NodeDream(feature_model, [Objective.of({term: 1.0})], dream_settings(settings))
+        goals = chosen or channel_goals(range(top))  # (for the memory check: top channels of the same layer)
+        call = NodeDream(feature_model, [Objective(goal_parts(layer, goals))], dream_settings(settings))
         with call.on_device(shape) as device:
             if top:
-                chosen = top_channels(feature_model, layer, to_bchw(image)[:1].to(device), top)
+                chosen = channel_goals(top_channels(feature_model, layer, to_bchw(image)[:1].to(device), top))
             progress = call.engine_options(total=settings.steps)
             del progress["mask"]  # every picture is grown whole
             result = channel_pictures(feature_model, layer, chosen, settings, device=device, **progress)

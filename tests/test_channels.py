@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from looks import high_frequency_share  # noqa: E402  (the benchmark's own measure)
 
 channels = pack_module("dream_core.channels")
+goals = pack_module("dream_core.goals")
 options = pack_module("dream_core.options")
 errors = pack_module("dream_core.errors")
 cli = pack_module("dream_core.cli")
@@ -62,11 +63,11 @@ def test_the_pictures_are_patterns_not_noise_and_seeded(lite0, eight):
 
 
 def test_channels_are_chosen_and_checked(lite0, astronaut):
-    assert channels.parse_channels("0-3, 7") == ((0, 1, 2, 3, 7), 0)
-    assert channels.parse_channels("top5") == ((), 5)
-    for bad, message in (("bottom3", "topN"), ("0-999", "at most 256"), ("x", "indices")):
+    assert goals.parse_goals("0-3, 7") == (goals.channel_goals((0, 1, 2, 3, 7)), 0)
+    assert goals.parse_goals("top5") == ((), 5)
+    for bad, message in (("bottom3", "topN"), ("0-999", "at most 256"), ("x", "indices"), ("top3,4", "alone")):
         with pytest.raises(errors.DreamError, match=message):
-            channels.parse_channels(bad)
+            goals.parse_goals(bad)
     with pytest.raises(errors.DreamError, match="channels 0..111"):
         channels.channel_pictures(lite0, "blocks.8", [112], options.ChannelSettings(**FAST))
     with pytest.raises(errors.UnknownLayerError, match="mixed4"):

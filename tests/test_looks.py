@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from dream_core import DreamSettings, dream, objective_value
-from dream_core.looks import LOOKS, decorrelated, laplacian_bands, lapnorm, merge_bands, transformed, whitened
+from dream_core.looks import (
+    _COLOR_SQRT,
+    LOOKS,
+    decorrelated,
+    laplacian_bands,
+    lapnorm,
+    merge_bands,
+    transformed,
+    whitened,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,7 +49,7 @@ def test_whitened_moves_the_energy_of_a_white_gradient_to_low_frequencies():
     assert high_frequency_share(whitened(noise)) < 0.4 * high_frequency_share(noise)
 
 
-def test_the_decorrelated_step_moves_colours_together_and_keeps_more_colour_than_whitened():
+def test_the_decorrelated_step_moves_colours_together_and_whitened_takes_the_same_colour_step():
     grad = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
     def channel_correlation(x: torch.Tensor) -> float:
@@ -52,7 +61,15 @@ def test_the_decorrelated_step_moves_colours_together_and_keeps_more_colour_than
 
     step = decorrelated(grad)
     assert step.shape == grad.shape and channel_correlation(grad) < 0.05 < 0.5 < channel_correlation(step)
-    assert 2 * colour_share(whitened(grad)) < colour_share(step) < colour_share(grad)
+    # The square root of lucid's colour step: colour keeps about an eighth of the step (C C^T kept a fiftieth).
+    colour_step = _COLOR_SQRT @ _COLOR_SQRT.T
+    plain = torch.einsum("ij,bjhw->bihw", colour_step, grad)
+    assert 4 * colour_share(plain) < colour_share(step) < colour_share(grad)
+    assert 4 * colour_share(plain) < colour_share(whitened(grad))
+    # On a flat gradient (one frequency) whitened is decorrelated's colour step, scaled.
+    flat = torch.randn(1, 3, 1, 1, generator=torch.Generator().manual_seed(1)).expand(1, 3, 16, 16)
+    ratio = whitened(flat) / decorrelated(flat)
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
     assert LOOKS["decorrelated"].shape is decorrelated  # the option, the flag and the widget offer it
 
 

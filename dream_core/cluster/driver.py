@@ -22,6 +22,7 @@ import torch
 from ..channels import ChannelPictures
 from ..devices import default_device
 from ..errors import DreamError
+from ..goals import Goal
 from ..imageio import load_image, save_pixels
 from ..job import Job, load_job
 from ..options import ChannelSettings, VideoSettings
@@ -144,19 +145,18 @@ def sweep_on_ray(job: Job, ray: RayRequest, image: torch.Tensor, lines: Sequence
 
 
 def channels_on_ray(
-    job: Job, ray: RayRequest, layer: str, channels: tuple[int, ...], settings: ChannelSettings
+    job: Job, ray: RayRequest, layer: str, goals: tuple[Goal, ...], settings: ChannelSettings
 ) -> ChannelPictures:
     """A set of channel pictures grown by the cluster's workers, a part of the set each (each picture from its own
-    noise in the whole set: the same pictures as grown at once on one machine)."""
+    noise in the whole set: the same pictures as grown at once on one machine; a diverse batch on one worker)."""
     parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def handle(part: tuple[int, tuple[int, ...]], result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+    def handle(part: tuple[int, tuple[Goal, ...]], result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
         parts[part[0]] = result
         return True
 
     with on_ray(job, ray, announce=None) as (pool, _):
-        size = max(1, math.ceil(len(channels) / len(pool.workers)))
-        items = [(first, channels[first : first + size]) for first in range(0, len(channels), size)]
+        items = goal_parts_for(goals, max(1, math.ceil(len(goals) / len(pool.workers))))
         failed = pool.run(
             items,
             lambda worker, item: worker.channel_pictures.remote(layer, item[1], settings, item[0]),
@@ -164,9 +164,22 @@ def channels_on_ray(
             ItemProgress("channels", len(items), "parts"),
         )
     if failed:
-        raise DreamError("; ".join(f"channels {list(part[1])}: {reason}" for part, reason in failed))
+        raise DreamError("; ".join(f"pictures {part[0]}-{part[0] + len(part[1]) - 1}: {why}" for part, why in failed))
     images, start, end = (torch.cat([torch.from_numpy(parts[k][i].copy()) for k in sorted(parts)]) for i in range(3))
-    return ChannelPictures(images, layer, channels, start, end)
+    return ChannelPictures(images, layer, goals, start, end)
+
+
+def goal_parts_for(goals: tuple[Goal, ...], size: int) -> list[tuple[int, tuple[Goal, ...]]]:
+    """(first, goals) parts of about `size` pictures each, never splitting a diverse batch (its pictures push
+    each other apart, so they grow together)."""
+    items: list[tuple[int, tuple[Goal, ...]]] = []
+    first = 0
+    for index in range(1, len(goals) + 1):
+        ends_batch = index == len(goals) or goals[index].group < 0 or goals[index].group != goals[index - 1].group
+        if index - first >= size and ends_batch or index == len(goals):
+            items.append((first, goals[first:index]))
+            first = index
+    return items
 
 
 def video_on_ray(

@@ -15,6 +15,7 @@ import torch
 from ..channels import channel_pictures
 from ..devices import default_device
 from ..engine import dream
+from ..goals import Goal
 from ..imageio import pixels, save_pixels
 from ..job import Job, load_job
 from ..objectives import parse_layer_weights
@@ -75,11 +76,11 @@ class Worker:
         return result.images[0].numpy()
 
     def channel_pictures(
-        self, layer: str, channels: tuple[int, ...], settings: ChannelSettings, first: int
+        self, layer: str, goals: tuple[Goal, ...], settings: ChannelSettings, first: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pictures `first`.. of a set of channel pictures (as floats `[N, 3, S, S]`), with their channels' mean
-        activation on the starting noise and on the picture."""
-        grown = channel_pictures(self.loaded.model, layer, channels, settings, first=first)
+        """Pictures `first`.. of a set of channel pictures (as floats `[N, 3, S, S]`), with their goals' values
+        on the starting noise and on the picture."""
+        grown = channel_pictures(self.loaded.model, layer, goals, settings, first=first)
         return grown.images.numpy(), grown.start.numpy(), grown.end.numpy()
 
     def find_cuts(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from .. import cluster
-from ..channels import channel_pictures, default_layer, parse_channels, top_channels
+from ..channels import channel_pictures, default_layer, top_channels
 from ..devices import default_device
 from ..errors import DreamError
+from ..goals import channel_goals, parse_goals
 from ..imageio import load_image, save_image
 from ..job import NAMED_WEIGHTS, Job, check_device
 from ..loading import load_feature_model
@@ -48,7 +50,7 @@ def channels(
     check_outputs([output], read, overwrite, replace_hint=REPLACE_HINT)
     if pictures and pictures.exists() and not pictures.is_dir():
         raise DreamError(f"--pictures {pictures} is a file; give a folder.")
-    chosen, top = parse_channels(chosen_text)
+    chosen, top = parse_goals(chosen_text)
     if top and not image:
         raise DreamError(f"--channels top{top} picks the channels most active on a picture: give it with --image.")
     settings = settings.validate()
@@ -58,12 +60,10 @@ def channels(
     network = load_feature_model(get_spec(model).name, weights, weights_dir, device=here)
     layer = network.resolve_layer(layer).name if layer else default_layer(network)
     if top and picture is not None:
-        chosen = top_channels(network, layer, picture, top)
+        chosen = channel_goals(top_channels(network, layer, picture, top))
     # Each picture is a file of its own in `pictures`: only those are replaced (with --overwrite), nothing else.
-    labels = [f"{layer}[{channel}]" for channel in chosen]
-    files = (
-        {label: pictures / f"{label.replace('[', '_').replace(']', '')}.png" for label in labels} if pictures else {}
-    )
+    labels = [goal.label(layer) for goal in chosen]
+    files = {label: pictures / picture_file_name(label) for label in labels} if pictures else {}
     check_outputs([output, *files.values()], read, overwrite, replace_hint=REPLACE_HINT)
     print(
         f"Growing {len(chosen)} pictures of {layer} of {network.name} ({Path(str(network.weights)).name} weights) "
@@ -77,7 +77,8 @@ def channels(
         result = channel_pictures(network, layer, chosen, settings, on_progress=ProgressBar(layer))
     measured = zip(result.labels, result.start.tolist(), result.end.tolist(), strict=True)
     gains = ", ".join(f"{label} {start:.3g} -> {end:.3g}" for label, start, end in measured)
-    print(after_bar(f"mean activation on the starting noise -> on the picture: {gains}"), file=sys.stderr)
+    heading = "each goal on the starting noise -> on the picture (a channel: its mean activation)"
+    print(after_bar(f"{heading}: {gains}"), file=sys.stderr)
     for label, grown in zip(result.labels, result.images, strict=True):
         if label in files:
             save_image(grown, files[label])
@@ -85,6 +86,12 @@ def channels(
         print(f"wrote {len(files)} pictures to {pictures}")
     print(f"wrote {save_image(contact_sheet(result.images, result.labels, columns)[0], output)}")
     return 0
+
+
+def picture_file_name(label: str) -> str:
+    """A channel picture's file name from its label: 'blocks.8[5] diverse 1/4' -> 'blocks.8_5_diverse_1-4.png'."""
+    name = label.replace("[", "_").replace("]", "").replace("/", "-").replace("*", "x").replace(" ", "_")
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", name) + ".png"
 
 
 def _text(path: Path | None) -> str | None:
