@@ -4,8 +4,8 @@
                                     [--steps 256 512] [--out FOLDER]
 
 The network is EfficientNet-Lite0 with its ImageNet weights (the pack's default, offline). Every tool grows one
-224 px picture per channel at its own defaults but for the step count (`--steps`): ours `deepdream channels`
-(`channel_pictures`, default settings); lucent's `render_vis` (a decorrelated Fourier image, its standard
+224 px picture per channel at its own defaults but for the step count (`--steps`, ours `--ours-steps`): ours
+`deepdream channels` (`channel_pictures`, default settings); lucent's `render_vis` (a decorrelated Fourier image, its standard
 transforms, Adam at 0.05); torch-dreams' `Dreamer.render` (its Fourier image and transforms). lucent and
 torch-dreams are optional benchmark dependencies (`pip install torch-lucent torch-dreams`), never the pack's; a tool
 that is not installed is left out. Both are handed the same network, its input normalised as Lite0 expects.
@@ -16,7 +16,11 @@ Per tool and step count, over the channels:
 - colourfulness: Hasler and Suesstrunk's M (sigma + 0.3 mu of the opponent channels rg and yb, 0..255 scale);
 - clipped: the share of colour values at 0 or 255 once saved as 8 bits;
 - CPU-s / picture: process CPU seconds of the run over the number of pictures.
-With `--out`, each tool's labelled sheet is written there (`ours_256.png`, `lucent_512.png`, ...).
+With `--layers`, a table per layer; `--googlenet` adds ours on GoogLeNet's inception4c with random weights (no
+other tool: activation, own-strongest and clipping); `--diversity CHANNEL` grows a diverse batch of 4 pictures of
+that channel of blocks.8 ('CHANNELx4') beside 4 grown apart only by their noise: each one's activation over the single
+picture's, and the largest pixel correlation between two of them.
+With `--out`, each labelled sheet is written there (`blocks.8_ours_256.png`, `blocks.8_lucent_512.png`, ...).
 """
 
 # ruff: noqa: I001  (common must be imported first: it sets thread settings before torch starts)
@@ -129,8 +133,8 @@ def evaluate(model, layer: str, channels, pictures: torch.Tensor) -> tuple[float
     return float(own.mean()), strongest
 
 
-def table(model, layer: str, channels, tools, step_counts, out: Path | None, prefix: str = "") -> None:
-    """A table row per tool and step count for `channels` of `layer`; sheets into `out`."""
+def table(model, layer: str, channels, tools, step_counts, out: Path | None, prefix: str = "", ours=(256,)) -> None:
+    """A table row per tool and step count (ours: `ours`) for `channels` of `layer`; sheets into `out`."""
     print(f"\n{len(channels)} channels of {layer} ({model.name}, {model.weights} weights), {SIZE} px")
     print("| tool | steps | activation | own-strongest | colourfulness | clipped | CPU-s / picture |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -139,7 +143,7 @@ def table(model, layer: str, channels, tools, step_counts, out: Path | None, pre
         if package and importlib.util.find_spec(package) is None:
             print(f"| {tool} | not installed (pip install {tool.replace('lucent', 'torch-lucent')}) | | | | | |")
             continue
-        for steps in step_counts:
+        for steps in ours if tool == "ours" else step_counts:
             began = time.process_time()
             pictures = grow(model, layer, channels, steps)
             seconds = (time.process_time() - began) / len(channels)
@@ -177,7 +181,8 @@ def main() -> None:
     parser.add_argument("--layers", nargs="+", default=["blocks.8"])
     parser.add_argument("--channels", default="0-7")
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
-    parser.add_argument("--steps", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--steps", nargs="+", type=int, default=[256, 512], help="lucent's and torch-dreams' steps")
+    parser.add_argument("--ours-steps", nargs="+", type=int, default=[ChannelSettings().steps])
     parser.add_argument("--googlenet", action="store_true", help="also ours on GoogLeNet's inception4c, random weights")
     parser.add_argument("--diversity", type=int, metavar="CHANNEL", help="also a diverse batch of this channel")
     parser.add_argument("--out", type=Path, help="write each tool's labelled sheet into this folder")
@@ -186,9 +191,10 @@ def main() -> None:
     model = load_feature_model("efficientnet_lite0", "imagenet")
     channels = tuple(goal.mix[0][0] for goal in parse_goals(args.channels)[0])
     for layer in args.layers:
-        table(model, model.resolve_layer(layer).name, channels, args.tools, args.steps, args.out)
+        table(model, model.resolve_layer(layer).name, channels, args.tools, args.steps, args.out, ours=args.ours_steps)
     if args.googlenet:
-        table(load_feature_model("googlenet", "random"), "inception4c", channels, ["ours"], [256], args.out, "random_")
+        googlenet = load_feature_model("googlenet", "random")
+        table(googlenet, "inception4c", channels, ["ours"], [], args.out, "random_", ours=args.ours_steps)
     if args.diversity is not None:
         diversity(model, "blocks.8", args.diversity, args.out)
 
