@@ -3,6 +3,7 @@ and how they are grown (a sigmoid-parametrised picture, no gradient floor, redir
 
 from __future__ import annotations
 
+import build_workflows
 import pytest
 import torch
 from conftest import pack_module
@@ -163,3 +164,40 @@ def test_a_cluster_never_splits_a_diverse_batch():
     assert [first for first, _ in parts] == [0, 6]
     assert sum(len(part) for _, part in parts) == len(parsed)
     assert [first for first, _ in driver.goal_parts_for(goals.channel_goals(range(7)), 3)] == [0, 3, 6]
+
+
+def test_the_cli_and_the_node_take_every_kind_of_goal(tmp_path, capsys, lite0):
+    cli = pack_module("dream_core.cli")
+    sheet, folder = tmp_path / "sheet.png", tmp_path / "pictures"
+    text = "1,-1,1@centre,2x2,1+0.5*2,class:7"
+    code = cli.main(
+        ["channels", "-o", str(sheet), "--channels", text, "--size", "64", "--steps", "2"]
+        + ["--pictures", str(folder), "--layer", "block6"]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [
+            "blocks.6_1.png",
+            "blocks.6_1_negative.png",
+            "blocks.6_1_at_centre.png",
+            "blocks.6_2_diverse_1-2.png",
+            "blocks.6_2_diverse_2-2.png",
+            "blocks.6_1+0.5x2.png",
+            "class-7.png",
+        ]
+    )
+    nodes = build_workflows.load_pack().nodes.NODE_CLASS_MAPPINGS
+    node = nodes["ChannelPictures"]()
+    widgets = {
+        name: spec[1]["default"]
+        for name, spec in node.INPUT_TYPES()["required"].items()
+        if name not in ("feature_model", "layer", "channels", "columns")
+    }
+    widgets.update(size=64, steps=2)
+    with torch.inference_mode():  # as ComfyUI runs nodes
+        pictures, sheet_image = node.execute(lite0, "blocks.6", text, 0, **widgets)
+    assert pictures.shape == (7, 64, 64, 3) and sheet_image.shape[0] == 1
+    direct = channels.channel_pictures(
+        lite0, "blocks.6", goals.parse_goals(text)[0], options.ChannelSettings(**widgets)
+    )
+    assert torch.allclose(pictures, direct.images.permute(0, 2, 3, 1), atol=1e-6)

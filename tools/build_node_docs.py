@@ -95,13 +95,25 @@ PAGES: dict[str, tuple[list[tuple[str, str]], str]] = {
         "10 against a layer at 1). Each network adds its own time and memory per step.",
     ),
     "ChannelPictures": (
-        [("gallery/channel_sheet.jpg", "Channels 0-7 of blocks.8 of EfficientNet-Lite0, each grown from noise.")],
-        "Pick a layer and channels (`0-7`, `3,17,40-47`, or `top8` with an image connected: the channels that "
-        "fire most on it). Each picture starts from the same kind of grey noise and climbs its own channel; "
-        "`whitened` steps with random shifts, scales and turns (the defaults) grow clear shapes rather than "
-        "high-frequency noise. The labels read `layer[channel]`: write the same in **Layer Weights** "
-        "(`blocks.8[3]: 1`) to dream that channel into a photo. Connect `pictures` to see them one by one, "
-        "`sheet` to save them together.",
+        [
+            ("gallery/channel_sheet.jpg", "Channels 0-7 of blocks.8 of EfficientNet-Lite0, each grown from noise."),
+            (
+                "gallery/channel_goals.jpg",
+                "`5,-5,5@centre,5x4,3+0.5*17-40,class:jellyfish`: a channel, what turns it off, its neuron, a "
+                "diverse batch, a direction and a class.",
+            ),
+        ],
+        "Pick a layer and what each picture shows: channels (`0-7`, `3,17,40-47`), a negative channel (`-5`: "
+        "what turns it off), a neuron (`5@centre`, `5@3:4`: the channel at one position of the layer's grid), a "
+        "diverse batch (`5x4`: four different pictures of channel 5), a direction (`3+0.5*17-40`), a class "
+        "(`class:jellyfish`), or `top8` with an image connected: the channels that fire most on it. Each picture "
+        "starts from the same kind of grey noise and climbs its own goal as lucid's pictures do: through a "
+        "sigmoid, so nothing clips, with `whitened` steps and random shifts, scales and turns (the defaults), "
+        "which grow clear, colourful shapes rather than high-frequency noise. Each picture is labelled with what "
+        "it shows; a plain channel's label (`blocks.8[3]`) is what **Layer Weights** takes (`blocks.8[3]: 1`) "
+        "to dream that channel into a photo. Connect `pictures` to see them one by one, `sheet` to save them "
+        "together. A saved workflow keeps its own `step`: one saved before the pictures grew through a sigmoid "
+        "(its step 0.01) now grows paler pictures; 0.08 is the new default.",
     ),
     "LayerSweep": (
         [("gallery/sweep_sheet.jpg", "The contact sheet: each line of layers dreamed on its own.")],

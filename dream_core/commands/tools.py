@@ -90,7 +90,8 @@ def channels(
 
 def picture_file_name(label: str) -> str:
     """A channel picture's file name from its label: 'blocks.8[5] diverse 1/4' -> 'blocks.8_5_diverse_1-4.png'."""
-    name = label.replace("[", "_").replace("]", "").replace("/", "-").replace("*", "x").replace(" ", "_")
+    name = label.replace("[", "_").replace("]", "").replace("/", "-").replace("*", "x").replace(" @", "_at_")
+    name = name.replace(" ", "_")
     return re.sub(r"[^A-Za-z0-9._+-]", "-", name) + ".png"
 
 
