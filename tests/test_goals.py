@@ -6,7 +6,7 @@ from __future__ import annotations
 import build_workflows
 import pytest
 import torch
-from conftest import pack_module
+from conftest import node_widget_defaults, pack_module
 
 channels = pack_module("dream_core.channels")
 goals = pack_module("dream_core.goals")
@@ -188,12 +188,7 @@ def test_the_cli_and_the_node_take_every_kind_of_goal(tmp_path, capsys, lite0):
     )
     nodes = build_workflows.load_pack().nodes.NODE_CLASS_MAPPINGS
     node = nodes["ChannelPictures"]()
-    widgets = {
-        name: spec[1]["default"]
-        for name, spec in node.INPUT_TYPES()["required"].items()
-        if name not in ("feature_model", "layer", "channels", "columns")
-    }
-    widgets.update(size=64, steps=2)
+    widgets = node_widget_defaults(node, ("feature_model", "layer", "channels", "columns"), size=64, steps=2)
     with torch.inference_mode():  # as ComfyUI runs nodes
         pictures, sheet_image = node.execute(lite0, "blocks.6", text, 0, **widgets)
     assert pictures.shape == (7, 64, 64, 3) and sheet_image.shape[0] == 1
