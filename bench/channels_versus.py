@@ -4,11 +4,12 @@
                                     [--steps 256 512] [--out FOLDER]
 
 The network is EfficientNet-Lite0 with its ImageNet weights (the pack's default, offline). Every tool grows one
-224 px picture per channel at its own defaults but for the step count (`--steps`, ours `--ours-steps`): ours
-`deepdream channels` (`channel_pictures`, default settings); lucent's `render_vis` (a decorrelated Fourier image, its standard
-transforms, Adam at 0.05); torch-dreams' `Dreamer.render` (its Fourier image and transforms). lucent and
-torch-dreams are optional benchmark dependencies (`pip install torch-lucent torch-dreams`), never the pack's; a tool
-that is not installed is left out. Both are handed the same network, its input normalised as Lite0 expects.
+224 px picture per channel at its own defaults but for the step count (`--steps`, ours `--ours-steps`):
+ours `deepdream channels` (`channel_pictures`, default settings); lucent's `render_vis` (a decorrelated Fourier
+image, its standard transforms, Adam at 0.05); torch-dreams' `Dreamer.render` (its Fourier image and
+transforms). lucent and torch-dreams are optional benchmark dependencies (`pip install torch-lucent
+torch-dreams`), never the pack's; a tool that is not installed is left out. Both are handed the same network,
+its input normalised as Lite0 expects.
 
 Per tool and step count, over the channels:
 - activation: each channel's mean activation on its own picture (averaged over the channels);
