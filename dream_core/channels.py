@@ -119,28 +119,28 @@ def channel_pictures(
     `first`: these pictures are pictures `first`.. of a larger set (a cluster's worker grows a part of it): each
     grows from the noise it has in the whole set, so the parts put together are the set grown at once."""
     settings = (settings or ChannelSettings()).validate()
-    goals = tuple(goal if isinstance(goal, Goal) else Goal(((int(goal), 1.0),)) for goal in goals)
-    if not goals:
+    wanted = tuple(goal if isinstance(goal, Goal) else Goal(((int(goal), 1.0),)) for goal in goals)
+    if not wanted:
         raise DreamError("No channels given: list some, e.g. '0-7', or ask for the top N of an image.")
-    if len(goals) > MAX_PICTURES:
-        raise DreamError(f"{len(goals)} channel pictures: at most {MAX_PICTURES} at once.")
+    if len(wanted) > MAX_PICTURES:
+        raise DreamError(f"{len(wanted)} channel pictures: at most {MAX_PICTURES} at once.")
     layer = model.resolve_layer(layer).name
-    objective = Objective(goal_parts(layer, goals)).resolved(model)
-    dreaming = dream_settings(settings, neurons=any(goal.at is not None for goal in goals))
+    objective = Objective(goal_parts(layer, wanted)).resolved(model)
+    dreaming = dream_settings(settings, neurons=any(goal.at is not None for goal in wanted))
     # Before the noise is made: 256 pictures of 2048 px are 13 GB of noise alone.
     check_room(
         model,
         objective,
         dreaming,
-        (len(goals), 3, settings.size, settings.size),
-        f"{len(goals)} channel pictures of {settings.size} px",
+        (len(wanted), 3, settings.size, settings.size),
+        f"{len(wanted)} channel pictures of {settings.size} px",
         "Ask for fewer channels or a smaller size.",
     )
-    noise = starting_noise(first + len(goals), settings.size, settings.seed)[first:]
+    noise = starting_noise(first + len(wanted), settings.size, settings.seed)[first:]
     noise = noise.to(device or model.device)
     result = dream(noise, model, objective, dreaming, on_progress=on_progress, should_stop=should_stop, grow=True)
-    start, end = (goal_values(model, layer, goals, images) for images in (noise, result.images))
-    return ChannelPictures(result.images, layer, goals, start, end)
+    start, end = (goal_values(model, layer, wanted, images) for images in (noise, result.images))
+    return ChannelPictures(result.images, layer, wanted, start, end)
 
 
 GOAL_CHUNK = 8
@@ -164,9 +164,10 @@ def goal_values(model: FeatureModel, layer: str, goals: Sequence[Goal], images: 
             )
             parts = goal_parts(name, goals[begin : begin + GOAL_CHUNK])
             parts = tuple(part for part in parts if not isinstance(part, Diversity))
-            objective = Objective(parts).resolved(model).readied(ReadyContext(chunk, None, None, None))
+            objective = Objective(parts).resolved(model)
             with model.tap(dict.fromkeys(term.layer for term in objective.terms())) as tap:
-                values.append(objective(tap(chunk), chunk)[0].float().cpu())
+                readied = objective.readied(ReadyContext(chunk, DreamSettings(), tap, lambda mask: mask))
+                values.append(readied(tap(chunk), chunk)[0].float().cpu())
     return torch.cat(values)
 
 
