@@ -191,10 +191,14 @@ class Directions(Part):
         assert self.weights is not None, "Directions.readied makes the weights"
         activation = features[self.layer][:, : self.weights.shape[1]].float()
         mixed = torch.einsum("bc,bchw->bhw", self.weights, activation)
-        values = []
-        for index, goal in enumerate(self.goals):
-            values.append(_at(mixed[index], goal.at, self.layer) if goal.at is not None else mixed[index].mean())
-        return torch.stack(values)
+        values = mixed.mean(dim=(1, 2))  # every picture's mean in one reduction; neurons (usually few) replace theirs
+        neurons = [(index, goal.at) for index, goal in enumerate(self.goals) if goal.at is not None]
+        if not neurons:
+            return values
+        at = torch.stack([_at(mixed[index], position, self.layer) for index, position in neurons])
+        is_neuron = torch.zeros_like(values, dtype=torch.bool)
+        is_neuron[[index for index, _ in neurons]] = True
+        return values.masked_scatter(is_neuron, at)
 
 
 def _at(mixed: torch.Tensor, at: tuple[int, int], layer: str) -> torch.Tensor:
