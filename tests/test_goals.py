@@ -158,6 +158,16 @@ def test_a_random_network_grows_pictures_where_its_gradient_is_tiny():
     assert bool((result.end > 3 * result.start.abs()).all()) and bool((result.end > 0).all())
 
 
+def test_a_shut_channel_opens_under_the_random_shifts_scales_and_turns():
+    """inception4c[1] of a random GoogLeNet is shut on every picture the moved views give it: its redirected
+    gradient is taken on the picture itself (on the moved views it sank)."""
+    model = pack_module("dream_core").load_feature_model("googlenet", "random")
+    settings = options.ChannelSettings(size=96, steps=32)
+    assert settings.jitter > 0 and settings.scale_jitter > 0 and settings.rotate_jitter > 0
+    result = channels.channel_pictures(model, "inception4c", (1,), settings)
+    assert float(result.start[0]) == 0.0 and float(result.end[0]) > 0
+
+
 def test_a_cluster_never_splits_a_diverse_batch():
     parsed = goals.parse_goals("0,1,2x4,3,4,5")[0]  # 0 1 [2 2 2 2] 3 4 5
     parts = driver.goal_parts_for(parsed, 3)
