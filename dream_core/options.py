@@ -362,7 +362,7 @@ class ChannelSettings:
     """How channel pictures are grown from noise (`deepdream channels`, Channel Pictures)."""
 
     size: int = option(224, "Side of each picture (px).", minimum=64, maximum=2048, step=8)
-    steps: int = option(384, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
+    steps: int = option(512, "Ascent steps: more give clearer, stronger patterns.", minimum=1, maximum=5000)
     step: float = option(
         0.08,
         "Step size of the latent picture the picture is the sigmoid of (a pixel at mid-grey moves a quarter of "
