@@ -21,6 +21,8 @@ With `--layers`, a table per layer; `--googlenet` adds ours on GoogLeNet's incep
 other tool: activation, own-strongest and clipping); `--diversity CHANNEL` grows a diverse batch of 4 pictures of
 that channel of blocks.8 ('CHANNELx4') beside 4 grown apart only by their noise: each one's activation over the single
 picture's, and the largest pixel correlation between two of them.
+With `--runs N`, each tool runs N times with its noise and random transforms seeded apart (lucent's transforms draw
+from numpy's generator: seeded here too), and a row gives their means.
 With `--out`, each labelled sheet is written there (`blocks.8_ours_256.png`, `blocks.8_lucent_512.png`, ...).
 """
 
@@ -65,18 +67,21 @@ class Pixels(torch.nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def ours(model, layer: str, channels, steps: int) -> torch.Tensor:
-    return channel_pictures(model, layer, channels, ChannelSettings(size=SIZE, steps=steps)).images
+def ours(model, layer: str, channels, steps: int, run: int = 0) -> torch.Tensor:
+    settings = ChannelSettings(size=SIZE, steps=steps, seed=ChannelSettings().seed + run)
+    return channel_pictures(model, layer, channels, settings).images
 
 
-def lucent(model, layer: str, channels, steps: int) -> torch.Tensor:
+def lucent(model, layer: str, channels, steps: int, run: int = 0) -> torch.Tensor:
+    import numpy as np
     from lucent.optvis import param, render
 
     wrapped = Pixels(model, "pixels").eval()
     name = "net_" + model.resolve_layer(layer).module_path.replace(".", "_")
     pictures = []
     for channel in channels:
-        torch.manual_seed(channel)
+        torch.manual_seed(channel + 1000 * run)
+        np.random.seed(channel + 1000 * run)  # its random shifts, scales and turns
         images = render.render_vis(
             wrapped,
             f"{name}:{channel}",
@@ -90,7 +95,7 @@ def lucent(model, layer: str, channels, steps: int) -> torch.Tensor:
     return torch.stack(pictures).float()
 
 
-def torch_dreams(model, layer: str, channels, steps: int) -> torch.Tensor:
+def torch_dreams(model, layer: str, channels, steps: int, run: int = 0) -> torch.Tensor:
     from torch_dreams import Dreamer
 
     wrapped = Pixels(model, "imagenet").eval()
@@ -98,7 +103,7 @@ def torch_dreams(model, layer: str, channels, steps: int) -> torch.Tensor:
     module = wrapped.net.get_submodule(model.resolve_layer(layer).module_path)
     pictures = []
     for channel in channels:
-        torch.manual_seed(channel)
+        torch.manual_seed(channel + 1000 * run)
 
         def loss(outputs, channel=channel):
             return -outputs[0][:, channel].mean()
@@ -134,8 +139,9 @@ def evaluate(model, layer: str, channels, pictures: torch.Tensor) -> tuple[float
     return float(own.mean()), strongest
 
 
-def table(model, layer: str, channels, tools, step_counts, out: Path | None, prefix: str = "", ours=(256,)) -> None:
-    """A table row per tool and step count (ours: `ours`) for `channels` of `layer`; sheets into `out`."""
+def table(model, layer: str, channels, tools, step_counts, out: Path | None, prefix="", ours=(256,), runs=1) -> None:
+    """A table row per tool, step count (ours: `ours`) and run for `channels` of `layer`; sheets into `out`.
+    Each run seeds the tool's noise and random transforms differently; with several, a row of their means."""
     print(f"\n{len(channels)} channels of {layer} ({model.name}, {model.weights} weights), {SIZE} px")
     print("| tool | steps | activation | own-strongest | colourfulness | clipped | CPU-s / picture |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -145,19 +151,29 @@ def table(model, layer: str, channels, tools, step_counts, out: Path | None, pre
             print(f"| {tool} | not installed (pip install {tool.replace('lucent', 'torch-lucent')}) | | | | | |")
             continue
         for steps in ours if tool == "ours" else step_counts:
-            began = time.process_time()
-            pictures = grow(model, layer, channels, steps)
-            seconds = (time.process_time() - began) / len(channels)
-            activation, strongest = evaluate(model, layer, channels, pictures)
-            print(
-                f"| {tool} | {steps} | {activation:.3g} | {strongest}/{len(channels)} | {colourfulness(pictures):.1f} "
-                f"| {clipped(pictures):.1%} | {seconds:.1f} |",
-                flush=True,
-            )
-            if out:
-                labels = [f"{layer}[{c}]" for c in channels]
-                name = f"{prefix}{layer}_{tool}_{steps}.png"
-                save_image(contact_sheet(pictures.clamp(0, 1), labels)[0], out / name)
+            rows = []
+            for run in range(runs):
+                began = time.process_time()
+                pictures = grow(model, layer, channels, steps, run)
+                seconds = (time.process_time() - began) / len(channels)
+                activation, strongest = evaluate(model, layer, channels, pictures)
+                rows.append((activation, strongest, colourfulness(pictures), clipped(pictures), seconds))
+                print(row(tool, f"{steps}" + (f" run {run + 1}" if runs > 1 else ""), rows[-1], len(channels)))
+                if out:
+                    labels = [f"{layer}[{c}]" for c in channels]
+                    name = f"{prefix}{layer}_{tool}_{steps}" + (f"_run{run + 1}" if runs > 1 else "") + ".png"
+                    save_image(contact_sheet(pictures.clamp(0, 1), labels)[0], out / name)
+            if runs > 1:
+                means = tuple(sum(column) / runs for column in zip(*rows, strict=True))
+                print(row(f"**{tool}**", f"**{steps}, mean of {runs}**", means, len(channels)))
+
+
+def row(tool: str, steps: str, figures, channels: int) -> str:
+    activation, strongest, colour, clip, seconds = figures
+    return (
+        f"| {tool} | {steps} | {activation:.3g} | {strongest:g}/{channels} | {colour:.1f} | {clip:.1%} "
+        f"| {seconds:.1f} |"
+    )
 
 
 def diversity(model, layer: str, channel: int, out: Path | None) -> None:
@@ -186,16 +202,28 @@ def main() -> None:
     parser.add_argument("--ours-steps", nargs="+", type=int, default=[ChannelSettings().steps])
     parser.add_argument("--googlenet", action="store_true", help="also ours on GoogLeNet's inception4c, random weights")
     parser.add_argument("--diversity", type=int, metavar="CHANNEL", help="also a diverse batch of this channel")
+    parser.add_argument("--runs", type=int, default=1, help="run each tool this often, seeded apart, and average")
     parser.add_argument("--out", type=Path, help="write each tool's labelled sheet into this folder")
     args = parser.parse_args()
     print(f"{common.THREADS} threads")
     model = load_feature_model("efficientnet_lite0", "imagenet")
     channels = tuple(goal.mix[0][0] for goal in parse_goals(args.channels)[0])
     for layer in args.layers:
-        table(model, model.resolve_layer(layer).name, channels, args.tools, args.steps, args.out, ours=args.ours_steps)
+        table(
+            model,
+            model.resolve_layer(layer).name,
+            channels,
+            args.tools,
+            args.steps,
+            args.out,
+            ours=args.ours_steps,
+            runs=args.runs,
+        )
     if args.googlenet:
         googlenet = load_feature_model("googlenet", "random")
-        table(googlenet, "inception4c", channels, ["ours"], [], args.out, "random_", ours=args.ours_steps)
+        table(
+            googlenet, "inception4c", channels, ["ours"], [], args.out, "random_", ours=args.ours_steps, runs=args.runs
+        )
     if args.diversity is not None:
         diversity(model, "blocks.8", args.diversity, args.out)
 
