@@ -374,9 +374,8 @@ def dream(
     fully. `on_progress(step, total, current)` is called after every step;
     `should_stop()` before every step, and a true answer raises `DreamCancelled`.
     `grow`: grow pictures from noise (feature visualisation, as lucid): each step moves a latent picture that the
-    image is the sigmoid of, so no pixel is ever clipped, and which each step pulls slightly towards grey
-    (`LATENT_DECAY`); the gradient's size has no floor; a picture whose whole gradient ReLUs block takes the
-    redirected gradient (`relus`).
+    image is the sigmoid of (no pixel ever clips; pulled a little towards grey, `LATENT_DECAY`); no floor under the
+    gradient's size; a picture whose whole gradient ReLUs block takes the redirected gradient (`relus`).
     """
     settings = (settings or DreamSettings()).validate()
     images = _sanitised(images)
